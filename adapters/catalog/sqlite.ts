@@ -1,0 +1,1012 @@
+/**
+ * The SQLite catalog: {@linkcode Catalog} on `node:sqlite` (`DatabaseSync`),
+ * the embedded default (`--catalog sqlite:///path.db`).
+ *
+ * Durability: the database runs in WAL mode with `synchronous=FULL`, so every
+ * committed transaction is fsynced before the call resolves. WAL with
+ * `synchronous=NORMAL` would survive a `kill -9` of the process (committed
+ * frames sit in the OS page cache) but not a power loss or kernel crash,
+ * which may roll back the last commits. coldpack acts on commits outside the
+ * database (a restore marked done lets the queue message be deleted; a cursor
+ * moves past listed files), so a commit that resolved must stay committed.
+ *
+ * `node:sqlite` is synchronous: every method does all its work, including
+ * its whole transaction, before its promise settles, so concurrent calls from
+ * one process never interleave inside a transaction. Writes use
+ * `BEGIN IMMEDIATE`, so another process holding the write lock makes a call
+ * wait up to `busyTimeoutMs` and then reject with a retryable `PortError`
+ * coded `SQLITE_BUSY`.
+ *
+ * @example
+ * ```ts
+ * import { SqliteCatalog } from "./sqlite.ts";
+ * const catalog = await SqliteCatalog.open("/var/lib/coldpack/catalog.db");
+ * console.log(await catalog.status());
+ * await catalog.close();
+ * ```
+ * @module
+ */
+
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type {
+  ArchiveMember,
+  ArchiveRow,
+  Catalog,
+  CatalogStatus,
+  FailureRow,
+  FileRow,
+  FileState,
+  KnownVersion,
+  NewFailure,
+  SourceEntry,
+} from "../../core/ports.ts";
+import {
+  type ArchiveId,
+  archiveId,
+  type FileId,
+  fileId,
+  remoteArchiveId,
+  type SourceId,
+  sourceId,
+} from "../../core/ids.ts";
+import { PortError, type Stage } from "../../core/errors.ts";
+import { MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
+
+/** Options for {@linkcode SqliteCatalog.open}. */
+export interface SqliteCatalogOptions {
+  /** Apply missing migrations while opening. Default `true`. */
+  readonly migrate?: boolean;
+  /** How long a call waits for another connection's write lock, in ms. Default `5000`. */
+  readonly busyTimeoutMs?: number;
+}
+
+/** How many keys one `IN (...)` list holds. */
+const KEY_CHUNK = 500;
+/** How many entries one insert statement carries. */
+const ENTRY_CHUNK = 1000;
+
+const FILE_STATES: readonly FileState[] = [
+  "pending",
+  "archived",
+  "vanished",
+  "failed",
+  "superseded",
+];
+const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
+const MD5 = /^[0-9a-f]{32}$/;
+
+/** The columns of a file row, in the order {@linkcode toFileRow} reads them. */
+const FILE_COLUMN_LIST = [
+  "id",
+  "source",
+  "file_key",
+  "version",
+  "domain",
+  "storage_class",
+  "source_fid",
+  "length",
+  "mtime_ms",
+  "discovered_at",
+  "state",
+  "md5",
+  "archive_id",
+  "header_offset",
+  "data_offset",
+  "archived_at",
+  "attempts",
+  "next_attempt_at",
+  "note",
+] as const;
+const FILE_COLUMNS = FILE_COLUMN_LIST.join(", ");
+const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
+  "description, created_at, committed_at";
+const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
+  "attempts, first_at, last_at, resolved_at";
+
+type Row = Record<string, unknown>;
+
+/**
+ * A {@linkcode Catalog} kept in one SQLite database file (or `:memory:`).
+ *
+ * Beyond the interface: {@linkcode SqliteCatalog.schemaVersion}.
+ *
+ * Costs on large catalogs: every per-file call is an index lookup or a
+ * range scan of an index; `latestVersions` queries 500 keys at a time;
+ * `status` scans the `files_state` covering index once (proportional to the
+ * number of files, but never the table itself) and the archives table once.
+ */
+export class SqliteCatalog implements Catalog {
+  #db: DatabaseSync;
+  #statements = new Map<string, StatementSync>();
+  #closed = false;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Opens (creating if needed) the catalog at `path`; `":memory:"` makes a
+   * private in-memory one. Applies missing migrations unless `migrate` is
+   * false.
+   *
+   * @param path database file path, or `":memory:"`
+   * @param options see {@linkcode SqliteCatalogOptions}
+   */
+  static async open(path: string, options: SqliteCatalogOptions = {}): Promise<SqliteCatalog> {
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new RangeError(`Invalid busy timeout: ${busyTimeoutMs} is not a non-negative integer`);
+    }
+    if (typeof path !== "string" || path.length === 0) {
+      throw new TypeError("Invalid catalog path: empty");
+    }
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path);
+    } catch (e) {
+      throw wrap(e, `open catalog ${path}`);
+    }
+    try {
+      // Before anything that may need the write lock, so that it waits.
+      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec("PRAGMA foreign_keys = ON");
+    } catch (e) {
+      db.close();
+      throw wrap(e, `open catalog ${path}`);
+    }
+    const catalog = new SqliteCatalog(db);
+    if (options.migrate ?? true) {
+      try {
+        await catalog.migrate();
+      } catch (e) {
+        await catalog.close();
+        throw e;
+      }
+    }
+    return catalog;
+  }
+
+  /** The schema version of the database: 0 when no migration was applied. */
+  schemaVersion(): Promise<number> {
+    return this.#run("read the schema version", () => this.#schemaVersion());
+  }
+
+  /** Brings the schema to the newest version, one transaction per migration; returns it. */
+  migrate(): Promise<number> {
+    return this.#run("migrate the catalog", () => {
+      this.#db.exec(MIGRATIONS_TABLE.sqlite);
+      // Checked before and again inside each transaction: another process
+      // may be migrating the same file.
+      let version = this.#schemaVersion();
+      for (const step of migrationsToApply("sqlite", version)) {
+        this.#write(() => {
+          const now = this.#schemaVersion();
+          migrationsToApply("sqlite", now); // refuses a database that became newer
+          if (now >= step.version) return;
+          for (const sql of step.sql) this.#db.exec(sql);
+          this.#stmt("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .run(step.version, step.name, Date.now());
+        });
+        version = step.version;
+      }
+      return Math.max(version, this.#schemaVersion());
+    });
+  }
+
+  /** The latest version (by discovery order) of each known key of `keys`. */
+  latestVersions(source: SourceId, keys: readonly string[]): Promise<Map<string, KnownVersion>> {
+    return this.#run("read latest versions", () => {
+      const found = new Map<string, KnownVersion>();
+      const unique = [...new Set(keys)];
+      const latest = this.#stmt(
+        `SELECT file_key, version, state FROM files WHERE id IN (
+           SELECT MAX(id) FROM files WHERE source = ?
+             AND file_key IN (SELECT value FROM json_each(?)) GROUP BY file_key)`,
+      );
+      for (let i = 0; i < unique.length; i += KEY_CHUNK) {
+        const chunk = JSON.stringify(unique.slice(i, i + KEY_CHUNK));
+        for (const r of latest.all(source, chunk) as Row[]) {
+          found.set(str(r, "file_key"), { version: str(r, "version"), state: state(r) });
+        }
+      }
+      return found;
+    });
+  }
+
+  /**
+   * Records new versions as `pending` in one transaction and supersedes older
+   * pending versions of their keys. Returns every row it inserted, in input
+   * order, with its final state: a version followed in the same batch by a
+   * newer version of its key comes back `superseded`.
+   *
+   * Entries go to SQLite 1,000 at a time as one JSON parameter, so a large
+   * batch costs a few statements, not a few per entry.
+   */
+  addDiscovered(
+    source: SourceId,
+    entries: readonly SourceEntry[],
+    nowMs: number,
+  ): Promise<FileRow[]> {
+    return this.#run("add discovered files", () => {
+      checkTime("nowMs", nowMs);
+      entries.forEach(checkEntry);
+      if (entries.length === 0) return [];
+      // Rows are inserted in array order, so their ids follow it.
+      const insert = this.#stmt(
+        `INSERT INTO files (source, file_key, version, domain, storage_class, source_fid, length,
+           mtime_ms, discovered_at, state, attempts)
+         SELECT ?, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4,
+           e.value ->> 5, e.value ->> 6, ?, 'pending', 0
+         FROM json_each(?) AS e WHERE true
+         ON CONFLICT (source, file_key, version) DO NOTHING
+         RETURNING id, file_key, version`,
+      );
+      // Every pending version but the newest of each key; the index hint
+      // keeps SQLite from walking all pending files of the source instead.
+      const supersede = this.#stmt(
+        `UPDATE files INDEXED BY files_key SET state = 'superseded', next_attempt_at = NULL
+         WHERE source = ? AND file_key IN (SELECT value FROM json_each(?)) AND state = 'pending'
+           AND id < (SELECT MAX(f.id) FROM files AS f
+                     WHERE f.source = files.source AND f.file_key = files.file_key)
+         RETURNING id`,
+      );
+      return this.#write(() => {
+        const added: FileRow[] = [];
+        const position = new Map<number, number>();
+        for (let i = 0; i < entries.length; i += ENTRY_CHUNK) {
+          const chunk = entries.slice(i, i + ENTRY_CHUNK);
+          const json = JSON.stringify(chunk.map((e) => [
+            e.key,
+            e.version,
+            e.domain ?? null,
+            e.storageClass ?? null,
+            e.sourceFid ?? null,
+            e.length,
+            e.mtimeMs,
+          ]));
+          const inserted = (insert.all(source, nowMs, json) as Row[])
+            .map((r) => ({ id: int(r, "id"), key: str(r, "file_key"), version: str(r, "version") }))
+            .sort((p, q) => p.id - q.id);
+          // Match inserted rows to entries: both are in input order; entries
+          // that were already known (or repeated) have no row.
+          let next = 0;
+          for (const e of chunk) {
+            const r = inserted[next];
+            if (r === undefined) break;
+            if (r.key !== e.key || r.version !== e.version) continue;
+            next++;
+            position.set(r.id, added.length);
+            added.push(newFileRow(fileId(r.id), source, e, nowMs));
+          }
+          if (next !== inserted.length) {
+            throw new TypeError("Cannot match inserted files to their entries: order differs");
+          }
+          if (inserted.length === 0) continue;
+          const keys = JSON.stringify([...new Set(inserted.map((r) => r.key))]);
+          for (const old of supersede.all(source, keys) as Row[]) {
+            const id = int(old, "id");
+            this.#resolveFailures(id, nowMs);
+            const at = position.get(id);
+            const earlier = at === undefined ? undefined : added[at];
+            if (at !== undefined && earlier) added[at] = { ...earlier, state: "superseded" };
+          }
+        }
+        return added;
+      });
+    });
+  }
+
+  /** Due pending files of `source`, by id, after `afterId`, at most `limit`. */
+  pendingFiles(
+    source: SourceId,
+    options: { readonly limit: number; readonly afterId?: FileId; readonly nowMs: number },
+  ): Promise<FileRow[]> {
+    return this.#run("read pending files", () => {
+      checkLimit(options.limit);
+      checkTime("nowMs", options.nowMs);
+      return this.#fileRows(
+        `SELECT ${FILE_COLUMNS} FROM files
+         WHERE source = ? AND state = 'pending' AND id > ?
+           AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+         ORDER BY id LIMIT ?`,
+        source,
+        options.afterId ?? 0,
+        options.nowMs,
+        options.limit,
+      );
+    });
+  }
+
+  /**
+   * Marks the `pending` files among `ids` `vanished` with `reason` as note and
+   * resolves their failures; other ids (any other state, unknown) are left alone.
+   */
+  markVanished(ids: readonly FileId[], reason: string, nowMs: number): Promise<void> {
+    return this.#run("mark files vanished", () => {
+      checkTime("nowMs", nowMs);
+      if (ids.length === 0) return;
+      const mark = this.#stmt(
+        `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL
+         WHERE id = ? AND state = 'pending'`,
+      );
+      this.#write(() => {
+        for (const id of ids) {
+          if (Number(mark.run(reason, id).changes) > 0) this.#resolveFailures(id, nowMs);
+        }
+      });
+    });
+  }
+
+  /**
+   * Records a failure. With a `fileId`: one row per (file, stage, code), a
+   * repeat bumps `attempts` and `lastAt` and replaces the message. A pending
+   * file gets `attempts + 1`, `note = message` and either `nextAttemptAt =
+   * retryAt` or state `failed` when `retryAt` is null; a failed file gets
+   * `attempts + 1` and the note; a file already archived, vanished or
+   * superseded is left alone and the failure is recorded as resolved at once.
+   * Without a `fileId`: a repeat of an open failure with the same source,
+   * stage, code, key and archive id bumps that row instead of adding one.
+   * Rejects with a `RangeError` for an unknown file id.
+   */
+  recordFailure(failure: NewFailure): Promise<void> {
+    return this.#run("record a failure", () => {
+      checkTime("nowMs", failure.nowMs);
+      if (!STAGES.includes(failure.stage)) {
+        throw new RangeError(`Invalid failure stage: "${failure.stage}"`);
+      }
+      if (failure.retryAt !== null) checkTime("retryAt", failure.retryAt);
+      const now = failure.nowMs;
+      this.#write(() => {
+        if (failure.fileId === undefined) {
+          this.#recordLooseFailure(failure);
+          return;
+        }
+        const id = failure.fileId;
+        const file = this.#stmt("SELECT state, file_key FROM files WHERE id = ?").get(id) as
+          | Row
+          | undefined;
+        if (file === undefined) {
+          throw new RangeError(`Cannot record a failure: unknown file fid:${id}`);
+        }
+        const fileState = state(file);
+        if (fileState === "pending" && failure.retryAt === null) {
+          this.#stmt(
+            `UPDATE files SET attempts = attempts + 1, note = ?, state = 'failed',
+               next_attempt_at = NULL WHERE id = ?`,
+          ).run(failure.message, id);
+        } else if (fileState === "pending") {
+          this.#stmt(
+            "UPDATE files SET attempts = attempts + 1, note = ?, next_attempt_at = ? WHERE id = ?",
+          ).run(failure.message, failure.retryAt, id);
+        } else if (fileState === "failed") {
+          this.#stmt("UPDATE files SET attempts = attempts + 1, note = ? WHERE id = ?")
+            .run(failure.message, id);
+        }
+        const resolvedAt = fileState === "pending" || fileState === "failed" ? null : now;
+        this.#stmt(
+          `INSERT INTO failures (stage, code, message, source, file_id, file_key, archive_id,
+             attempts, first_at, last_at, resolved_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+           ON CONFLICT (file_id, stage, code) DO UPDATE SET
+             message = excluded.message, attempts = attempts + 1, last_at = excluded.last_at,
+             resolved_at = excluded.resolved_at, source = excluded.source,
+             file_key = COALESCE(excluded.file_key, file_key),
+             archive_id = COALESCE(excluded.archive_id, archive_id)`,
+        ).run(
+          failure.stage,
+          failure.code,
+          failure.message,
+          failure.source,
+          id,
+          failure.key ?? str(file, "file_key"),
+          failure.archiveId ?? null,
+          now,
+          now,
+          resolvedAt,
+        );
+      });
+    });
+  }
+
+  /**
+   * In one transaction: inserts the archive and marks every member that is
+   * `pending` or `superseded` as `archived` (md5, length, offsets, archive id,
+   * `archivedAt = committedAt`), resolving its failures. Members in any other
+   * state, or unknown, are untouched and returned in `skipped`.
+   *
+   * Rejects, changing nothing, with a `PortError` coded `ARCHIVE_EXISTS` when
+   * the archive id is already committed, and with a `RangeError` for an
+   * invalid member (md5 not 32 lower-case hex digits, bad offsets, a file
+   * listed twice).
+   */
+  commitArchive(
+    archive: ArchiveRow,
+    members: readonly ArchiveMember[],
+  ): Promise<{ readonly skipped: FileId[] }> {
+    return this.#run(`commit archive ${archive.id}`, () => {
+      checkArchive(archive);
+      const seen = new Set<number>();
+      for (const m of members) {
+        checkMember(archive.id, m);
+        if (seen.has(m.fileId)) {
+          throw new RangeError(
+            `Cannot commit archive ${archive.id}: file fid:${m.fileId} is listed twice`,
+          );
+        }
+        seen.add(m.fileId);
+      }
+      const archiveMember = this.#stmt(
+        `UPDATE files SET state = 'archived', md5 = ?, length = ?, archive_id = ?,
+           header_offset = ?, data_offset = ?, archived_at = ?, next_attempt_at = NULL
+         WHERE id = ? AND state IN ('pending', 'superseded')`,
+      );
+      return this.#write(() => {
+        if (this.#stmt("SELECT 1 AS x FROM archives WHERE id = ?").get(archive.id) !== undefined) {
+          throw new PortError(
+            `Cannot commit archive ${archive.id}: it is already committed`,
+            { code: "ARCHIVE_EXISTS", retryable: false },
+          );
+        }
+        this.#stmt(
+          `INSERT INTO archives (${ARCHIVE_COLUMNS}, seq, state)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+             COALESCE((SELECT MAX(seq) FROM archives), 0) + 1, 'committed')`,
+        ).run(
+          archive.id,
+          archive.store,
+          archive.remoteId,
+          archive.size,
+          archive.treeHash,
+          archive.fileCount,
+          archive.dataBytes,
+          archive.description,
+          archive.createdAt,
+          archive.committedAt,
+        );
+        const skipped: FileId[] = [];
+        for (const m of members) {
+          const changed = archiveMember.run(
+            m.md5,
+            m.length,
+            archive.id,
+            m.headerOffset,
+            m.dataOffset,
+            archive.committedAt,
+            m.fileId,
+          ).changes;
+          if (Number(changed) > 0) this.#resolveFailures(m.fileId, archive.committedAt);
+          else skipped.push(m.fileId);
+        }
+        return { skipped };
+      });
+    });
+  }
+
+  /** The cursor named `name`, or `null` when never set. */
+  getCursor(name: string): Promise<string | null> {
+    return this.#run(`read cursor ${name}`, () => {
+      const r = this.#stmt("SELECT value FROM cursors WHERE name = ?").get(name) as
+        | Row
+        | undefined;
+      return r === undefined ? null : str(r, "value");
+    });
+  }
+
+  /** Sets the cursor named `name`. */
+  setCursor(name: string, value: string): Promise<void> {
+    return this.#run(`set cursor ${name}`, () => {
+      if (typeof name !== "string" || name.length === 0) {
+        throw new TypeError("Invalid cursor name: empty");
+      }
+      if (typeof value !== "string") throw new TypeError(`Invalid value for cursor ${name}`);
+      this.#write(() => {
+        this.#stmt(
+          `INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+        ).run(name, value, Date.now());
+      });
+    });
+  }
+
+  /** One file version, or `null`. */
+  file(id: FileId): Promise<FileRow | null> {
+    return this.#run(`read file fid:${id}`, () => {
+      return this.#fileRows(`SELECT ${FILE_COLUMNS} FROM files WHERE id = ?`, id)[0] ?? null;
+    });
+  }
+
+  /** Every version of `key` at `source`, newest (last discovered) first. */
+  fileVersions(source: SourceId, key: string): Promise<FileRow[]> {
+    return this.#run("read file versions", () => {
+      return this.#fileRows(
+        `SELECT ${FILE_COLUMNS} FROM files WHERE source = ? AND file_key = ? ORDER BY id DESC`,
+        source,
+        key,
+      );
+    });
+  }
+
+  /** One archive, or `null`. */
+  archive(id: ArchiveId): Promise<ArchiveRow | null> {
+    return this.#run(`read archive ${id}`, () => {
+      const r = this.#stmt(`SELECT ${ARCHIVE_COLUMNS} FROM archives WHERE id = ?`).get(id) as
+        | Row
+        | undefined;
+      return r === undefined ? null : toArchiveRow(r);
+    });
+  }
+
+  /** The files archived in `id`, by data offset. */
+  archiveFiles(id: ArchiveId): Promise<FileRow[]> {
+    return this.#run(`read files of archive ${id}`, () => {
+      return this.#fileRows(
+        `SELECT ${FILE_COLUMNS} FROM files WHERE archive_id = ? ORDER BY data_offset, id`,
+        id,
+      );
+    });
+  }
+
+  /** Archives in byte-wise id order, after `afterId`, at most `limit`. */
+  archives(
+    options: { readonly limit: number; readonly afterId?: ArchiveId },
+  ): Promise<ArchiveRow[]> {
+    return this.#run("read archives", () => {
+      checkLimit(options.limit);
+      const rows = this.#stmt(
+        `SELECT ${ARCHIVE_COLUMNS} FROM archives WHERE id > ? ORDER BY id LIMIT ?`,
+      ).all(options.afterId ?? "", options.limit) as Row[];
+      return rows.map(toArchiveRow);
+    });
+  }
+
+  /**
+   * Counts, from one read snapshot. Scans the `files_state` index (all files)
+   * and the archives table; finds the oldest pending file by index.
+   */
+  status(): Promise<CatalogStatus> {
+    return this.#run("read status", () => {
+      this.#db.exec("BEGIN");
+      try {
+        const files: Record<FileState, number> = {
+          pending: 0,
+          archived: 0,
+          vanished: 0,
+          failed: 0,
+          superseded: 0,
+        };
+        const bytes: Record<FileState, number> = { ...files };
+        const perState = this.#stmt(
+          "SELECT state, COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes FROM files GROUP BY state",
+        ).all() as Row[];
+        for (const r of perState) {
+          const s = state(r);
+          files[s] = int(r, "n");
+          bytes[s] = int(r, "bytes");
+        }
+        const oldest = this.#stmt(
+          "SELECT MIN(discovered_at) AS t FROM files WHERE state = 'pending'",
+        ).get() as Row;
+        const archives = this.#stmt(
+          "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM archives",
+        ).get() as Row;
+        const failures = this.#stmt(
+          "SELECT COUNT(*) AS n FROM failures WHERE resolved_at IS NULL",
+        ).get() as Row;
+        return {
+          files,
+          archives: int(archives, "n"),
+          storedBytes: int(archives, "bytes"),
+          archivedBytes: bytes.archived,
+          pendingBytes: bytes.pending,
+          oldestPendingAt: optInt(oldest, "t"),
+          openFailures: int(failures, "n"),
+        };
+      } finally {
+        this.#db.exec("COMMIT");
+      }
+    });
+  }
+
+  /** Unresolved failures, most recent `lastAt` first, at most `limit`. */
+  recentFailures(limit: number): Promise<FailureRow[]> {
+    return this.#run("read failures", () => {
+      checkLimit(limit);
+      const rows = this.#stmt(
+        `SELECT ${FAILURE_COLUMNS} FROM failures WHERE resolved_at IS NULL
+         ORDER BY last_at DESC, id DESC LIMIT ?`,
+      ).all(limit) as Row[];
+      return rows.map(toFailureRow);
+    });
+  }
+
+  /** Closes the database. Idempotent; later calls reject with code `CATALOG_CLOSED`. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    this.#statements.clear();
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#db.close();
+    } catch (e) {
+      return Promise.reject(wrap(e, "close the catalog"));
+    }
+    return Promise.resolve();
+  }
+
+  // -------------------------------------------------------------------------
+
+  /** Runs `fn` now (synchronously) and settles with its result or its wrapped error. */
+  #run<T>(what: string, fn: () => T): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PortError(`Cannot ${what}: the catalog is closed`, {
+          code: "CATALOG_CLOSED",
+          retryable: false,
+        }),
+      );
+    }
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(wrap(e, what));
+    }
+  }
+
+  /** Runs `fn` inside `BEGIN IMMEDIATE` ... `COMMIT`, rolling back if it throws. */
+  #write<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (e) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /**
+   * File rows of a `SELECT ${FILE_COLUMNS}` statement, as arrays: building an
+   * object per row costs `node:sqlite` about five times more than an array.
+   */
+  #fileRows(sql: string, ...params: SQLInputValue[]): FileRow[] {
+    const cacheKey = `[arrays] ${sql}`;
+    let s = this.#statements.get(cacheKey);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      // Not in every runtime's type declarations; rows stay objects without it.
+      const arrays = s as unknown as { setReturnArrays?: (on: boolean) => void };
+      if (typeof arrays.setReturnArrays === "function") arrays.setReturnArrays(true);
+      this.#statements.set(cacheKey, s);
+    }
+    const rows = s.all(...params) as unknown[];
+    return rows.map((r) =>
+      toFileRow(Array.isArray(r) ? r : FILE_COLUMN_LIST.map((c) => (r as Row)[c]))
+    );
+  }
+
+  #schemaVersion(): number {
+    const table = this.#stmt(
+      "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    ).get();
+    if (table === undefined) return 0;
+    const r = this.#stmt("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+      .get() as Row;
+    return int(r, "v");
+  }
+
+  #resolveFailures(id: number, nowMs: number): void {
+    this.#stmt("UPDATE failures SET resolved_at = ? WHERE file_id = ? AND resolved_at IS NULL")
+      .run(nowMs, id);
+  }
+
+  #recordLooseFailure(failure: NewFailure): void {
+    const key = failure.key ?? null;
+    const archive = failure.archiveId ?? null;
+    const open = this.#stmt(
+      `SELECT id FROM failures WHERE source = ? AND stage = ? AND code = ? AND file_id IS NULL
+         AND resolved_at IS NULL AND file_key IS ? AND archive_id IS ? LIMIT 1`,
+    ).get(failure.source, failure.stage, failure.code, key, archive) as Row | undefined;
+    if (open !== undefined) {
+      this.#stmt(
+        "UPDATE failures SET message = ?, attempts = attempts + 1, last_at = ? WHERE id = ?",
+      ).run(failure.message, failure.nowMs, int(open, "id"));
+      return;
+    }
+    this.#stmt(
+      `INSERT INTO failures (stage, code, message, source, file_id, file_key, archive_id,
+         attempts, first_at, last_at, resolved_at)
+       VALUES (?, ?, ?, ?, NULL, ?, ?, 1, ?, ?, NULL)`,
+    ).run(
+      failure.stage,
+      failure.code,
+      failure.message,
+      failure.source,
+      key,
+      archive,
+      failure.nowMs,
+      failure.nowMs,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+
+function checkTime(name: string, v: number): void {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new RangeError(`Invalid ${name}: ${v} is not a finite number`);
+  }
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new RangeError(`Invalid limit: ${limit} is not a non-negative integer`);
+  }
+}
+
+function isCount(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 0;
+}
+
+function checkCount(what: string, v: number): void {
+  if (!isCount(v)) throw new RangeError(`${what}: ${v} is not a non-negative integer`);
+}
+
+function checkEntry(e: SourceEntry): void {
+  if (typeof e.key !== "string" || e.key.length === 0) {
+    throw new TypeError(
+      `Invalid source entry: key ${JSON.stringify(e.key)} is not a non-empty string`,
+    );
+  }
+  const what = () => `source entry ${JSON.stringify(e.key)}`;
+  if (typeof e.version !== "string") {
+    throw new TypeError(`Invalid ${what()}: version is not a string`);
+  }
+  if (!isCount(e.length)) checkCount(`Invalid length of ${what()}`, e.length);
+  if (typeof e.mtimeMs !== "number" || !Number.isFinite(e.mtimeMs)) {
+    checkTime(`mtimeMs of ${what()}`, e.mtimeMs);
+  }
+  if (e.sourceFid !== undefined && !isCount(e.sourceFid)) {
+    checkCount(`Invalid sourceFid of ${what()}`, e.sourceFid);
+  }
+}
+
+function checkArchive(a: ArchiveRow): void {
+  const what = `Cannot commit archive ${a.id}`;
+  checkCount(`${what}: invalid size`, a.size);
+  checkCount(`${what}: invalid fileCount`, a.fileCount);
+  checkCount(`${what}: invalid dataBytes`, a.dataBytes);
+  checkTime("createdAt", a.createdAt);
+  checkTime("committedAt", a.committedAt);
+}
+
+function checkMember(id: ArchiveId, m: ArchiveMember): void {
+  const what = `Cannot commit archive ${id}: member fid:${m.fileId}`;
+  if (typeof m.md5 !== "string" || !MD5.test(m.md5)) {
+    throw new RangeError(`${what} has an invalid md5 ${JSON.stringify(m.md5)}`);
+  }
+  checkCount(`${what} has an invalid length`, m.length);
+  checkCount(`${what} has an invalid header offset`, m.headerOffset);
+  checkCount(`${what} has an invalid data offset`, m.dataOffset);
+  if (m.dataOffset <= m.headerOffset) {
+    throw new RangeError(
+      `${what} has its data offset ${m.dataOffset} before its header offset ${m.headerOffset}`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+
+function newFileRow(id: FileId, source: SourceId, e: SourceEntry, nowMs: number): FileRow {
+  return {
+    id,
+    source,
+    key: e.key,
+    version: e.version,
+    domain: e.domain ?? null,
+    storageClass: e.storageClass ?? null,
+    sourceFid: e.sourceFid ?? null,
+    length: e.length,
+    mtimeMs: e.mtimeMs,
+    discoveredAt: nowMs,
+    state: "pending",
+    md5: null,
+    archiveId: null,
+    headerOffset: null,
+    dataOffset: null,
+    archivedAt: null,
+    attempts: 0,
+    nextAttemptAt: null,
+    note: null,
+  };
+}
+
+/** A file row from an array in {@linkcode FILE_COLUMN_LIST} order. */
+function toFileRow(a: readonly unknown[]): FileRow {
+  const archive = optStrAt(a, 12);
+  return {
+    id: fileId(intAt(a, 0)),
+    source: sourceId(strAt(a, 1)),
+    key: strAt(a, 2),
+    version: strAt(a, 3),
+    domain: optStrAt(a, 4),
+    storageClass: optStrAt(a, 5),
+    sourceFid: optIntAt(a, 6),
+    length: intAt(a, 7),
+    mtimeMs: intAt(a, 8),
+    discoveredAt: intAt(a, 9),
+    state: asState(strAt(a, 10)),
+    md5: optStrAt(a, 11),
+    archiveId: archive === null ? null : archiveId(archive),
+    headerOffset: optIntAt(a, 13),
+    dataOffset: optIntAt(a, 14),
+    archivedAt: optIntAt(a, 15),
+    attempts: intAt(a, 16),
+    nextAttemptAt: optIntAt(a, 17),
+    note: optStrAt(a, 18),
+  };
+}
+
+function toArchiveRow(r: Row): ArchiveRow {
+  return {
+    id: archiveId(str(r, "id")),
+    store: str(r, "store"),
+    remoteId: remoteArchiveId(str(r, "remote_id")),
+    size: int(r, "size"),
+    treeHash: str(r, "tree_hash"),
+    fileCount: int(r, "file_count"),
+    dataBytes: int(r, "data_bytes"),
+    description: str(r, "description"),
+    createdAt: int(r, "created_at"),
+    committedAt: int(r, "committed_at"),
+  };
+}
+
+function toFailureRow(r: Row): FailureRow {
+  const stage = str(r, "stage") as Stage;
+  if (!STAGES.includes(stage)) throw new TypeError(`Unknown failure stage in catalog: ${stage}`);
+  const file = optInt(r, "file_id");
+  const archive = optStr(r, "archive_id");
+  return {
+    id: int(r, "id"),
+    stage,
+    code: str(r, "code"),
+    message: str(r, "message"),
+    source: sourceId(str(r, "source")),
+    fileId: file === null ? null : fileId(file),
+    key: optStr(r, "file_key"),
+    archiveId: archive === null ? null : archiveId(archive),
+    attempts: int(r, "attempts"),
+    firstAt: int(r, "first_at"),
+    lastAt: int(r, "last_at"),
+    resolvedAt: optInt(r, "resolved_at"),
+  };
+}
+
+function asState(s: string): FileState {
+  if (!FILE_STATES.includes(s as FileState)) {
+    throw new TypeError(`Unknown file state in catalog: ${s}`);
+  }
+  return s as FileState;
+}
+
+function state(r: Row): FileState {
+  return asState(str(r, "state"));
+}
+
+function asStr(v: unknown, column: string): string {
+  if (typeof v !== "string") throw new TypeError(`Catalog column ${column} is not text: ${v}`);
+  return v;
+}
+
+function asInt(v: unknown, column: string): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  throw new TypeError(`Catalog column ${column} is not a number: ${v}`);
+}
+
+function str(r: Row, column: string): string {
+  return asStr(r[column], column);
+}
+
+function optStr(r: Row, column: string): string | null {
+  return r[column] === null ? null : str(r, column);
+}
+
+function int(r: Row, column: string): number {
+  return asInt(r[column], column);
+}
+
+function optInt(r: Row, column: string): number | null {
+  return r[column] === null || r[column] === undefined ? null : int(r, column);
+}
+
+function strAt(a: readonly unknown[], i: number): string {
+  return asStr(a[i], FILE_COLUMN_LIST[i] ?? String(i));
+}
+
+function optStrAt(a: readonly unknown[], i: number): string | null {
+  return a[i] === null ? null : strAt(a, i);
+}
+
+function intAt(a: readonly unknown[], i: number): number {
+  return asInt(a[i], FILE_COLUMN_LIST[i] ?? String(i));
+}
+
+function optIntAt(a: readonly unknown[], i: number): number | null {
+  return a[i] === null ? null : intAt(a, i);
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+const SQLITE_CODES: readonly (readonly [RegExp, string, boolean])[] = [
+  [/database is locked/i, "SQLITE_BUSY", true],
+  [/(table|schema) is locked/i, "SQLITE_LOCKED", true],
+  [/constraint failed/i, "SQLITE_CONSTRAINT", false],
+  [/disk I\/O error/i, "SQLITE_IOERR", false],
+  [/database or disk is full/i, "SQLITE_FULL", false],
+  [/readonly database/i, "SQLITE_READONLY", false],
+  [/unable to open database/i, "SQLITE_CANTOPEN", false],
+  [/malformed/i, "SQLITE_CORRUPT", false],
+  [/not a database/i, "SQLITE_NOTADB", false],
+  [/interrupted/i, "SQLITE_INTERRUPT", false],
+];
+
+/** SQLite primary result codes by number, for runtimes whose errors carry `errcode`. */
+const SQLITE_NUMBERS: Readonly<Record<number, string>> = {
+  5: "SQLITE_BUSY",
+  6: "SQLITE_LOCKED",
+  8: "SQLITE_READONLY",
+  9: "SQLITE_INTERRUPT",
+  10: "SQLITE_IOERR",
+  11: "SQLITE_CORRUPT",
+  13: "SQLITE_FULL",
+  14: "SQLITE_CANTOPEN",
+  19: "SQLITE_CONSTRAINT",
+  26: "SQLITE_NOTADB",
+};
+
+/**
+ * Our own validation errors and `PortError`s pass unchanged; SQLite's errors
+ * become a `PortError` with a `SQLITE_*` code (retryable for BUSY/LOCKED).
+ */
+function wrap(e: unknown, what: string): unknown {
+  if (
+    e instanceof PortError || e instanceof RangeError || e instanceof TypeError ||
+    e instanceof SyntaxError || !(e instanceof Error)
+  ) {
+    return e;
+  }
+  const message = e.message.replace(/\s+/g, " ").trim();
+  let code = "SQLITE_ERROR";
+  let retryable = false;
+  const errcode = (e as { errcode?: unknown }).errcode;
+  const byNumber = typeof errcode === "number" ? SQLITE_NUMBERS[errcode & 0xff] : undefined;
+  if (byNumber !== undefined) {
+    code = byNumber;
+    retryable = code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
+  } else {
+    for (const [pattern, c, r] of SQLITE_CODES) {
+      if (pattern.test(message)) {
+        code = c;
+        retryable = r;
+        break;
+      }
+    }
+  }
+  return new PortError(`Cannot ${what}: ${message}`, { code, retryable, cause: e });
+}

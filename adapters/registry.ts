@@ -1,0 +1,95 @@
+/**
+ * The one place that turns a URL into an adapter (restic's backend
+ * registry). `cmd/` asks here; nothing else knows the implementations.
+ * @module
+ */
+
+import { parseCatalogUrl } from "../core/catalog_url.ts";
+import { ConfigError } from "../core/errors.ts";
+import type { Catalog, ColdStore, Source } from "../core/ports.ts";
+import { parseSourceUrl } from "../core/source_url.ts";
+import { parseStoreUrl } from "../core/store_url.ts";
+import { SqliteCatalog } from "./catalog/sqlite.ts";
+import { DirectorySource } from "./source/directory.ts";
+import { LocalVault } from "./store/local_vault.ts";
+
+/** Reads a URL with `parse`, turning its complaint into a ConfigError naming `where`. */
+function parsed<T>(where: string, parse: (s: string) => T, text: string): T {
+  try {
+    return parse(text);
+  } catch (e) {
+    throw new ConfigError(where, e instanceof Error ? e.message : String(e));
+  }
+}
+
+/**
+ * Opens the source a `--source` URL names.
+ * @param where the flag or variable the URL came from, for error messages
+ */
+export async function openSource(url: string, where = "--source"): Promise<Source> {
+  const spec = parsed(where, parseSourceUrl, url);
+  switch (spec.kind) {
+    case "dir":
+      try {
+        return await DirectorySource.open(spec.path);
+      } catch (e) {
+        throw new ConfigError(where, e instanceof Error ? e.message : String(e));
+      }
+    case "mogilefs":
+    case "s3":
+      throw new ConfigError(
+        where,
+        `${spec.kind} sources are not available in this version yet (use a directory)`,
+      );
+  }
+}
+
+/** Opens the cold store a `--store` URL names. */
+export async function openStore(url: string, where = "--store"): Promise<ColdStore> {
+  const spec = parsed(where, parseStoreUrl, url);
+  switch (spec.kind) {
+    case "vault-dir":
+      try {
+        return await LocalVault.open(spec.path, {
+          retrievalDelayMs: spec.retrievalDelayMs,
+          retrievalTtlMs: spec.retrievalTtlMs,
+        });
+      } catch (e) {
+        throw new ConfigError(
+          where,
+          `cannot open the vault directory ${spec.path}: ${e instanceof Error ? e.message : e}`,
+        );
+      }
+    case "glacier":
+    case "s3":
+      throw new ConfigError(
+        where,
+        `${spec.kind} stores are not available in this version yet (use file:///DIR)`,
+      );
+  }
+}
+
+/** Opens the catalog a `--catalog` URL names, migrating it unless told not to. */
+export async function openCatalog(
+  url: string,
+  options: { where?: string; migrate?: boolean } = {},
+): Promise<Catalog> {
+  const where = options.where ?? "--catalog";
+  const spec = parsed(where, parseCatalogUrl, url);
+  switch (spec.kind) {
+    case "sqlite": {
+      const dir = spec.path.replace(/\/[^/]*$/, "") || "/";
+      try {
+        await Deno.mkdir(dir, { recursive: true });
+        return await SqliteCatalog.open(spec.path, { migrate: options.migrate ?? true });
+      } catch (e) {
+        throw new ConfigError(
+          where,
+          `cannot open the SQLite catalog ${spec.path}: ${e instanceof Error ? e.message : e}`,
+        );
+      }
+    }
+    case "mysql":
+      throw new ConfigError(where, "the MySQL catalog is not available in this version yet");
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * coldpack-backup: finds new files in the source, bundles them into tar
+ * archives, puts them in the cold store and records them in the catalog.
+ *
+ * Wiring only: flags and config in, adapters built, core's runBackup called,
+ * errors mapped to exit codes.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { randomBytes, systemClock } from "../adapters/clock.ts";
+import { readConfigFile } from "../adapters/config_file.ts";
+import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
+import { TerminalProgress } from "../adapters/progress/terminal.ts";
+import { type BackupSummary, runBackup } from "../core/backup.ts";
+import {
+  BACKUP_SETTINGS,
+  COMMON_SETTINGS,
+  type ConfigInputs,
+  defaultStateDir,
+  FILE_KEYS_OF_OTHER_BINARIES,
+  resolveBackupConfig,
+  resolveSettings,
+} from "../core/config.ts";
+import { ConfigError, errorMessage } from "../core/errors.ts";
+import type { Catalog, CatalogStatus, FailureRow } from "../core/ports.ts";
+import { formatBytes } from "../core/size.ts";
+
+/** Exit codes, documented in --help and the README. */
+export const EXIT = {
+  ok: 0,
+  someFailed: 1,
+  usage: 2,
+  fatal: 3,
+  interrupted: 130,
+} as const;
+
+const HELP = `coldpack-backup: back up a file store into cold-storage tar archives
+
+Usage:
+  coldpack-backup --source DIR [options]          follow DIR as a daemon until SIGTERM
+  coldpack-backup --source DIR --once [options]   back up what is there now, then exit
+  coldpack-backup status [--json] [options]       what the catalog holds
+
+With only --source, the catalog and the vault go into the state directory
+(default ~/.local/state/coldpack): STATE_DIR/catalog.db and STATE_DIR/vault/.
+
+Options (flag > environment variable > config file > default):
+${
+  Object.values(BACKUP_SETTINGS).map((s) =>
+    `  --${s.flag.padEnd(18)} ${s.help}\n  ${"".padEnd(20)} env ${s.env}, config key ${s.file}`
+  ).join("\n")
+}
+  --config FILE        TOML or JSON config file (env COLDPACK_CONFIG)
+  --once               back up everything present, then exit (for cron)
+  --json               status: print JSON
+  -h, --help           this help
+
+Exit codes:
+  0    done: every file found is archived (or vanished or skipped, as reported)
+  1    the run finished, but some files failed or wait for a retry (see status)
+  2    bad usage or configuration; the message names the flag, variable or key
+  3    stopped on an error it could not get past (store, catalog or source);
+       nothing is marked archived that is not, and the next run resumes
+  130  interrupted twice (SIGINT); in-flight files stay pending
+`;
+
+const FLAG_OPTIONS = {
+  ...Object.fromEntries(
+    Object.values(BACKUP_SETTINGS).map((s) => [s.flag, { type: "string" as const }]),
+  ),
+  config: { type: "string" as const },
+  once: { type: "boolean" as const },
+  json: { type: "boolean" as const },
+  help: { type: "boolean" as const, short: "h" },
+};
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: FLAG_OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    return usage(errorMessage(e));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return EXIT.ok;
+  }
+  const command = positionals[0] ?? "run";
+  if (!["run", "status"].includes(command) || positionals.length > 1) {
+    return usage(`unknown command "${positionals.join(" ")}" (expected none or "status")`);
+  }
+  try {
+    const inputs = await collectInputs(values as Record<string, string | boolean | undefined>);
+    if (command === "status") return await status(inputs, values.json === true);
+    return await backup(inputs, values.once === true);
+  } catch (e) {
+    if (e instanceof ConfigError) return usage(e.message);
+    console.error(`coldpack-backup: ${errorMessage(e)}`);
+    return EXIT.fatal;
+  }
+}
+
+function usage(message: string): number {
+  console.error(`coldpack-backup: ${message}\nTry: coldpack-backup --help`);
+  return EXIT.usage;
+}
+
+async function collectInputs(
+  values: Record<string, string | boolean | undefined>,
+): Promise<ConfigInputs> {
+  const env = Deno.env.toObject();
+  const flags: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(values)) if (typeof v === "string") flags[k] = v;
+  const configPath = flags["config"] ?? env["COLDPACK_CONFIG"];
+  const where = flags["config"] !== undefined ? "--config" : "COLDPACK_CONFIG";
+  const file = configPath ? await readConfigFile(configPath, where) : undefined;
+  return file ? { flags, env, file } : { flags, env };
+}
+
+async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
+  const config = resolveBackupConfig(inputs);
+  const source = await openSource(config.source);
+  const store = await openStore(config.store);
+  const catalog = await openCatalog(config.catalog);
+  const fetcher = await SpoolFetcher.open(source, `${config.stateDir}/spool`);
+  const progress = new TerminalProgress();
+  console.error(
+    `coldpack-backup: ${once ? "backing up" : "following"} ${config.source}\n` +
+      `  archives -> ${store.location}\n  catalog  -> ${config.catalog}`,
+  );
+
+  const stop = new AbortController();
+  let interrupts = 0;
+  const onSignal = (name: string) => () => {
+    interrupts++;
+    if (interrupts > 1 && name === "SIGINT") {
+      console.error(
+        "coldpack-backup: interrupted again, exiting now; in-flight files stay pending",
+      );
+      Deno.exit(EXIT.interrupted);
+    }
+    console.error(`coldpack-backup: ${name}: finishing in-flight archives, then exiting`);
+    stop.abort();
+  };
+  const handlers = { SIGTERM: onSignal("SIGTERM"), SIGINT: onSignal("SIGINT") };
+  for (const [sig, h] of Object.entries(handlers)) Deno.addSignalListener(sig as Deno.Signal, h);
+
+  let summary: BackupSummary;
+  try {
+    summary = await runBackup({
+      source,
+      fetcher,
+      store,
+      catalog,
+      clock: systemClock,
+      random: randomBytes,
+      progress,
+    }, {
+      once,
+      targetSize: config.targetSize,
+      maxAgeMs: config.maxAgeMs,
+      fetchers: config.fetchers,
+      uploaders: config.uploaders,
+      bufferBytes: config.bufferBytes,
+      rescanMs: config.rescanMs,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      signal: stop.signal,
+    });
+  } finally {
+    for (const [sig, h] of Object.entries(handlers)) {
+      Deno.removeSignalListener(sig as Deno.Signal, h);
+    }
+    progress.done();
+    await fetcher.close();
+    await catalog.close();
+    await store.close();
+    await source.close();
+  }
+  console.log(summaryLine(summary));
+  if (summary.fatal !== null) {
+    console.error(`coldpack-backup: stopped: ${summary.fatal}`);
+    return EXIT.fatal;
+  }
+  return summary.failures > 0 || summary.retryLater > 0 ? EXIT.someFailed : EXIT.ok;
+}
+
+function summaryLine(s: BackupSummary): string {
+  const parts = [
+    `${s.archivedFiles} files`,
+    `${formatBytes(s.archivedBytes)}`,
+    `${s.archives} archives`,
+    `${s.seconds.toFixed(1)} s`,
+    `${s.failures} failures`,
+  ];
+  if (s.vanished > 0) parts.push(`${s.vanished} vanished`);
+  if (s.skipped > 0) parts.push(`${s.skipped} skipped`);
+  if (s.retryLater > 0) parts.push(`${s.retryLater} to retry later`);
+  return `coldpack-backup: archived ${parts.join(", ")}`;
+}
+
+async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
+  const { values } = resolveSettings(COMMON_SETTINGS, inputs, {
+    allowFileKeys: [
+      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
+      ...FILE_KEYS_OF_OTHER_BINARIES,
+    ],
+  });
+  const stateDir = values.stateDir ?? defaultStateDir(inputs.env);
+  const catalogUrl = values.catalog ?? `sqlite://${stateDir}/catalog.db`;
+  const catalog: Catalog = await openCatalog(catalogUrl);
+  try {
+    const s = await catalog.status();
+    const failures = await catalog.recentFailures(10);
+    const now = Date.now();
+    if (json) {
+      console.log(JSON.stringify(
+        {
+          catalog: catalogUrl,
+          ...s,
+          oldestPendingAgeSeconds: s.oldestPendingAt === null
+            ? null
+            : Math.max(0, (now - s.oldestPendingAt) / 1000),
+          recentFailures: failures,
+        },
+        null,
+        2,
+      ));
+    } else {
+      console.log(formatStatus(catalogUrl, s, failures, now));
+    }
+  } finally {
+    await catalog.close();
+  }
+  return EXIT.ok;
+}
+
+function formatStatus(url: string, s: CatalogStatus, failures: FailureRow[], now: number): string {
+  const f = s.files;
+  const lines = [
+    `catalog   ${url}`,
+    `files     ${f.archived} archived, ${f.pending} pending, ${f.failed} failed, ` +
+    `${f.vanished} vanished, ${f.superseded} superseded`,
+    `archives  ${s.archives} (${formatBytes(s.storedBytes)} stored, ` +
+    `${formatBytes(s.archivedBytes)} of files)`,
+    `pending   ${formatBytes(s.pendingBytes)}` +
+    (s.oldestPendingAt === null
+      ? ""
+      : `; oldest unarchived file waiting ${Math.round((now - s.oldestPendingAt) / 1000)} s`),
+    `failures  ${s.openFailures} open`,
+  ];
+  for (const x of failures) {
+    const what = x.key !== null ? JSON.stringify(x.key) : x.archiveId ?? "";
+    lines.push(
+      `  ${new Date(x.lastAt).toISOString()} ${x.stage} ${x.code} ${what}: ${x.message}` +
+        (x.attempts > 1 ? ` (${x.attempts} times)` : ""),
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

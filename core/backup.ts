@@ -1,0 +1,851 @@
+/**
+ * The backup pipeline: discover -> fetch -> bundle -> upload -> commit.
+ *
+ * All I/O goes through ports, so this runs the same against a directory and
+ * a local vault as against MogileFS and Glacier. The one invariant everything
+ * here serves: a file is marked archived only by the catalog transaction that
+ * follows the store's confirmation of its archive, with a checksum equal to
+ * ours. A crash anywhere leaves files `pending`, to be done again.
+ *
+ * @example
+ * ```ts
+ * const summary = await runBackup(deps, { once: true });
+ * console.log(summary.archivedFiles);
+ * ```
+ * @module
+ */
+
+import { Bundle, Bundler, DEFAULT_MAX_AGE_MS, DEFAULT_TARGET_SIZE } from "./bundler.ts";
+import { ByteBudget, Channel, Notifier, TIMED_OUT } from "./channel.ts";
+import {
+  ArchiveMismatchError,
+  ChangedError,
+  errorCode,
+  errorMessage,
+  isRetryable,
+  type Stage,
+  VanishedError,
+} from "./errors.ts";
+import { type ArchiveId, type FileId, newArchiveId } from "./ids.ts";
+import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from "./manifest.ts";
+import {
+  type ArchiveMember,
+  type ArchiveRow,
+  type Catalog,
+  type Clock,
+  type ColdStore,
+  type Fetched,
+  type Fetcher,
+  type FileRow,
+  type Metrics,
+  noMetrics,
+  noProgress,
+  type Progress,
+  type ProgressSnapshot,
+  type Source,
+  type SourceEntry,
+} from "./ports.ts";
+import type { SourceId } from "./ids.ts";
+import { safeEntryName } from "./safe_name.ts";
+import { planTar, tarHeader, tarTrailer } from "./tar.ts";
+import { TreeHasher } from "./tree_hash.ts";
+
+/** What the pipeline runs on. */
+export interface BackupDeps {
+  readonly source: Source;
+  readonly fetcher: Fetcher;
+  readonly store: ColdStore;
+  readonly catalog: Catalog;
+  readonly clock: Clock;
+  /** `n` random bytes (archive ids). */
+  readonly random: (n: number) => Uint8Array;
+  readonly metrics?: Metrics;
+  readonly progress?: Progress;
+}
+
+/** How the pipeline runs. Every option has a default. */
+export interface BackupOptions {
+  /** Back up what is there now, then return (cron). Default false: follow the source. */
+  readonly once?: boolean;
+  /** Bundle target size in bytes (default 25 MiB). */
+  readonly targetSize?: number;
+  /** Max wait of a bundle's oldest file in ms (default 30 s). */
+  readonly maxAgeMs?: number;
+  /** Concurrent fetches (default 8). */
+  readonly fetchers?: number;
+  /** Concurrent uploads (default 2). */
+  readonly uploaders?: number;
+  /** Bytes of fetched files held at most before fetchers wait (default 96 MiB). */
+  readonly bufferBytes?: number;
+  /** Daemon: full listing interval in ms, besides watch events (default 60 s). */
+  readonly rescanMs?: number;
+  /** Aborting it asks for a graceful stop: finish what is in flight, lose nothing. */
+  readonly signal?: AbortSignal;
+  /** After a stop request, give in-flight work this long before abandoning it (default 60 s). */
+  readonly shutdownTimeoutMs?: number;
+  /** Fetch attempts of one file before it is failed for good (default 5). */
+  readonly maxAttempts?: number;
+  /** First retry delay in ms; doubles per attempt up to 15 min (default 2 s). */
+  readonly retryBaseMs?: number;
+  /** Store upload attempts of one archive within a run (default 4). */
+  readonly uploadAttempts?: number;
+}
+
+/** What one run did. */
+export interface BackupSummary extends ProgressSnapshot {
+  readonly seconds: number;
+  /** Files left pending for a later retry. */
+  readonly retryLater: number;
+  /** Files the source lists but coldpack skips (sockets, fifos, symlinks...). */
+  readonly skipped: number;
+  /** Set when the run stopped on an error it could not get past (store or catalog down). */
+  readonly fatal: string | null;
+}
+
+/** One fetched file waiting in a bundle. */
+interface Item {
+  readonly row: FileRow;
+  readonly name: string;
+  readonly fetched: Fetched;
+}
+
+const MAX_RETRY_MS = 15 * 60_000;
+const PENDING_PAGE = 500;
+
+/** Thrown inside the pipeline when the run must stop (fatal error or hard abort). */
+class Stop extends Error {}
+
+/**
+ * Runs the backup pipeline until the source is drained (`once`) or the
+ * signal asks it to stop.
+ */
+export async function runBackup(
+  deps: BackupDeps,
+  options: BackupOptions = {},
+): Promise<BackupSummary> {
+  const run = new BackupRun(deps, options);
+  return await run.run();
+}
+
+class BackupRun {
+  readonly #d: BackupDeps;
+  readonly #metrics: Metrics;
+  readonly #progress: Progress;
+  readonly #once: boolean;
+  readonly #policy: { targetSize: number; maxAgeMs: number };
+  readonly #fetchers: number;
+  readonly #uploaders: number;
+  readonly #rescanMs: number;
+  readonly #maxAttempts: number;
+  readonly #retryBaseMs: number;
+  readonly #uploadAttempts: number;
+  readonly #shutdownTimeoutMs: number;
+  readonly #stopSignal: AbortSignal | undefined;
+
+  /** Aborted on a hard stop: in-flight I/O is abandoned. */
+  readonly #hard = new AbortController();
+  /** Aborted when feeding must end (graceful stop, end of once, fatal). */
+  readonly #quit = new AbortController();
+  readonly #budget: ByteBudget;
+  readonly #fetchQ: Channel<FileRow>;
+  readonly #bundleQ: Channel<Item | "flush">;
+  readonly #uploadQ: Channel<Bundle<Item>>;
+  /** Files between the feeder and commit (or vanish/failure). */
+  readonly #inFlight = new Set<FileId>();
+  readonly #changed = new Notifier();
+  #fetching = 0;
+  #rediscover = false;
+  #fatal: string | null = null;
+  #retryLater = 0;
+  #skipped = 0;
+  #counts = {
+    discovered: 0,
+    fetchedFiles: 0,
+    fetchedBytes: 0,
+    archivedFiles: 0,
+    archivedBytes: 0,
+    archives: 0,
+    vanished: 0,
+    failures: 0,
+  };
+
+  constructor(deps: BackupDeps, o: BackupOptions) {
+    this.#d = deps;
+    this.#metrics = deps.metrics ?? noMetrics;
+    this.#progress = deps.progress ?? noProgress;
+    this.#once = o.once ?? false;
+    this.#policy = {
+      targetSize: o.targetSize ?? DEFAULT_TARGET_SIZE,
+      maxAgeMs: o.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
+    };
+    this.#fetchers = o.fetchers ?? 8;
+    this.#uploaders = o.uploaders ?? 2;
+    this.#rescanMs = o.rescanMs ?? 60_000;
+    this.#maxAttempts = o.maxAttempts ?? 5;
+    this.#retryBaseMs = o.retryBaseMs ?? 2_000;
+    this.#uploadAttempts = o.uploadAttempts ?? 4;
+    this.#shutdownTimeoutMs = o.shutdownTimeoutMs ?? 60_000;
+    this.#stopSignal = o.signal;
+    this.#budget = new ByteBudget(o.bufferBytes ?? 96 * 1024 * 1024);
+    this.#fetchQ = new Channel(this.#fetchers * 4);
+    this.#bundleQ = new Channel(this.#fetchers * 4);
+    this.#uploadQ = new Channel(1);
+  }
+
+  async run(): Promise<BackupSummary> {
+    const started = this.#d.clock.now();
+    const onStop = () => this.#beginShutdown();
+    if (this.#stopSignal?.aborted) onStop();
+    this.#stopSignal?.addEventListener("abort", onStop, { once: true });
+    try {
+      const stages = [
+        this.#guard(this.#feedLoop()),
+        ...Array.from({ length: this.#fetchers }, () => this.#guard(this.#fetchLoop())),
+        this.#guard(this.#bundleLoop()),
+        ...Array.from({ length: this.#uploaders }, () => this.#guard(this.#uploadLoop())),
+      ];
+      // Each stage closes its output when its input ends, so they finish in order.
+      const fetchDone = Promise.all(stages.slice(1, 1 + this.#fetchers)).then(() =>
+        this.#bundleQ.close()
+      );
+      await Promise.all([...stages, fetchDone]);
+    } finally {
+      this.#stopSignal?.removeEventListener("abort", onStop);
+    }
+    this.#report();
+    return {
+      ...this.#snapshot(),
+      seconds: (this.#d.clock.now() - started) / 1000,
+      retryLater: this.#retryLater,
+      skipped: this.#skipped,
+      fatal: this.#fatal,
+    };
+  }
+
+  /** Graceful stop: no more feeding; in-flight work finishes, bounded by the timeout. */
+  #beginShutdown(): void {
+    if (this.#quit.signal.aborted) return;
+    this.#quit.abort();
+    this.#changed.notify();
+    this.#d.clock.sleep(this.#shutdownTimeoutMs, this.#hard.signal).then(
+      () => {
+        this.#progress.note(
+          `Shutdown timeout (${this.#shutdownTimeoutMs / 1000} s) reached: ` +
+            "abandoning in-flight archives; their files stay pending",
+        );
+        this.#hard.abort(new Stop("shutdown timeout"));
+      },
+      () => {},
+    );
+  }
+
+  /** A stage's unexpected error stops the whole run instead of hanging it. */
+  async #guard(p: Promise<void>): Promise<void> {
+    try {
+      await p;
+    } catch (e) {
+      if (!(e instanceof Stop)) this.#die(e);
+    }
+  }
+
+  #die(e: unknown): void {
+    if (this.#fatal === null) this.#fatal = errorMessage(e);
+    this.#beginShutdown();
+    this.#hard.abort(new Stop(this.#fatal));
+    this.#fetchQ.close();
+    this.#bundleQ.close();
+    this.#uploadQ.close();
+  }
+
+  // -------------------------------------------------------------------------
+  // Discover + feed: list the source into the catalog, then hand due pending
+  // files to the fetchers. Work is driven from the catalog, so files left
+  // pending by a crash or a failed attempt are simply picked up again.
+
+  async #feedLoop(): Promise<void> {
+    const { catalog, clock } = this.#d;
+    const watchAc = new AbortController();
+    const watchHint = this.#once ? null : this.#watch(watchAc.signal);
+    let nextScan = 0;
+    let passes = 0;
+    try {
+      while (!this.#quit.signal.aborted) {
+        if (clock.now() >= nextScan || this.#rediscover) {
+          this.#rediscover = false;
+          passes++;
+          await this.#discover();
+          nextScan = clock.now() + this.#rescanMs;
+        }
+        const fed = await this.#feedPending();
+        if (this.#quit.signal.aborted) break;
+        if (fed > 0) continue;
+        if (this.#once) {
+          // Nothing new to feed: let the open bundle go and wait for in-flight work.
+          await this.#drain();
+          if (this.#rediscover && passes < 4) continue;
+          if ((await this.#feedPending()) === 0) break;
+          continue;
+        }
+        // Daemon: wait for a watch hint, a rescan, a retry coming due, or work finishing.
+        const ac = new AbortController();
+        const abortWait = () => ac.abort();
+        this.#quit.signal.addEventListener("abort", abortWait, { once: true });
+        const waitMs = Math.max(0, Math.min(nextScan - clock.now(), 1_000));
+        const waits = [clock.sleep(waitMs, ac.signal).catch(() => {})];
+        if (watchHint) waits.push(watchHint.next.then(() => void (nextScan = 0)));
+        await Promise.race(waits);
+        ac.abort();
+        this.#quit.signal.removeEventListener("abort", abortWait);
+      }
+    } finally {
+      watchAc.abort();
+      this.#fetchQ.close();
+    }
+    if (this.#once && !this.#fatal) {
+      const left = await catalog.pendingFiles(this.#d.source.id, {
+        limit: 1_000_000,
+        nowMs: Number.MAX_SAFE_INTEGER,
+      });
+      this.#retryLater = left.length;
+    }
+  }
+
+  /** Follows the source's watch events; `next` resolves at the next one. */
+  #watch(signal: AbortSignal): { next: Promise<void> } | null {
+    const watch = this.#d.source.watch;
+    if (!watch) return null;
+    const hint = { next: new Promise<void>(() => {}) };
+    let wake = () => {};
+    const arm = () => {
+      hint.next = new Promise<void>((r) => wake = r);
+    };
+    arm();
+    (async () => {
+      for await (const _ of watch.call(this.#d.source, { signal })) {
+        const w = wake;
+        arm();
+        w();
+      }
+    })().catch((e) => this.#progress.note(`Watching the source stopped: ${errorMessage(e)}`));
+    return hint;
+  }
+
+  /** One full listing of the source into the catalog. */
+  async #discover(): Promise<void> {
+    const { source, catalog, clock } = this.#d;
+    try {
+      for await (const page of source.list({ after: null, signal: this.#quit.signal })) {
+        for (const s of page.skipped) this.#skip(s.key, s.reason);
+        if (page.entries.length === 0) continue;
+        const known = await catalog.latestVersions(source.id, page.entries.map((e) => e.key));
+        const fresh: SourceEntry[] = [];
+        for (const e of page.entries) {
+          if (known.get(e.key)?.version !== e.version) fresh.push(e);
+        }
+        if (fresh.length === 0) continue;
+        const added = await catalog.addDiscovered(source.id, fresh, clock.now());
+        this.#counts.discovered += added.length;
+        this.#metrics.count("coldpack.backup.files_discovered", added.length);
+        this.#report();
+      }
+    } catch (e) {
+      if (this.#quit.signal.aborted && (e as Error)?.name === "AbortError") return;
+      if (this.#once) throw e;
+      // A daemon keeps going: the next rescan tries again.
+      this.#countFailure("discover");
+      this.#progress.note(`Listing the source failed (will retry): ${errorMessage(e)}`);
+      await catalog.recordFailure({
+        stage: "discover",
+        code: errorCode(e),
+        message: errorMessage(e),
+        source: source.id,
+        nowMs: clock.now(),
+        retryAt: null,
+      }).catch(() => {});
+    }
+  }
+
+  #skippedSeen = new Set<string>();
+
+  #skip(key: string, reason: string): void {
+    const k = `${key}\0${reason}`;
+    if (this.#skippedSeen.has(k)) return;
+    this.#skippedSeen.add(k);
+    this.#skipped++;
+    this.#metrics.count("coldpack.backup.files_skipped");
+    this.#progress.note(`Skipped ${JSON.stringify(key)}: ${reason}`);
+    this.#d.catalog.recordFailure({
+      stage: "discover",
+      code: "skipped",
+      message: reason,
+      source: this.#d.source.id,
+      key,
+      nowMs: this.#d.clock.now(),
+      retryAt: null,
+    }).catch((e) => this.#progress.note(`Cannot record a skipped file: ${errorMessage(e)}`));
+  }
+
+  /** Feeds every due pending file that is not already in flight; returns how many. */
+  async #feedPending(): Promise<number> {
+    const { catalog, source, clock } = this.#d;
+    let fed = 0;
+    let afterId: FileId | undefined;
+    for (;;) {
+      const rows = await catalog.pendingFiles(source.id, {
+        limit: PENDING_PAGE,
+        nowMs: clock.now(),
+        ...(afterId === undefined ? {} : { afterId }),
+      });
+      for (const row of rows) {
+        if (this.#inFlight.has(row.id)) continue;
+        if (this.#quit.signal.aborted) return fed;
+        this.#inFlight.add(row.id);
+        try {
+          await this.#fetchQ.push(row);
+        } catch {
+          this.#inFlight.delete(row.id);
+          return fed;
+        }
+        fed++;
+      }
+      if (rows.length < PENDING_PAGE) return fed;
+      afterId = rows[rows.length - 1]!.id;
+    }
+  }
+
+  /** Once mode: wait until every fed file is committed, vanished or failed. */
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0 && !this.#hard.signal.aborted) {
+      if (this.#fetchQ.length === 0 && this.#fetching === 0) {
+        await this.#bundleQ.push("flush").catch(() => {});
+      }
+      await this.#changed.wait(this.#hard.signal);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Fetch
+
+  async #fetchLoop(): Promise<void> {
+    for (;;) {
+      const row = await this.#fetchQ.pop();
+      if (row === undefined || row === TIMED_OUT) return;
+      this.#fetching++;
+      try {
+        await this.#fetchOne(row);
+      } finally {
+        this.#fetching--;
+        this.#changed.notify();
+      }
+    }
+  }
+
+  async #fetchOne(row: FileRow): Promise<void> {
+    const { fetcher } = this.#d;
+    await this.#budget.acquire(row.length);
+    let fetched: Fetched;
+    try {
+      fetched = await fetcher.fetch(entryOf(row), { signal: this.#hard.signal });
+    } catch (e) {
+      this.#budget.release(row.length);
+      if (this.#hard.signal.aborted) {
+        this.#inFlight.delete(row.id);
+        return;
+      }
+      await this.#fetchFailed(row, e);
+      return;
+    }
+    this.#counts.fetchedFiles++;
+    this.#counts.fetchedBytes += fetched.length;
+    this.#metrics.count("coldpack.backup.files_fetched");
+    this.#metrics.count("coldpack.backup.bytes_fetched", fetched.length);
+    const name = safeEntryName(row.key, row.domain === null ? {} : { domain: row.domain });
+    try {
+      await this.#bundleQ.push({ row, name, fetched });
+    } catch {
+      // The run is stopping hard: the file stays pending.
+      this.#budget.release(row.length);
+      await fetched.body.release();
+      this.#inFlight.delete(row.id);
+    }
+  }
+
+  async #fetchFailed(row: FileRow, e: unknown): Promise<void> {
+    const { catalog, clock, source } = this.#d;
+    const now = clock.now();
+    try {
+      if (e instanceof VanishedError || e instanceof ChangedError) {
+        const reason = e instanceof VanishedError
+          ? `deleted at the source before it could be read: ${errorMessage(e)}`
+          : `changed at the source while being read (the new version is backed up instead): ${
+            errorMessage(e)
+          }`;
+        await catalog.markVanished([row.id], reason, now);
+        this.#counts.vanished++;
+        this.#metrics.count("coldpack.backup.files_vanished");
+        if (e instanceof ChangedError) this.#rediscover = true;
+        return;
+      }
+      const attempts = row.attempts + 1;
+      const retryAt = isRetryable(e) && attempts < this.#maxAttempts
+        ? now + this.#backoff(attempts)
+        : null;
+      await catalog.recordFailure({
+        stage: "fetch",
+        code: errorCode(e),
+        message: errorMessage(e),
+        source: source.id,
+        fileId: row.id,
+        key: row.key,
+        nowMs: now,
+        retryAt,
+      });
+      this.#countFailure("fetch");
+      this.#progress.note(
+        `Cannot read ${JSON.stringify(row.key)} (${errorCode(e)}): ${errorMessage(e)}` +
+          (retryAt === null ? "" : `; retry ${attempts + 1} of ${this.#maxAttempts} later`),
+      );
+    } finally {
+      this.#inFlight.delete(row.id);
+    }
+  }
+
+  #backoff(attempts: number): number {
+    return Math.min(MAX_RETRY_MS, this.#retryBaseMs * 2 ** (attempts - 1));
+  }
+
+  #countFailure(stage: Stage): void {
+    this.#counts.failures++;
+    this.#metrics.count(`coldpack.backup.failures.${stage}`);
+    this.#report();
+  }
+
+  // -------------------------------------------------------------------------
+  // Bundle
+
+  async #bundleLoop(): Promise<void> {
+    const { clock } = this.#d;
+    const bundler = new Bundler<Item>(this.#policy);
+    try {
+      for (;;) {
+        const deadline = bundler.deadline();
+        let next: Item | "flush" | undefined | typeof TIMED_OUT;
+        if (deadline === null) {
+          next = await this.#bundleQ.pop();
+        } else {
+          const ac = new AbortController();
+          clock.sleep(Math.max(0, deadline - clock.now()), ac.signal).then(
+            () => ac.abort(),
+            () => {},
+          );
+          next = await this.#bundleQ.pop(ac.signal);
+          ac.abort();
+        }
+        if (next === undefined) break;
+        const closed: Bundle<Item>[] = [];
+        if (next === TIMED_OUT) {
+          const b = bundler.due(clock.now());
+          if (b) closed.push(b);
+        } else if (next === "flush") {
+          const b = bundler.flush();
+          if (b) closed.push(b);
+        } else {
+          closed.push(...bundler.add(next, tarFootprint(next), clock.now()));
+        }
+        this.#metrics.gauge("coldpack.backup.queue.bundle_files", bundler.count);
+        for (const b of closed) await this.#uploadQ.push(b);
+      }
+      const last = bundler.flush();
+      if (last) await this.#uploadQ.push(last);
+    } finally {
+      this.#uploadQ.close();
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Upload + commit
+
+  async #uploadLoop(): Promise<void> {
+    for (;;) {
+      const bundle = await this.#uploadQ.pop();
+      if (bundle === undefined || bundle === TIMED_OUT) return;
+      try {
+        await this.#uploadBundle(bundle);
+      } finally {
+        let bytes = 0;
+        for (const it of bundle.items) {
+          bytes += it.row.length;
+          this.#inFlight.delete(it.row.id);
+          await it.fetched.body.release();
+        }
+        this.#budget.release(bytes);
+        this.#changed.notify();
+      }
+    }
+  }
+
+  async #uploadBundle(bundle: Bundle<Item>): Promise<void> {
+    const { store, catalog, clock, random, source } = this.#d;
+    const items = bundle.items;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.#uploadAttempts; attempt++) {
+      if (this.#hard.signal.aborted) return;
+      const archive = buildArchive(items, newArchiveId(clock.now(), random(6)), source.id, clock);
+      const t0 = clock.now();
+      try {
+        const treeHash = await hashChunks(archive.chunks());
+        const result = await store.put({
+          archiveId: archive.id,
+          size: archive.size,
+          treeHash,
+          description: archive.description,
+          body: ReadableStream.from(archive.chunks()),
+        }, { signal: this.#hard.signal });
+        if (result.size !== archive.size || result.treeHash !== treeHash) {
+          // The store holds something else than we sent: never point files at it.
+          await store.delete(result.remoteId).catch((e) =>
+            this.#progress.note(
+              `Cannot delete mismatched archive ${result.remoteId} (fsck will list it): ${
+                errorMessage(e)
+              }`,
+            )
+          );
+          throw new ArchiveMismatchError(
+            `Archive ${archive.id} mismatch: sent ${archive.size} bytes with tree hash ${treeHash}, ` +
+              `store has ${result.size} bytes with tree hash ${result.treeHash}`,
+          );
+        }
+        const uploadSeconds = (clock.now() - t0) / 1000;
+        this.#metrics.timing("coldpack.backup.upload_seconds", uploadSeconds);
+        const row: ArchiveRow = {
+          id: archive.id,
+          store: store.location,
+          remoteId: result.remoteId,
+          size: archive.size,
+          treeHash,
+          fileCount: items.length,
+          dataBytes: archive.dataBytes,
+          description: archive.description,
+          createdAt: bundle.openedAt,
+          committedAt: clock.now(),
+        };
+        await this.#commit(row, archive.members, items);
+        return;
+      } catch (e) {
+        if (this.#hard.signal.aborted) return;
+        lastError = e;
+        const retryable = isRetryable(e) || e instanceof ArchiveMismatchError;
+        this.#progress.note(
+          `Upload of ${items.length} files failed (attempt ${attempt} of ${this.#uploadAttempts}, ` +
+            `${errorCode(e)}): ${errorMessage(e)}`,
+        );
+        this.#countFailure("upload");
+        if (!retryable) break;
+        await clock.sleep(this.#backoff(attempt), this.#hard.signal).catch(() => {});
+      }
+    }
+    // Out of attempts: the files stay pending and come back after a delay.
+    const now = clock.now();
+    for (const it of items) {
+      await catalog.recordFailure({
+        stage: "upload",
+        code: errorCode(lastError),
+        message: errorMessage(lastError),
+        source: source.id,
+        fileId: it.row.id,
+        key: it.row.key,
+        nowMs: now,
+        retryAt: now + this.#backoff(it.row.attempts + 1),
+      });
+    }
+    if (this.#once) throw lastError;
+  }
+
+  async #commit(row: ArchiveRow, members: ArchiveMember[], items: readonly Item[]): Promise<void> {
+    const { catalog, clock } = this.#d;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const { skipped } = await catalog.commitArchive(row, members);
+        const skippedSet = new Set(skipped);
+        let files = 0;
+        let bytes = 0;
+        const now = clock.now();
+        for (const m of members) {
+          if (skippedSet.has(m.fileId)) continue;
+          files++;
+          bytes += m.length;
+        }
+        this.#counts.archives++;
+        this.#counts.archivedFiles += files;
+        this.#counts.archivedBytes += bytes;
+        this.#metrics.count("coldpack.backup.archives_uploaded");
+        this.#metrics.count("coldpack.backup.files_archived", files);
+        this.#metrics.count("coldpack.backup.bytes_archived", bytes);
+        this.#metrics.count("coldpack.backup.bytes_stored", row.size);
+        for (const it of items) {
+          if (skippedSet.has(it.row.id)) continue;
+          this.#metrics.timing(
+            "coldpack.backup.file_to_commit_seconds",
+            Math.max(0, now - it.row.mtimeMs) / 1000,
+          );
+        }
+        this.#report();
+        return;
+      } catch (e) {
+        if (!isRetryable(e) || attempt >= 5) {
+          // The archive is stored but not committed: an orphan for fsck. Files stay pending.
+          await catalog.recordFailure({
+            stage: "commit",
+            code: errorCode(e),
+            message: `archive ${row.id} stored as ${row.remoteId} but not committed: ${
+              errorMessage(e)
+            }`,
+            source: this.#d.source.id,
+            archiveId: row.id,
+            nowMs: clock.now(),
+            retryAt: null,
+          }).catch(() => {});
+          throw e;
+        }
+        await clock.sleep(this.#backoff(attempt), this.#hard.signal);
+      }
+    }
+  }
+
+  #snapshot(): ProgressSnapshot {
+    return {
+      ...this.#counts,
+      outstanding: this.#inFlight.size,
+    };
+  }
+
+  #report(): void {
+    this.#progress.update(this.#snapshot());
+  }
+}
+
+/** Rebuilds the source entry of a catalog row. */
+function entryOf(row: FileRow): SourceEntry {
+  return {
+    key: row.key,
+    version: row.version,
+    length: row.length,
+    mtimeMs: row.mtimeMs,
+    ...(row.domain === null ? {} : { domain: row.domain }),
+    ...(row.storageClass === null ? {} : { storageClass: row.storageClass }),
+    ...(row.sourceFid === null ? {} : { sourceFid: row.sourceFid }),
+  };
+}
+
+/** Approximate bytes an item takes in the tar: header(s) plus padded data. */
+function tarFootprint(it: Item): number {
+  const long = it.name.length > 100 ? 1024 + it.name.length : 0;
+  return 512 + long + Math.ceil(it.fetched.length / 512) * 512;
+}
+
+/** A planned archive whose bytes can be produced any number of times. */
+interface PlannedArchive {
+  readonly id: ArchiveId;
+  readonly size: number;
+  readonly dataBytes: number;
+  readonly description: string;
+  readonly members: ArchiveMember[];
+  chunks(): AsyncGenerator<Uint8Array>;
+}
+
+/**
+ * Lays out a tar: every file's header and data at known offsets, then the
+ * manifest, then the trailer.
+ */
+export function buildArchive(
+  items: readonly Item[],
+  id: ArchiveId,
+  source: SourceId,
+  clock: Clock,
+): PlannedArchive {
+  const plan = planTar(
+    items.map((it) => ({ name: it.name, size: it.fetched.length, mtimeMs: it.row.mtimeMs })),
+  );
+  const members: ArchiveMember[] = [];
+  const files: ManifestFile[] = [];
+  let dataBytes = 0;
+  let minFid = Number.MAX_SAFE_INTEGER;
+  let maxFid = 0;
+  for (const [i, it] of items.entries()) {
+    const p = plan.entries[i]!;
+    const { row, fetched } = it;
+    members.push({
+      fileId: row.id,
+      md5: fetched.md5,
+      length: fetched.length,
+      headerOffset: p.headerOffset,
+      dataOffset: p.dataOffset,
+    });
+    files.push({
+      fileId: row.id,
+      key: row.key,
+      version: row.version,
+      ...(row.domain === null ? {} : { domain: row.domain }),
+      ...(row.storageClass === null ? {} : { class: row.storageClass }),
+      ...(row.sourceFid === null ? {} : { sourceFid: row.sourceFid }),
+      name: it.name,
+      length: fetched.length,
+      md5: fetched.md5,
+      mtime: new Date(row.mtimeMs).toISOString(),
+      headerOffset: p.headerOffset,
+      dataOffset: p.dataOffset,
+    });
+    dataBytes += fetched.length;
+    minFid = Math.min(minFid, row.id);
+    maxFid = Math.max(maxFid, row.id);
+  }
+  const nowMs = clock.now();
+  const manifest = buildManifest({
+    format: 1,
+    archiveId: id,
+    source,
+    createdAt: new Date(nowMs).toISOString(),
+    files,
+  });
+  const manifestHeader = tarHeader({ name: MANIFEST_NAME, size: manifest.length, mtimeMs: nowMs });
+  const trailer = tarTrailer();
+  const filesEnd = plan.totalSize - trailer.length;
+  const size = filesEnd + manifestHeader.length + padded(manifest.length) + trailer.length;
+  const description = describeArchive({
+    archiveId: id,
+    fileIds: { min: minFid, max: maxFid },
+    count: items.length,
+    source,
+  });
+  return {
+    id,
+    size,
+    dataBytes,
+    description,
+    members,
+    async *chunks() {
+      for (const [i, it] of items.entries()) {
+        yield plan.entries[i]!.header;
+        const reader = it.fetched.body.stream();
+        for await (const chunk of reader) yield chunk;
+        const pad = padded(it.fetched.length) - it.fetched.length;
+        if (pad > 0) yield new Uint8Array(pad);
+      }
+      yield manifestHeader;
+      yield manifest;
+      const pad = padded(manifest.length) - manifest.length;
+      if (pad > 0) yield new Uint8Array(pad);
+      yield trailer;
+    },
+  };
+}
+
+function padded(n: number): number {
+  return Math.ceil(n / 512) * 512;
+}
+
+async function hashChunks(chunks: AsyncIterable<Uint8Array>): Promise<string> {
+  const h = new TreeHasher();
+  for await (const c of chunks) h.update(c);
+  return h.digest();
+}

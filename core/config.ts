@@ -1,0 +1,310 @@
+/**
+ * Configuration: every setting can come from a flag, an environment variable
+ * or the config file; flags win over the environment, which wins over the
+ * file, which wins over the default. A bad value is a {@linkcode ConfigError}
+ * that names where it came from (`--target-size`, `COLDPACK_MAX_AGE`,
+ * `/etc/coldpack.toml: fetchers`).
+ *
+ * Pure: the caller reads the file and the environment and passes them in.
+ * @module
+ */
+
+import { ConfigError } from "./errors.ts";
+import { DEFAULT_MAX_AGE_MS, DEFAULT_TARGET_SIZE } from "./bundler.ts";
+import { parseSize } from "./size.ts";
+import { parseDuration } from "./duration.ts";
+
+/** One setting and how to read it. */
+export interface Setting<T> {
+  /** Flag name without dashes, e.g. `target-size`. */
+  readonly flag: string;
+  /** Environment variable, e.g. `COLDPACK_TARGET_SIZE`. */
+  readonly env: string;
+  /** Config file key, e.g. `target_size`. */
+  readonly file: string;
+  /** One line for `--help` and docs/configuration.md. */
+  readonly help: string;
+  /** Turns a raw value (string from flag/env, any JSON/TOML value from the file) into T. */
+  readonly parse: (raw: unknown) => T;
+}
+
+/** Where a setting's value came from. */
+export type Origin = "flag" | "env" | "file" | "default";
+
+/** What the caller collected. */
+export interface ConfigInputs {
+  /** Flag values by flag name (`target-size`), as strings; absent when not given. */
+  readonly flags: Readonly<Record<string, string | undefined>>;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The parsed config file, if any. */
+  readonly file?: { readonly path: string; readonly values: Readonly<Record<string, unknown>> };
+}
+
+function text(raw: unknown): string {
+  if (typeof raw === "string") return raw;
+  if (typeof raw === "number") return String(raw);
+  throw new TypeError(`expected a string, got ${describe(raw)}`);
+}
+
+function describe(raw: unknown): string {
+  return Array.isArray(raw) ? "a list" : raw === null ? "null" : `a ${typeof raw}`;
+}
+
+function nonEmpty(raw: unknown): string {
+  const s = text(raw).trim();
+  if (s === "") throw new RangeError("must not be empty");
+  return s;
+}
+
+function size(raw: unknown): number {
+  const n = typeof raw === "number" ? raw : parseSize(text(raw));
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`must be at least 1 byte, got ${n}`);
+  return n;
+}
+
+/** Seconds as a bare number (`30`), or a duration with a unit (`5s`, `500ms`, `2m`). */
+function duration(raw: unknown): number {
+  const ms = typeof raw === "number" ? raw * 1000 : parseDuration(text(raw));
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`must not be negative, got ${raw}`);
+  return ms;
+}
+
+function count(min: number, max: number) {
+  return (raw: unknown): number => {
+    const n = typeof raw === "number" ? raw : Number(text(raw).trim());
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new RangeError(`must be a whole number from ${min} to ${max}, got ${String(raw)}`);
+    }
+    return n;
+  };
+}
+
+/** Settings shared by every binary that touches the catalog and the store. */
+export const COMMON_SETTINGS = {
+  source: {
+    flag: "source",
+    env: "COLDPACK_SOURCE",
+    file: "source",
+    help: "what to back up: DIR, file:///DIR, mogilefs://HOST:7001/DOMAIN, s3://BUCKET/PREFIX",
+    parse: nonEmpty,
+  },
+  store: {
+    flag: "store",
+    env: "COLDPACK_STORE",
+    file: "store",
+    help: "where archives go: file:///VAULT, glacier://REGION/VAULT, s3://BUCKET/PREFIX " +
+      "(default STATE_DIR/vault)",
+    parse: nonEmpty,
+  },
+  catalog: {
+    flag: "catalog",
+    env: "COLDPACK_CATALOG",
+    file: "catalog",
+    help:
+      "the catalog: sqlite:///PATH.db or mysql://USER@HOST:3306/DB (default STATE_DIR/catalog.db)",
+    parse: nonEmpty,
+  },
+  stateDir: {
+    flag: "state-dir",
+    env: "COLDPACK_STATE_DIR",
+    file: "state_dir",
+    help: "where the embedded default keeps its catalog, vault and spool " +
+      "(default $XDG_STATE_HOME/coldpack or ~/.local/state/coldpack)",
+    parse: (raw: unknown) => {
+      const s = nonEmpty(raw);
+      if (!s.startsWith("/")) throw new RangeError(`must be an absolute path, got "${s}"`);
+      return s.replace(/\/+$/, "") || "/";
+    },
+  },
+} as const satisfies Record<string, Setting<unknown>>;
+
+/** Settings of the backup daemon. */
+export const BACKUP_SETTINGS = {
+  ...COMMON_SETTINGS,
+  targetSize: {
+    flag: "target-size",
+    env: "COLDPACK_TARGET_SIZE",
+    file: "target_size",
+    help: "close a bundle at this size (default 25MiB)",
+    parse: size,
+  },
+  maxAge: {
+    flag: "max-age",
+    env: "COLDPACK_MAX_AGE",
+    file: "max_age",
+    help: "close a bundle when its oldest file waited this long, seconds or 5s/2m (default 30)",
+    parse: duration,
+  },
+  fetchers: {
+    flag: "fetchers",
+    env: "COLDPACK_FETCHERS",
+    file: "fetchers",
+    help: "files read from the source at once (default 8)",
+    parse: count(1, 256),
+  },
+  uploaders: {
+    flag: "uploaders",
+    env: "COLDPACK_UPLOADERS",
+    file: "uploaders",
+    help: "archives uploaded at once (default 2)",
+    parse: count(1, 64),
+  },
+  rescan: {
+    flag: "rescan",
+    env: "COLDPACK_RESCAN",
+    file: "rescan",
+    help: "daemon: list the whole source this often, besides watching it (default 60s)",
+    parse: duration,
+  },
+  buffer: {
+    flag: "buffer",
+    env: "COLDPACK_BUFFER",
+    file: "buffer",
+    help: "bytes of fetched files held in memory at most (default 96MiB)",
+    parse: size,
+  },
+  shutdownTimeout: {
+    flag: "shutdown-timeout",
+    env: "COLDPACK_SHUTDOWN_TIMEOUT",
+    file: "shutdown_timeout",
+    help: "on SIGTERM, finish in-flight archives for at most this long (default 60s)",
+    parse: duration,
+  },
+} as const satisfies Record<string, Setting<unknown>>;
+
+/** Settings table type. */
+export type Settings = Record<string, Setting<unknown>>;
+
+/** The resolved values of a settings table: `undefined` where nothing was given. */
+export type Resolved<S extends Settings> = {
+  [K in keyof S]: S[K] extends Setting<infer T> ? T | undefined : never;
+};
+
+/**
+ * Resolves a settings table from flags, environment and file. Unknown keys
+ * in the file are an error (a typo must not be silently ignored); keys in
+ * `allowFileKeys` belong to other binaries sharing the file and pass.
+ *
+ * @example
+ * ```ts
+ * const r = resolveSettings(BACKUP_SETTINGS, { flags: { "target-size": "1MiB" }, env: {} });
+ * r.values.targetSize; // 1048576
+ * ```
+ */
+export function resolveSettings<S extends Settings>(
+  settings: S,
+  inputs: ConfigInputs,
+  options: { allowFileKeys?: readonly string[] } = {},
+): { values: Resolved<S>; origins: Record<keyof S, Origin> } {
+  const file = inputs.file;
+  if (file) {
+    const known = new Set([
+      ...Object.values(settings).map((s) => s.file),
+      ...(options.allowFileKeys ?? []),
+    ]);
+    for (const key of Object.keys(file.values)) {
+      if (!known.has(key)) {
+        throw new ConfigError(`${file.path}: ${key}`, `unknown setting "${key}"`);
+      }
+    }
+  }
+  const values: Record<string, unknown> = {};
+  const origins: Record<string, Origin> = {};
+  for (const [name, s] of Object.entries(settings)) {
+    let raw: unknown;
+    let where = "";
+    let origin: Origin = "default";
+    if (inputs.flags[s.flag] !== undefined) {
+      [raw, where, origin] = [inputs.flags[s.flag], `--${s.flag}`, "flag"];
+    } else if (inputs.env[s.env] !== undefined && inputs.env[s.env] !== "") {
+      [raw, where, origin] = [inputs.env[s.env], s.env, "env"];
+    } else if (file && file.values[s.file] !== undefined) {
+      [raw, where, origin] = [file.values[s.file], `${file.path}: ${s.file}`, "file"];
+    }
+    origins[name] = origin;
+    if (origin === "default") continue;
+    try {
+      values[name] = s.parse(raw);
+    } catch (e) {
+      throw new ConfigError(where, e instanceof Error ? e.message : String(e));
+    }
+  }
+  return { values: values as Resolved<S>, origins: origins as Record<keyof S, Origin> };
+}
+
+/** The backup daemon's configuration, every value decided. */
+export interface BackupConfig {
+  readonly source: string;
+  readonly store: string;
+  readonly catalog: string;
+  readonly stateDir: string;
+  readonly targetSize: number;
+  readonly maxAgeMs: number;
+  readonly fetchers: number;
+  readonly uploaders: number;
+  readonly rescanMs: number;
+  readonly bufferBytes: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+/**
+ * The default state directory: `$XDG_STATE_HOME/coldpack`, else
+ * `$HOME/.local/state/coldpack`.
+ */
+export function defaultStateDir(env: Readonly<Record<string, string | undefined>>): string {
+  const xdg = env["XDG_STATE_HOME"];
+  if (xdg && xdg.startsWith("/")) return `${xdg.replace(/\/+$/, "")}/coldpack`;
+  const home = env["HOME"];
+  if (!home || !home.startsWith("/")) {
+    throw new ConfigError(
+      "--state-dir",
+      "no state directory: set --state-dir, COLDPACK_STATE_DIR or HOME",
+    );
+  }
+  return `${home.replace(/\/+$/, "")}/.local/state/coldpack`;
+}
+
+/** Encodes a path for a `file://` or `sqlite://` URL. */
+function pathUrl(scheme: string, path: string): string {
+  return `${scheme}://${path.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** Resolves the backup daemon's configuration; `source` is required. */
+export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
+  const { values: v } = resolveSettings(BACKUP_SETTINGS, inputs, {
+    allowFileKeys: FILE_KEYS_OF_OTHER_BINARIES,
+  });
+  if (v.source === undefined) {
+    throw new ConfigError(
+      "--source",
+      "nothing to back up: give --source DIR (or COLDPACK_SOURCE, or source in the config file)",
+    );
+  }
+  const stateDir = v.stateDir ?? defaultStateDir(inputs.env);
+  return {
+    source: v.source,
+    store: v.store ?? pathUrl("file", `${stateDir}/vault`),
+    catalog: v.catalog ?? pathUrl("sqlite", `${stateDir}/catalog.db`),
+    stateDir,
+    targetSize: v.targetSize ?? DEFAULT_TARGET_SIZE,
+    maxAgeMs: v.maxAge ?? DEFAULT_MAX_AGE_MS,
+    fetchers: v.fetchers ?? 8,
+    uploaders: v.uploaders ?? 2,
+    rescanMs: v.rescan ?? 60_000,
+    bufferBytes: v.buffer ?? 96 * 1024 * 1024,
+    shutdownTimeoutMs: v.shutdownTimeout ?? 60_000,
+  };
+}
+
+/**
+ * Config file keys that belong to other binaries (restore, audit, metrics,
+ * MySQL credentials): one file serves them all, so the backup accepts them.
+ */
+export const FILE_KEYS_OF_OTHER_BINARIES: readonly string[] = [
+  "mysql_password",
+  "restore",
+  "audit",
+  "metrics",
+  "alerts",
+  "url_patterns",
+];

@@ -1,0 +1,447 @@
+/**
+ * The ports: the narrow interfaces through which core logic meets the
+ * outside world. Adapters in `adapters/` implement them; `cmd/` picks an
+ * implementation by URL scheme. Nothing here does I/O.
+ * @module
+ */
+
+import type { ArchiveId, FileId, JobId, RemoteArchiveId, RetrievalId, SourceId } from "./ids.ts";
+import type { Stage } from "./errors.ts";
+
+// ---------------------------------------------------------------------------
+// Source: where the files to protect live (directory, MogileFS, S3 bucket).
+
+/** One version of one file as the source lists it. */
+export interface SourceEntry {
+  /** The file's key at the source: a `/`-separated relative path, a MogileFS key, an S3 key. */
+  readonly key: string;
+  /** What makes this version distinct (directory: size+mtime, MogileFS: fid, S3: ETag/version). */
+  readonly version: string;
+  /** Length in bytes as listed. */
+  readonly length: number;
+  /** When this version appeared at the source, ms since the epoch (latency metrics). */
+  readonly mtimeMs: number;
+  /** MogileFS domain, if the source has domains. */
+  readonly domain?: string;
+  /** MogileFS class, if any. */
+  readonly storageClass?: string;
+  /** The source's own numeric id (MogileFS fid), if any. */
+  readonly sourceFid?: number;
+}
+
+/** Something the source holds but coldpack will not back up, and why. */
+export interface SkippedEntry {
+  readonly key: string;
+  /** E.g. `socket`, `fifo`, `device`, `symlink outside the root`. */
+  readonly reason: string;
+}
+
+/** One page of a listing. */
+export interface ListPage {
+  readonly entries: readonly SourceEntry[];
+  readonly skipped: readonly SkippedEntry[];
+  /**
+   * Where an incremental listing may continue after this page (MogileFS:
+   * the highest fid seen). Absent for sources that always list everything.
+   */
+  readonly cursor?: string;
+}
+
+/** Options for {@linkcode Source.list}. */
+export interface ListOptions {
+  /** Continue after this cursor; `null` (default) lists everything (reconciliation). */
+  readonly after?: string | null;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A store of files to protect. A listing may repeat files already known:
+ * the caller de-duplicates by (key, version).
+ */
+export interface Source {
+  /** Stable identity recorded with every file, e.g. `dir:/srv/uploads`. */
+  readonly id: SourceId;
+  /** Lists files, in pages. */
+  list(options?: ListOptions): AsyncIterable<ListPage>;
+  /**
+   * Opens one version for reading. Rejects with `VanishedError` when the
+   * file is gone and `ChangedError` when it is no longer that version.
+   */
+  open(entry: SourceEntry, options?: { signal?: AbortSignal }): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Resolves each time something may have changed (a watcher event), so that
+   * a daemon lists again at once instead of waiting for its next rescan.
+   * Absent when the source cannot be watched.
+   */
+  watch?(options: { signal: AbortSignal }): AsyncIterable<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Fetching: a source file copied into a local holding place (memory or disk).
+
+/** Bytes held locally until their bundle is uploaded. */
+export interface Body {
+  readonly length: number;
+  /** A fresh stream of the bytes; may be called more than once (upload retries). */
+  stream(): ReadableStream<Uint8Array>;
+  /** Frees the memory or spool file. Idempotent. */
+  release(): Promise<void>;
+}
+
+/** A file read from the source, with the digest computed while it streamed. */
+export interface Fetched {
+  /** Lower-case hex md5 of the bytes (the audit's digest). */
+  readonly md5: string;
+  readonly length: number;
+  readonly body: Body;
+}
+
+/** Reads source files into bodies. Rejects like {@linkcode Source.open}. */
+export interface Fetcher {
+  fetch(entry: SourceEntry, options?: { signal?: AbortSignal }): Promise<Fetched>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// ColdStore: where archives go (local vault directory, Glacier vault, S3 class).
+
+/** An archive to put. */
+export interface PutArchive {
+  readonly archiveId: ArchiveId;
+  /** Exact number of bytes `body` yields. */
+  readonly size: number;
+  /** Our SHA-256 tree hash of the bytes, lower-case hex (the store may send it along). */
+  readonly treeHash: string;
+  /** Archive description: ASCII 32..126, at most 1,024 characters. */
+  readonly description: string;
+  readonly body: ReadableStream<Uint8Array>;
+}
+
+/** What the store says it now holds. */
+export interface PutResult {
+  readonly remoteId: RemoteArchiveId;
+  /** Byte count the store received. */
+  readonly size: number;
+  /** The store's own SHA-256 tree hash of what it received, lower-case hex. */
+  readonly treeHash: string;
+}
+
+/** An inclusive byte range, like Glacier's `a-b`. */
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Retrieval speed tiers. */
+export type Tier = "Expedited" | "Standard" | "Bulk";
+
+/** A retrieval's state as the store reports it. */
+export type RetrievalState = "in-progress" | "ready" | "failed" | "expired";
+
+/** A retrieval job at the store. */
+export interface RetrievalJob {
+  readonly jobId: JobId;
+  readonly remoteId: RemoteArchiveId;
+  /** The retrieved range; `null` for the whole archive. */
+  readonly range: ByteRange | null;
+  readonly state: RetrievalState;
+  /** Tree hash of the retrieved bytes when the store gives one. */
+  readonly treeHash: string | null;
+  /** Our description (coldpack puts its retrieval id here). */
+  readonly description: string;
+  readonly startedAt: number;
+  readonly completedAt: number | null;
+  /** When the retrieved bytes stop being readable; `null` if unknown. */
+  readonly expiresAt: number | null;
+  /** Why it failed, when `state` is `failed`. */
+  readonly failure?: string;
+}
+
+/** An archive as the store lists it. */
+export interface StoredArchive {
+  readonly remoteId: RemoteArchiveId;
+  readonly size: number;
+  readonly treeHash: string | null;
+  readonly description: string;
+  readonly createdAt: number;
+}
+
+/** What a store can do, so that callers choose the cheap path. */
+export interface StoreCapabilities {
+  /** Retrieval of a byte range (Glacier vaults, local vault); else whole-archive restore. */
+  readonly rangedRetrieval: boolean;
+  /** Retrieval ranges must start at a multiple of this and end at one or at the archive end. */
+  readonly rangeAlignment: number;
+}
+
+/** A cold store of archives. */
+export interface ColdStore {
+  /** Where archives go, without secrets, e.g. `file:///srv/vault`; recorded per archive. */
+  readonly location: string;
+  readonly capabilities: StoreCapabilities;
+  /** Stores an archive. Only when this resolves is the archive safe. */
+  put(archive: PutArchive, options?: { signal?: AbortSignal }): Promise<PutResult>;
+  /** Starts retrieving an archive or a byte range of it. */
+  startRetrieval(
+    remoteId: RemoteArchiveId,
+    options: {
+      readonly range?: ByteRange;
+      readonly tier?: Tier;
+      readonly description: string;
+      readonly signal?: AbortSignal;
+    },
+  ): Promise<RetrievalJob>;
+  /** The job's current state; a job the store no longer knows is `expired`. */
+  retrieval(jobId: JobId, options?: { signal?: AbortSignal }): Promise<RetrievalJob>;
+  /** Reads retrieved bytes; `range` is relative to the retrieved range. */
+  readRetrieval(
+    jobId: JobId,
+    options?: { readonly range?: ByteRange; readonly signal?: AbortSignal },
+  ): Promise<ReadableStream<Uint8Array>>;
+  /** Lists the archives the store holds (inventory). */
+  list(options?: { signal?: AbortSignal }): AsyncIterable<StoredArchive>;
+  /** Deletes an archive. Deleting one that is gone is not an error. */
+  delete(remoteId: RemoteArchiveId, options?: { signal?: AbortSignal }): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Catalog: which file lives where.
+
+/** Life of one file version in the catalog. */
+export type FileState =
+  /** Discovered, not yet in a committed archive (also: waiting for a retry). */
+  | "pending"
+  /** In a committed archive; `archiveId` and offsets are set. */
+  | "archived"
+  /** Gone at the source before it could be fetched. */
+  | "vanished"
+  /** Failed for good (not retryable, or out of attempts). */
+  | "failed"
+  /** A newer version of the same key appeared before this one was archived. */
+  | "superseded";
+
+/** One file version in the catalog. */
+export interface FileRow {
+  readonly id: FileId;
+  readonly source: SourceId;
+  readonly key: string;
+  readonly version: string;
+  readonly domain: string | null;
+  readonly storageClass: string | null;
+  readonly sourceFid: number | null;
+  readonly length: number;
+  readonly mtimeMs: number;
+  readonly discoveredAt: number;
+  readonly state: FileState;
+  readonly md5: string | null;
+  readonly archiveId: ArchiveId | null;
+  /** Offset of the file's first tar header block (pax header if it has one). */
+  readonly headerOffset: number | null;
+  /** Offset of the file's first data byte in the tar. */
+  readonly dataOffset: number | null;
+  readonly archivedAt: number | null;
+  readonly attempts: number;
+  /** Not to be tried again before this time (ms); `null` when due now. */
+  readonly nextAttemptAt: number | null;
+  /** Why it vanished, failed or was last retried. */
+  readonly note: string | null;
+}
+
+/** One committed archive. */
+export interface ArchiveRow {
+  readonly id: ArchiveId;
+  /** {@linkcode ColdStore.location} of the store that holds it. */
+  readonly store: string;
+  readonly remoteId: RemoteArchiveId;
+  readonly size: number;
+  readonly treeHash: string;
+  readonly fileCount: number;
+  /** Sum of the member files' lengths. */
+  readonly dataBytes: number;
+  readonly description: string;
+  /** When the bundle was closed. */
+  readonly createdAt: number;
+  /** When the catalog committed it. */
+  readonly committedAt: number;
+}
+
+/** A file's place in an archive, recorded at commit. */
+export interface ArchiveMember {
+  readonly fileId: FileId;
+  readonly md5: string;
+  readonly length: number;
+  readonly headerOffset: number;
+  readonly dataOffset: number;
+}
+
+/** A failure to record. */
+export interface NewFailure {
+  readonly stage: Stage;
+  readonly code: string;
+  readonly message: string;
+  readonly source: SourceId;
+  /** The file concerned, if one. */
+  readonly fileId?: FileId;
+  readonly key?: string;
+  readonly archiveId?: ArchiveId;
+  readonly nowMs: number;
+  /**
+   * For a file: when to try it again, or `null` to mark it `failed` for good.
+   * Ignored when no `fileId` is given.
+   */
+  readonly retryAt: number | null;
+}
+
+/** A recorded failure (one row per file, stage and code; repeats bump `attempts`). */
+export interface FailureRow {
+  readonly id: number;
+  readonly stage: Stage;
+  readonly code: string;
+  readonly message: string;
+  readonly source: SourceId;
+  readonly fileId: FileId | null;
+  readonly key: string | null;
+  readonly archiveId: ArchiveId | null;
+  readonly attempts: number;
+  readonly firstAt: number;
+  readonly lastAt: number;
+  /** Set when the file later got archived, vanished or superseded. */
+  readonly resolvedAt: number | null;
+}
+
+/** The latest known version of a key. */
+export interface KnownVersion {
+  readonly version: string;
+  readonly state: FileState;
+}
+
+/** Counts for `status`. */
+export interface CatalogStatus {
+  readonly files: Readonly<Record<FileState, number>>;
+  readonly archives: number;
+  /** Sum of archive sizes. */
+  readonly storedBytes: number;
+  /** Sum of archived file lengths. */
+  readonly archivedBytes: number;
+  /** Sum of pending file lengths. */
+  readonly pendingBytes: number;
+  /** Discovery time of the oldest pending file, or `null`. */
+  readonly oldestPendingAt: number | null;
+  /** Failures not yet resolved. */
+  readonly openFailures: number;
+}
+
+/** The catalog. All writes are atomic per call. */
+export interface Catalog {
+  /** Brings the schema to the newest version; returns it. Idempotent. */
+  migrate(): Promise<number>;
+  /** The latest version recorded for each key of `keys` that the catalog knows. */
+  latestVersions(source: SourceId, keys: readonly string[]): Promise<Map<string, KnownVersion>>;
+  /**
+   * Records newly discovered versions as `pending` in one transaction.
+   * A (source, key, version) already present is left alone. Older versions of
+   * the same key still `pending` become `superseded`. Returns the new rows.
+   */
+  addDiscovered(
+    source: SourceId,
+    entries: readonly SourceEntry[],
+    nowMs: number,
+  ): Promise<FileRow[]>;
+  /**
+   * Pending files that are due (`nextAttemptAt` null or <= nowMs), by id,
+   * after `afterId` (exclusive), at most `limit`.
+   */
+  pendingFiles(
+    source: SourceId,
+    options: { readonly limit: number; readonly afterId?: FileId; readonly nowMs: number },
+  ): Promise<FileRow[]>;
+  /** Marks pending files `vanished` with a reason. */
+  markVanished(ids: readonly FileId[], reason: string, nowMs: number): Promise<void>;
+  /** Records a failure; for a file, schedules its retry or fails it for good. */
+  recordFailure(failure: NewFailure): Promise<void>;
+  /**
+   * In one transaction: inserts the archive and marks every member `archived`
+   * with its md5 and offsets. Members that are no longer `pending` or
+   * `superseded` (archived elsewhere meanwhile) are left as they are and
+   * returned. Only ever called after the store confirmed the archive.
+   */
+  commitArchive(archive: ArchiveRow, members: readonly ArchiveMember[]): Promise<{
+    readonly skipped: FileId[];
+  }>;
+  getCursor(name: string): Promise<string | null>;
+  setCursor(name: string, value: string): Promise<void>;
+  file(id: FileId): Promise<FileRow | null>;
+  /** The newest versions of `key`, newest first. */
+  fileVersions(source: SourceId, key: string): Promise<FileRow[]>;
+  archive(id: ArchiveId): Promise<ArchiveRow | null>;
+  /** Files whose `archiveId` is `id`, by data offset. */
+  archiveFiles(id: ArchiveId): Promise<FileRow[]>;
+  /** Archives by id, after `afterId`, at most `limit`. */
+  archives(
+    options: { readonly limit: number; readonly afterId?: ArchiveId },
+  ): Promise<ArchiveRow[]>;
+  status(): Promise<CatalogStatus>;
+  /** Unresolved failures, newest first. */
+  recentFailures(limit: number): Promise<FailureRow[]>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Clock, randomness, metrics, progress.
+
+/** Time, switched for a fake in tests. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Resolves after `ms`, or rejects with the signal's reason when aborted. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** Counters, gauges and timings named `coldpack.<daemon>.<what>`. */
+export interface Metrics {
+  count(name: string, value?: number): void;
+  gauge(name: string, value: number): void;
+  timing(name: string, seconds: number): void;
+}
+
+/** Metrics that go nowhere. */
+export const noMetrics: Metrics = {
+  count() {},
+  gauge() {},
+  timing() {},
+};
+
+/** Running totals of one backup run, for a progress bar. */
+export interface ProgressSnapshot {
+  readonly discovered: number;
+  readonly fetchedFiles: number;
+  readonly fetchedBytes: number;
+  readonly archivedFiles: number;
+  readonly archivedBytes: number;
+  readonly archives: number;
+  readonly vanished: number;
+  readonly failures: number;
+  /** Files discovered but not yet archived, vanished or failed in this run. */
+  readonly outstanding: number;
+}
+
+/** Receives progress; the CLI draws a bar, tests and daemons ignore it. */
+export interface Progress {
+  update(snapshot: ProgressSnapshot): void;
+  /** A line for the operator (a skipped file, a recorded failure). */
+  note(message: string): void;
+}
+
+/** Progress that goes nowhere. */
+export const noProgress: Progress = {
+  update() {},
+  note() {},
+};
+
+/** Ids of a retrieval as coldpack tracks it (used by the restore path). */
+export interface RetrievalRef {
+  readonly id: RetrievalId;
+  readonly jobId: JobId;
+}

@@ -1,0 +1,943 @@
+/**
+ * The Catalog conformance suite: every catalog implementation (SQLite, MySQL)
+ * must pass it. It uses the {@linkcode Catalog} interface only.
+ *
+ * Behaviour it pins down beyond the interface's doc comments, which every
+ * implementation must share:
+ * - `addDiscovered` returns the inserted rows in input order with their final
+ *   state (a version followed in the same batch by a newer one is `superseded`).
+ * - `commitArchive` rejects a committed archive id with a `PortError` coded
+ *   `ARCHIVE_EXISTS` and an invalid member md5 with a `RangeError` naming the
+ *   md5, changing nothing; unknown member ids come back in `skipped`.
+ * - `recordFailure` rejects an unknown file id with a `RangeError`; failures
+ *   that concern no file merge when source, stage, code, key and archive match.
+ * - `archives()` pages in byte-wise id order.
+ *
+ * @example
+ * ```ts
+ * import { catalogConformance } from "./catalog_conformance.ts";
+ * import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
+ * catalogConformance("sqlite memory", async () => {
+ *   const catalog = await SqliteCatalog.open(":memory:");
+ *   return { catalog, cleanup: () => catalog.close() };
+ * });
+ * ```
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type {
+  ArchiveMember,
+  ArchiveRow,
+  Catalog,
+  CatalogStatus,
+  FileRow,
+  SourceEntry,
+} from "../core/ports.ts";
+import {
+  type ArchiveId,
+  archiveId,
+  type FileId,
+  fileId,
+  remoteArchiveId,
+  sourceId,
+} from "../core/ids.ts";
+import { PortError } from "../core/errors.ts";
+
+/** What the suite's factory returns: an empty, migrated catalog and how to dispose of it. */
+export interface CatalogFixture {
+  readonly catalog: Catalog;
+  /** Closes the catalog and removes whatever the factory created. */
+  readonly cleanup: () => Promise<void>;
+}
+
+const T0 = 1_760_000_000_000;
+const SRC = sourceId("dir:/srv/uploads");
+const OTHER = sourceId("mogilefs://tracker:7001/ugc");
+
+function entry(key: string, version = "v1", extra: Partial<SourceEntry> = {}): SourceEntry {
+  return { key, version, length: 100, mtimeMs: T0 - 60_000, ...extra };
+}
+
+function md5Of(n: number): string {
+  return n.toString(16).padStart(32, "0");
+}
+
+function archiveRow(id: string, extra: Partial<ArchiveRow> = {}): ArchiveRow {
+  return {
+    id: archiveId(id),
+    store: "file:///srv/vault",
+    remoteId: remoteArchiveId(`${id}.tar`),
+    size: 10_240,
+    treeHash: "ab".repeat(32),
+    fileCount: 1,
+    dataBytes: 100,
+    description: `coldpack v1 ${id}`,
+    createdAt: T0 + 50,
+    committedAt: T0 + 100,
+    ...extra,
+  };
+}
+
+/** Members laid out one after another, 512-byte header then data rounded to 512. */
+function membersOf(rows: readonly FileRow[]): ArchiveMember[] {
+  let offset = 0;
+  return rows.map((r, i) => {
+    const m = {
+      fileId: r.id,
+      md5: md5Of(r.id * 1000 + i),
+      length: r.length,
+      headerOffset: offset,
+      dataOffset: offset + 512,
+    };
+    offset += 512 + Math.ceil(r.length / 512) * 512;
+    return m;
+  });
+}
+
+async function mustFile(c: Catalog, id: FileId): Promise<FileRow> {
+  const row = await c.file(id);
+  assert.ok(row, `file fid:${id} should exist`);
+  return row;
+}
+
+function one<T>(xs: readonly T[], i = 0): T {
+  const x = xs[i];
+  assert.ok(x !== undefined, `expected an element at index ${i} of ${xs.length}`);
+  return x;
+}
+
+const EMPTY_STATUS: CatalogStatus = {
+  files: { pending: 0, archived: 0, vanished: 0, failed: 0, superseded: 0 },
+  archives: 0,
+  storedBytes: 0,
+  archivedBytes: 0,
+  pendingBytes: 0,
+  oldestPendingAt: null,
+  openFailures: 0,
+};
+
+/**
+ * Registers the conformance tests as `Deno.test` cases named `${name}: ...`.
+ *
+ * @param name prefix of every test name, e.g. `sqlite file`
+ * @param open makes a fresh, empty, migrated catalog for one test
+ */
+export function catalogConformance(
+  name: string,
+  open: () => Promise<CatalogFixture>,
+): void {
+  function test(title: string, fn: (c: Catalog) => Promise<void>): void {
+    Deno.test(`${name}: ${title}`, async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        await fn(catalog);
+      } finally {
+        await cleanup();
+      }
+    });
+  }
+
+  test("migrate is idempotent and returns the schema version", async (c) => {
+    const v = await c.migrate();
+    assert.ok(Number.isSafeInteger(v) && v >= 1, `version ${v} should be a positive integer`);
+    const [row] = await c.addDiscovered(SRC, [entry("kept.txt")], T0);
+    assert.equal(await c.migrate(), v);
+    assert.equal(await c.migrate(), v);
+    assert.ok(row);
+    assert.deepEqual(await c.file(row.id), row);
+  });
+
+  test("addDiscovered records pending rows with every field", async (c) => {
+    const rows = await c.addDiscovered(SRC, [
+      entry("ugc/product/1/texture.png", "fid:123", {
+        length: 1000,
+        mtimeMs: T0 - 5000,
+        domain: "ugc",
+        storageClass: "thumb",
+        sourceFid: 123,
+      }),
+      entry("plain.txt", "42:1759999999000", { length: 0 }),
+    ], T0);
+    assert.equal(rows.length, 2);
+    const [a, b] = [one(rows, 0), one(rows, 1)];
+    assert.ok(b.id > a.id, "ids grow in input order");
+    assert.deepEqual(a, {
+      id: a.id,
+      source: SRC,
+      key: "ugc/product/1/texture.png",
+      version: "fid:123",
+      domain: "ugc",
+      storageClass: "thumb",
+      sourceFid: 123,
+      length: 1000,
+      mtimeMs: T0 - 5000,
+      discoveredAt: T0,
+      state: "pending",
+      md5: null,
+      archiveId: null,
+      headerOffset: null,
+      dataOffset: null,
+      archivedAt: null,
+      attempts: 0,
+      nextAttemptAt: null,
+      note: null,
+    });
+    assert.deepEqual(b, {
+      ...a,
+      id: b.id,
+      key: "plain.txt",
+      version: "42:1759999999000",
+      domain: null,
+      storageClass: null,
+      sourceFid: null,
+      length: 0,
+      mtimeMs: T0 - 60_000,
+    });
+    assert.deepEqual(await c.file(a.id), a);
+    assert.deepEqual(await c.file(b.id), b);
+    assert.equal(await c.file(fileId(987_654_321)), null);
+    assert.deepEqual(await c.addDiscovered(SRC, [], T0), []);
+  });
+
+  test("addDiscovered ignores versions already known", async (c) => {
+    const first = await c.addDiscovered(SRC, [entry("a"), entry("b")], T0);
+    assert.equal(first.length, 2);
+    assert.deepEqual(await c.addDiscovered(SRC, [entry("a"), entry("b")], T0 + 1), []);
+    const mixed = await c.addDiscovered(SRC, [entry("a"), entry("c"), entry("b")], T0 + 2);
+    assert.deepEqual(mixed.map((r) => [r.key, r.discoveredAt]), [["c", T0 + 2]]);
+    const twice = await c.addDiscovered(SRC, [entry("d"), entry("d")], T0 + 3);
+    assert.equal(twice.length, 1);
+    const elsewhere = await c.addDiscovered(OTHER, [entry("a")], T0 + 4);
+    assert.equal(elsewhere.length, 1, "the same key and version at another source is new");
+    // The first rows are untouched by the repeats.
+    assert.deepEqual(await c.file(one(first).id), one(first));
+    const pending = await c.pendingFiles(SRC, { limit: 100, nowMs: T0 + 10 });
+    assert.deepEqual(pending.map((r) => r.key), ["a", "b", "c", "d"]);
+    assert.deepEqual((await c.fileVersions(SRC, "a")).length, 1);
+  });
+
+  test("a new version supersedes older pending versions only", async (c) => {
+    // pending -> superseded
+    const [k1v1] = await c.addDiscovered(SRC, [entry("k1", "v1")], T0);
+    const [k1v2] = await c.addDiscovered(SRC, [entry("k1", "v2")], T0 + 1);
+    assert.ok(k1v1 && k1v2);
+    assert.equal(k1v2.state, "pending");
+    assert.equal((await mustFile(c, k1v1.id)).state, "superseded");
+    // the old version listed again stays ignored, the new one stays pending
+    assert.deepEqual(await c.addDiscovered(SRC, [entry("k1", "v1")], T0 + 2), []);
+    assert.equal((await mustFile(c, k1v2.id)).state, "pending");
+    assert.deepEqual(
+      (await c.fileVersions(SRC, "k1")).map((r) => [r.version, r.state]),
+      [["v2", "pending"], ["v1", "superseded"]],
+    );
+
+    // archived, failed and vanished versions are not superseded
+    const [k2, k3, k4] = await c.addDiscovered(SRC, [entry("k2"), entry("k3"), entry("k4")], T0);
+    assert.ok(k2 && k3 && k4);
+    await c.commitArchive(archiveRow("arc-k2"), membersOf([k2]));
+    await c.recordFailure({
+      stage: "fetch",
+      code: "EACCES",
+      message: "permission denied",
+      source: SRC,
+      fileId: k3.id,
+      nowMs: T0 + 3,
+      retryAt: null,
+    });
+    await c.markVanished([k4.id], "gone", T0 + 3);
+    const newer = await c.addDiscovered(SRC, [
+      entry("k2", "v2"),
+      entry("k3", "v2"),
+      entry("k4", "v2"),
+    ], T0 + 4);
+    assert.deepEqual(newer.map((r) => r.state), ["pending", "pending", "pending"]);
+    assert.equal((await mustFile(c, k2.id)).state, "archived");
+    assert.equal((await mustFile(c, k3.id)).state, "failed");
+    assert.equal((await mustFile(c, k4.id)).state, "vanished");
+
+    // two versions in one batch: the earlier comes back superseded
+    const batch = await c.addDiscovered(SRC, [entry("k5", "v1"), entry("k5", "v2")], T0 + 5);
+    assert.deepEqual(batch.map((r) => [r.version, r.state]), [["v1", "superseded"], [
+      "v2",
+      "pending",
+    ]]);
+    assert.equal((await mustFile(c, one(batch).id)).state, "superseded");
+
+    // a version at another source does not supersede
+    await c.addDiscovered(OTHER, [entry("k1", "v9")], T0 + 6);
+    assert.equal((await mustFile(c, k1v2.id)).state, "pending");
+  });
+
+  test("superseding resolves the failures of the superseded version", async (c) => {
+    const [f] = await c.addDiscovered(SRC, [entry("retried.bin")], T0);
+    assert.ok(f);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "connection reset",
+      source: SRC,
+      fileId: f.id,
+      key: f.key,
+      nowMs: T0 + 1,
+      retryAt: T0 + 60_000,
+    });
+    assert.equal((await c.status()).openFailures, 1);
+    await c.addDiscovered(SRC, [entry("retried.bin", "v2")], T0 + 2);
+    assert.equal((await mustFile(c, f.id)).state, "superseded");
+    assert.deepEqual(await c.recentFailures(10), []);
+    assert.equal((await c.status()).openFailures, 0);
+  });
+
+  test("latestVersions returns the newest known version of each key", async (c) => {
+    // "b" before "a": newest means last discovered, not largest string
+    await c.addDiscovered(SRC, [entry("x", "b"), entry("y", "only")], T0);
+    await c.addDiscovered(SRC, [entry("x", "a")], T0 + 1);
+    await c.addDiscovered(OTHER, [entry("z", "other")], T0 + 1);
+    const found = await c.latestVersions(SRC, ["x", "y", "z", "unknown", "x"]);
+    assert.deepEqual(
+      [...found.entries()].sort(([p], [q]) => p < q ? -1 : 1),
+      [["x", { version: "a", state: "pending" }], ["y", { version: "only", state: "pending" }]],
+    );
+    assert.equal((await c.latestVersions(SRC, [])).size, 0);
+
+    const [y] = await c.fileVersions(SRC, "y");
+    assert.ok(y);
+    await c.commitArchive(archiveRow("arc-y"), membersOf([y]));
+    assert.deepEqual(
+      (await c.latestVersions(SRC, ["y"])).get("y"),
+      { version: "only", state: "archived" },
+    );
+
+    // more keys than one query's IN list
+    const keys = Array.from({ length: 1234 }, (_, i) => `many/${i}`);
+    await c.addDiscovered(SRC, keys.map((k) => entry(k, `v-${k}`)), T0 + 2);
+    const many = await c.latestVersions(SRC, [...keys, "many/missing"]);
+    assert.equal(many.size, 1234);
+    for (const k of keys) assert.deepEqual(many.get(k), { version: `v-${k}`, state: "pending" });
+  });
+
+  test("pendingFiles pages due pending files by id", async (c) => {
+    const rows = await c.addDiscovered(
+      SRC,
+      ["p0", "p1", "p2", "p3", "p4", "p5", "p6"].map((k) => entry(k)),
+      T0,
+    );
+    await c.addDiscovered(OTHER, [entry("other")], T0);
+    const ids = rows.map((r) => r.id);
+    const page1 = await c.pendingFiles(SRC, { limit: 3, nowMs: T0 });
+    assert.deepEqual(page1, rows.slice(0, 3));
+    const page2 = await c.pendingFiles(SRC, { limit: 3, afterId: one(ids, 2), nowMs: T0 });
+    assert.deepEqual(page2.map((r) => r.id), ids.slice(3, 6));
+    const page3 = await c.pendingFiles(SRC, { limit: 3, afterId: one(ids, 5), nowMs: T0 });
+    assert.deepEqual(page3.map((r) => r.id), ids.slice(6));
+    assert.deepEqual(await c.pendingFiles(SRC, { limit: 3, afterId: one(ids, 6), nowMs: T0 }), []);
+    assert.deepEqual(await c.pendingFiles(SRC, { limit: 0, nowMs: T0 }), []);
+
+    // only pending ones: archived, vanished, failed and superseded drop out
+    await c.commitArchive(archiveRow("arc-p0"), membersOf([one(rows, 0)]));
+    await c.markVanished([one(ids, 1)], "deleted", T0 + 1);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "EISDIR",
+      message: "is a directory",
+      source: SRC,
+      fileId: one(ids, 2),
+      nowMs: T0 + 1,
+      retryAt: null,
+    });
+    await c.addDiscovered(SRC, [entry("p3", "v2")], T0 + 2);
+    const left = await c.pendingFiles(SRC, { limit: 100, nowMs: T0 + 3 });
+    assert.deepEqual(left.map((r) => r.key), ["p4", "p5", "p6", "p3"]);
+    assert.deepEqual(
+      (await c.pendingFiles(OTHER, { limit: 100, nowMs: T0 })).map((r) => r.key),
+      ["other"],
+    );
+  });
+
+  test("a scheduled retry is pending but not due until retryAt", async (c) => {
+    const [f, g] = await c.addDiscovered(SRC, [entry("later.jpg"), entry("now.jpg")], T0);
+    assert.ok(f && g);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "ETIMEDOUT",
+      message: "timed out after 30 s",
+      source: SRC,
+      fileId: f.id,
+      key: f.key,
+      nowMs: T0 + 1000,
+      retryAt: T0 + 60_000,
+    });
+    const row = await mustFile(c, f.id);
+    assert.equal(row.state, "pending");
+    assert.equal(row.attempts, 1);
+    assert.equal(row.nextAttemptAt, T0 + 60_000);
+    assert.equal(row.note, "timed out after 30 s");
+    const due = async (nowMs: number) =>
+      (await c.pendingFiles(SRC, { limit: 10, nowMs })).map((r) => r.key);
+    assert.deepEqual(await due(T0 + 1000), ["now.jpg"]);
+    assert.deepEqual(await due(T0 + 59_999), ["now.jpg"]);
+    assert.deepEqual(await due(T0 + 60_000), ["later.jpg", "now.jpg"]);
+    assert.equal((await c.status()).files.pending, 2, "a waiting retry still counts as pending");
+  });
+
+  test("recordFailure keeps one row per file, stage and code", async (c) => {
+    const [f] = await c.addDiscovered(SRC, [entry("flaky.png")], T0);
+    assert.ok(f);
+    const base = { source: SRC, fileId: f.id, key: f.key } as const;
+    await c.recordFailure({
+      ...base,
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "reset 1",
+      nowMs: T0 + 1,
+      retryAt: T0 + 10,
+    });
+    await c.recordFailure({
+      ...base,
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "reset 2",
+      nowMs: T0 + 2,
+      retryAt: T0 + 20,
+    });
+    let failures = await c.recentFailures(10);
+    assert.equal(failures.length, 1);
+    assert.deepEqual(failures[0], {
+      id: one(failures).id,
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "reset 2",
+      source: SRC,
+      fileId: f.id,
+      key: "flaky.png",
+      archiveId: null,
+      attempts: 2,
+      firstAt: T0 + 1,
+      lastAt: T0 + 2,
+      resolvedAt: null,
+    });
+    await c.recordFailure({
+      ...base,
+      stage: "fetch",
+      code: "ETIMEDOUT",
+      message: "timed out",
+      nowMs: T0 + 3,
+      retryAt: T0 + 30,
+    });
+    await c.recordFailure({
+      ...base,
+      stage: "upload",
+      code: "ECONNRESET",
+      message: "upload reset",
+      archiveId: archiveId("arc-flaky"),
+      nowMs: T0 + 4,
+      retryAt: T0 + 40,
+    });
+    failures = await c.recentFailures(10);
+    assert.deepEqual(
+      failures.map((x) => [x.stage, x.code, x.attempts, x.archiveId]),
+      [["upload", "ECONNRESET", 1, "arc-flaky"], ["fetch", "ETIMEDOUT", 1, null], [
+        "fetch",
+        "ECONNRESET",
+        2,
+        null,
+      ]],
+      "newest first",
+    );
+    assert.deepEqual((await c.recentFailures(2)).map((x) => x.lastAt), [T0 + 4, T0 + 3]);
+    assert.deepEqual(await c.recentFailures(0), []);
+    let row = await mustFile(c, f.id);
+    assert.equal(row.attempts, 4);
+    assert.equal(row.note, "upload reset");
+    assert.equal(row.nextAttemptAt, T0 + 40);
+    assert.equal(row.state, "pending");
+
+    // retryAt null: failed for good, failure stays open
+    await c.recordFailure({
+      ...base,
+      stage: "fetch",
+      code: "EACCES",
+      message: "permission denied",
+      nowMs: T0 + 5,
+      retryAt: null,
+    });
+    row = await mustFile(c, f.id);
+    assert.equal(row.state, "failed");
+    assert.equal(row.attempts, 5);
+    assert.equal(row.nextAttemptAt, null);
+    assert.equal(row.note, "permission denied");
+    assert.deepEqual(await c.pendingFiles(SRC, { limit: 10, nowMs: T0 + 1e9 }), []);
+    assert.equal(one(await c.recentFailures(10)).code, "EACCES");
+    assert.equal((await c.status()).openFailures, 4);
+  });
+
+  test("recordFailure without a file merges repeats and never touches files", async (c) => {
+    const [f] = await c.addDiscovered(SRC, [entry("bystander")], T0);
+    assert.ok(f);
+    const listing = {
+      stage: "discover",
+      code: "EACCES",
+      source: SRC,
+      key: "private/dir",
+      retryAt: null,
+    } as const;
+    await c.recordFailure({ ...listing, message: "cannot list 1", nowMs: T0 + 1 });
+    await c.recordFailure({ ...listing, message: "cannot list 2", nowMs: T0 + 2 });
+    await c.recordFailure({
+      stage: "upload",
+      code: "ThrottlingException",
+      message: "slow down",
+      source: SRC,
+      archiveId: archiveId("arc-throttled"),
+      nowMs: T0 + 3,
+      retryAt: T0 + 100,
+    });
+    const failures = await c.recentFailures(10);
+    assert.deepEqual(
+      failures.map((x) => ({ ...x, id: 0 })),
+      [
+        {
+          id: 0,
+          stage: "upload",
+          code: "ThrottlingException",
+          message: "slow down",
+          source: SRC,
+          fileId: null,
+          key: null,
+          archiveId: "arc-throttled",
+          attempts: 1,
+          firstAt: T0 + 3,
+          lastAt: T0 + 3,
+          resolvedAt: null,
+        },
+        {
+          id: 0,
+          stage: "discover",
+          code: "EACCES",
+          message: "cannot list 2",
+          source: SRC,
+          fileId: null,
+          key: "private/dir",
+          archiveId: null,
+          attempts: 2,
+          firstAt: T0 + 1,
+          lastAt: T0 + 2,
+          resolvedAt: null,
+        },
+      ],
+    );
+    assert.deepEqual(await c.file(f.id), f);
+  });
+
+  test("recordFailure on a file no longer pending leaves its state alone", async (c) => {
+    const [sup, arch, fail] = await c.addDiscovered(
+      SRC,
+      [entry("sup"), entry("arch"), entry("fail")],
+      T0,
+    );
+    assert.ok(sup && arch && fail);
+    await c.addDiscovered(SRC, [entry("sup", "v2")], T0 + 1);
+    await c.commitArchive(archiveRow("arc-done"), membersOf([arch]));
+    const changed = {
+      stage: "fetch",
+      code: "ChangedError",
+      message: "length differs",
+      source: SRC,
+      nowMs: T0 + 2,
+      retryAt: null,
+    } as const;
+    // A late failure of a superseded or archived file needs no attention.
+    await c.recordFailure({ ...changed, fileId: sup.id });
+    await c.recordFailure({ ...changed, fileId: arch.id });
+    assert.deepEqual(await c.file(sup.id), { ...sup, state: "superseded" });
+    assert.equal((await mustFile(c, arch.id)).state, "archived");
+    assert.equal((await mustFile(c, arch.id)).attempts, 0);
+    assert.deepEqual(await c.recentFailures(10), []);
+    assert.equal((await c.status()).openFailures, 0);
+    // A failed file stays failed and its failures stay open.
+    await c.recordFailure({ ...changed, code: "EACCES", message: "denied", fileId: fail.id });
+    await c.recordFailure({ ...changed, code: "EPERM", message: "not permitted", fileId: fail.id });
+    const failed = await mustFile(c, fail.id);
+    assert.equal(failed.state, "failed");
+    assert.equal(failed.attempts, 2);
+    assert.equal(failed.note, "not permitted");
+    assert.deepEqual((await c.recentFailures(10)).map((x) => x.code).sort(), ["EACCES", "EPERM"]);
+  });
+
+  test("recordFailure rejects an unknown file id", async (c) => {
+    await assert.rejects(
+      c.recordFailure({
+        stage: "fetch",
+        code: "ENOENT",
+        message: "gone",
+        source: SRC,
+        fileId: fileId(987_654_321),
+        nowMs: T0,
+        retryAt: null,
+      }),
+      (e: unknown) => e instanceof RangeError && /unknown file fid:987654321/.test(e.message),
+    );
+    assert.deepEqual(await c.recentFailures(10), []);
+  });
+
+  test("commitArchive archives members with md5 and offsets", async (c) => {
+    const rows = await c.addDiscovered(SRC, [
+      entry("m/one.jpg", "v1", { length: 700 }),
+      entry("m/two.jpg", "v1", { length: 3 }),
+      entry("m/three.jpg", "v1", { length: 1500 }),
+    ], T0);
+    const [one_, two, three] = rows;
+    assert.ok(one_ && two && three);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "reset",
+      source: SRC,
+      fileId: two.id,
+      nowMs: T0 + 1,
+      retryAt: T0 + 2,
+    });
+    // tar order three, one, two; members handed over in another order
+    const m3 = { fileId: three.id, md5: md5Of(3), length: 1500, headerOffset: 0, dataOffset: 512 };
+    const m1 = {
+      fileId: one_.id,
+      md5: md5Of(1),
+      length: 701,
+      headerOffset: 2048,
+      dataOffset: 3072,
+    };
+    const m2 = { fileId: two.id, md5: md5Of(2), length: 3, headerOffset: 3584, dataOffset: 4096 };
+    const archive = archiveRow("20261122T105301Z-1a2b3c4d5e6f", {
+      size: 6144,
+      fileCount: 3,
+      dataBytes: 2204,
+      committedAt: T0 + 500,
+    });
+    const result = await c.commitArchive(archive, [m1, m2, m3]);
+    assert.deepEqual(result.skipped, []);
+    assert.deepEqual(await c.archive(archive.id), archive);
+    for (const [row, m] of [[one_, m1], [two, m2], [three, m3]] as const) {
+      assert.deepEqual(await c.file(row.id), {
+        ...row,
+        state: "archived",
+        md5: m.md5,
+        length: m.length,
+        archiveId: archive.id,
+        headerOffset: m.headerOffset,
+        dataOffset: m.dataOffset,
+        archivedAt: T0 + 500,
+        nextAttemptAt: null,
+        attempts: row.id === two.id ? 1 : 0,
+        note: row.id === two.id ? "reset" : null,
+      });
+    }
+    assert.deepEqual(
+      (await c.archiveFiles(archive.id)).map((r) => [r.key, r.dataOffset]),
+      [["m/three.jpg", 512], ["m/one.jpg", 3072], ["m/two.jpg", 4096]],
+    );
+    assert.deepEqual(await c.pendingFiles(SRC, { limit: 10, nowMs: T0 + 1e6 }), []);
+    assert.deepEqual(await c.recentFailures(10), [], "a member's failures are resolved");
+    assert.equal(await c.archive(archiveId("no-such-archive")), null);
+    assert.deepEqual(await c.archiveFiles(archiveId("no-such-archive")), []);
+  });
+
+  test("commitArchive archives superseded members and skips the rest", async (c) => {
+    const rows = await c.addDiscovered(
+      SRC,
+      ["pend", "sup", "van", "fail", "else"].map((k) => entry(k)),
+      T0,
+    );
+    const [pend, sup, van, fail, other] = rows;
+    assert.ok(pend && sup && van && fail && other);
+    await c.addDiscovered(SRC, [entry("sup", "v2")], T0 + 1);
+    await c.markVanished([van.id], "deleted at source", T0 + 1);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "EISDIR",
+      message: "is a directory",
+      source: SRC,
+      fileId: fail.id,
+      nowMs: T0 + 1,
+      retryAt: null,
+    });
+    const first = archiveRow("arc-first");
+    await c.commitArchive(first, membersOf([other]));
+    const unknown = fileId(987_654_321);
+    const members = [
+      ...membersOf([pend, van, sup, fail, other]),
+      { fileId: unknown, md5: md5Of(9), length: 1, headerOffset: 90_000, dataOffset: 90_512 },
+    ];
+    const { skipped } = await c.commitArchive(archiveRow("arc-second"), members);
+    assert.deepEqual(skipped, [van.id, fail.id, other.id, unknown]);
+    assert.equal((await mustFile(c, pend.id)).archiveId, "arc-second");
+    const supRow = await mustFile(c, sup.id);
+    assert.equal(supRow.state, "archived");
+    assert.equal(supRow.archiveId, "arc-second");
+    assert.deepEqual(await c.file(van.id), {
+      ...van,
+      state: "vanished",
+      note: "deleted at source",
+    });
+    const failRow = await mustFile(c, fail.id);
+    assert.equal(failRow.state, "failed");
+    assert.equal(failRow.archiveId, null);
+    assert.equal(failRow.md5, null);
+    const otherRow = await mustFile(c, other.id);
+    assert.equal(otherRow.archiveId, "arc-first");
+    assert.equal(otherRow.md5, one(membersOf([other])).md5);
+    assert.deepEqual(
+      (await c.archiveFiles(archiveId("arc-second"))).map((r) => r.key),
+      ["pend", "sup"],
+    );
+  });
+
+  test("commitArchive refuses an archive id already committed and changes nothing", async (c) => {
+    const [f1, f2] = await c.addDiscovered(SRC, [entry("f1"), entry("f2")], T0);
+    assert.ok(f1 && f2);
+    const original = archiveRow("arc-once");
+    await c.commitArchive(original, membersOf([f1]));
+    await assert.rejects(
+      c.commitArchive(archiveRow("arc-once", { size: 999, remoteId: remoteArchiveId("other") }), [
+        ...membersOf([f2]),
+      ]),
+      (e: unknown) =>
+        e instanceof PortError && e.code === "ARCHIVE_EXISTS" && e.retryable === false &&
+        e.message.includes("arc-once"),
+    );
+    assert.deepEqual(await c.file(f2.id), f2, "the second commit's member is untouched");
+    assert.deepEqual(await c.archive(original.id), original);
+    assert.deepEqual((await c.archiveFiles(original.id)).map((r) => r.id), [f1.id]);
+    assert.equal((await c.status()).archives, 1);
+  });
+
+  test("commitArchive that fails midway leaves no member archived", async (c) => {
+    const rows = await c.addDiscovered(SRC, ["x1", "x2", "x3"].map((k) => entry(k)), T0);
+    const members = membersOf(rows);
+    const bad = [...members.slice(0, 2), { ...one(members, 2), md5: "NOT-AN-MD5" }];
+    const archive = archiveRow("arc-atomic", { fileCount: 3 });
+    await assert.rejects(
+      c.commitArchive(archive, bad),
+      (e: unknown) => e instanceof RangeError && /md5/.test(e.message),
+    );
+    for (const r of rows) assert.deepEqual(await c.file(r.id), r);
+    assert.equal(await c.archive(archive.id), null);
+    assert.deepEqual(await c.archiveFiles(archive.id), []);
+    assert.deepEqual(await c.status(), {
+      ...EMPTY_STATUS,
+      files: { ...EMPTY_STATUS.files, pending: 3 },
+      pendingBytes: 300,
+      oldestPendingAt: T0,
+    });
+    // the same commit done right succeeds afterwards
+    assert.deepEqual(await c.commitArchive(archive, members), { skipped: [] });
+    assert.deepEqual((await c.archiveFiles(archive.id)).map((r) => r.key), ["x1", "x2", "x3"]);
+  });
+
+  test("markVanished marks pending files only and resolves their failures", async (c) => {
+    const rows = await c.addDiscovered(SRC, ["v1", "v2", "arch", "sup"].map((k) => entry(k)), T0);
+    const [p1, p2, arch, sup] = rows;
+    assert.ok(p1 && p2 && arch && sup);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "EIO",
+      message: "read error",
+      source: SRC,
+      fileId: p1.id,
+      nowMs: T0 + 1,
+      retryAt: T0 + 100,
+    });
+    await c.commitArchive(archiveRow("arc-v"), membersOf([arch]));
+    await c.addDiscovered(SRC, [entry("sup", "v2")], T0 + 2);
+    await c.markVanished(
+      [p1.id, p2.id, arch.id, sup.id, fileId(987_654_321)],
+      "deleted at source",
+      T0 + 3,
+    );
+    for (const p of [p1, p2]) {
+      const row = await mustFile(c, p.id);
+      assert.equal(row.state, "vanished");
+      assert.equal(row.note, "deleted at source");
+      assert.equal(row.nextAttemptAt, null);
+    }
+    assert.equal((await mustFile(c, arch.id)).state, "archived");
+    assert.equal((await mustFile(c, sup.id)).state, "superseded");
+    assert.deepEqual(await c.recentFailures(10), []);
+    await c.markVanished([], "nothing", T0 + 4);
+    assert.equal((await c.status()).files.vanished, 2);
+  });
+
+  test("status counts every state and sums bytes", async (c) => {
+    assert.deepEqual(await c.status(), EMPTY_STATUS);
+    const [a1, b, e0] = await c.addDiscovered(SRC, [
+      entry("a", "v1", { length: 10 }),
+      entry("b", "v1", { length: 20 }),
+      entry("e0", "v1", { length: 5 }),
+    ], T0);
+    const [cc, d, e, a2] = await c.addDiscovered(SRC, [
+      entry("c", "v1", { length: 30 }),
+      entry("d", "v1", { length: 40 }),
+      entry("e", "v1", { length: 50 }),
+      entry("a", "v2", { length: 15 }),
+    ], T0 + 10);
+    assert.ok(a1 && b && e0 && cc && d && e && a2);
+    await c.commitArchive(
+      archiveRow("arc-status", { size: 4096, fileCount: 2, dataBytes: 50 }),
+      membersOf([b, cc]),
+    );
+    await c.markVanished([d.id], "gone", T0 + 20);
+    for (const f of [e, e0]) {
+      await c.recordFailure({
+        stage: "fetch",
+        code: "EACCES",
+        message: "denied",
+        source: SRC,
+        fileId: f.id,
+        nowMs: T0 + 20,
+        retryAt: null,
+      });
+    }
+    await c.recordFailure({
+      stage: "fetch",
+      code: "ECONNRESET",
+      message: "reset",
+      source: SRC,
+      fileId: a2.id,
+      nowMs: T0 + 21,
+      retryAt: T0 + 1e6,
+    });
+    await c.recordFailure({
+      stage: "discover",
+      code: "EACCES",
+      message: "cannot list",
+      source: SRC,
+      key: "secret",
+      nowMs: T0 + 22,
+      retryAt: null,
+    });
+    assert.deepEqual(await c.status(), {
+      files: { pending: 1, archived: 2, vanished: 1, failed: 2, superseded: 1 },
+      archives: 1,
+      storedBytes: 4096,
+      archivedBytes: 50,
+      pendingBytes: 15,
+      oldestPendingAt: T0 + 10,
+      openFailures: 4,
+    });
+  });
+
+  test("cursors are stored, replaced and kept apart", async (c) => {
+    assert.equal(await c.getCursor("mogilefs:ugc"), null);
+    await c.setCursor("mogilefs:ugc", "1234");
+    assert.equal(await c.getCursor("mogilefs:ugc"), "1234");
+    await c.setCursor("mogilefs:ugc", "5678");
+    assert.equal(await c.getCursor("mogilefs:ugc"), "5678");
+    await c.setCursor("s3:bücket/日本", "key\nwith newline");
+    assert.equal(await c.getCursor("s3:bücket/日本"), "key\nwith newline");
+    assert.equal(await c.getCursor("mogilefs:ugc"), "5678");
+    await c.setCursor("empty", "");
+    assert.equal(await c.getCursor("empty"), "");
+  });
+
+  test("fileVersions lists every version of one key, newest first", async (c) => {
+    await c.addDiscovered(SRC, [entry("doc", "1"), entry("doc/sub", "1")], T0);
+    await c.addDiscovered(SRC, [entry("doc", "2")], T0 + 1);
+    await c.addDiscovered(OTHER, [entry("doc", "9")], T0 + 1);
+    await c.addDiscovered(SRC, [entry("doc", "3")], T0 + 2);
+    const versions = await c.fileVersions(SRC, "doc");
+    assert.deepEqual(
+      versions.map((r) => [r.key, r.version, r.state, r.discoveredAt]),
+      [
+        ["doc", "3", "pending", T0 + 2],
+        ["doc", "2", "superseded", T0 + 1],
+        ["doc", "1", "superseded", T0],
+      ],
+    );
+    assert.deepEqual(await c.fileVersions(SRC, "nope"), []);
+    assert.deepEqual(await c.fileVersions(SRC, "do"), []);
+  });
+
+  test("archives pages by id", async (c) => {
+    const ids = ["arc-03", "arc-01", "arc-05", "arc-02", "arc-04"];
+    const rows = await c.addDiscovered(SRC, ids.map((id) => entry(`file-of-${id}`)), T0);
+    const committed = new Map<string, ArchiveRow>();
+    for (const [i, id] of ids.entries()) {
+      const row = archiveRow(id, { size: 1000 + i, committedAt: T0 + i });
+      committed.set(id, row);
+      await c.commitArchive(row, membersOf([one(rows, i)]));
+    }
+    const page = async (limit: number, afterId?: ArchiveId) =>
+      (await c.archives(afterId === undefined ? { limit } : { limit, afterId })).map((a) => a.id);
+    assert.deepEqual(await page(2), ["arc-01", "arc-02"]);
+    assert.deepEqual(await page(2, archiveId("arc-02")), ["arc-03", "arc-04"]);
+    assert.deepEqual(await page(2, archiveId("arc-04")), ["arc-05"]);
+    assert.deepEqual(await page(2, archiveId("arc-05")), []);
+    assert.deepEqual(await page(0), []);
+    assert.deepEqual(await page(10, archiveId("arc-025")), ["arc-03", "arc-04", "arc-05"]);
+    const all = await c.archives({ limit: 100 });
+    assert.deepEqual(all, [...committed.values()].sort((p, q) => p.id < q.id ? -1 : 1));
+    const status = await c.status();
+    assert.equal(status.archives, 5);
+    assert.equal(status.storedBytes, 1000 + 1001 + 1002 + 1003 + 1004);
+  });
+
+  test("keys with unicode, newlines and quotes round-trip exactly", async (c) => {
+    const keys = [
+      "ünïcödé/日本語/ファイル.png",
+      "line\nbreak.txt",
+      "tab\tand\r\ncrlf",
+      "emoji 😀/🧊.glb",
+      "quote'\"back\\slash",
+      "percent%_under*glob?[x]",
+      " leading and trailing ",
+      "nul-free but \u0007 bell",
+      `${"long/".repeat(300)}end`,
+    ];
+    const rows = await c.addDiscovered(SRC, keys.map((k) => entry(k, `vérsion\n${k.length}`)), T0);
+    assert.deepEqual(rows.map((r) => r.key), keys);
+    const latest = await c.latestVersions(SRC, keys);
+    assert.equal(latest.size, keys.length);
+    for (const [i, k] of keys.entries()) {
+      assert.deepEqual(latest.get(k), { version: `vérsion\n${k.length}`, state: "pending" });
+      assert.deepEqual(await c.fileVersions(SRC, k), [one(rows, i)]);
+      assert.equal((await mustFile(c, one(rows, i).id)).key, k);
+    }
+    assert.deepEqual(
+      await c.addDiscovered(SRC, keys.map((k) => entry(k, `vérsion\n${k.length}`)), T0),
+      [],
+    );
+    await c.commitArchive(archiveRow("arc-unicode", { fileCount: keys.length }), membersOf(rows));
+    assert.deepEqual((await c.archiveFiles(archiveId("arc-unicode"))).map((r) => r.key), keys);
+  });
+
+  test("a 20,000-entry discovery batch is recorded whole", async (c) => {
+    const n = 20_000;
+    const entries = Array.from(
+      { length: n },
+      (_, i) => entry(`bulk/${String(i).padStart(5, "0")}.jpg`, `${i}`, { length: i }),
+    );
+    const rows = await c.addDiscovered(SRC, entries, T0);
+    assert.equal(rows.length, n);
+    for (let i = 1; i < n; i++) {
+      assert.ok(one(rows, i).id > one(rows, i - 1).id, `ids grow at ${i}`);
+    }
+    assert.equal(one(rows, n - 1).key, "bulk/19999.jpg");
+    assert.equal((await c.latestVersions(SRC, entries.map((e) => e.key))).size, n);
+    const seen: FileId[] = [];
+    let afterId: FileId | undefined;
+    for (;;) {
+      const page = await c.pendingFiles(
+        SRC,
+        afterId === undefined ? { limit: 7000, nowMs: T0 } : { limit: 7000, afterId, nowMs: T0 },
+      );
+      if (page.length === 0) break;
+      for (const r of page) seen.push(r.id);
+      afterId = one(page, page.length - 1).id;
+    }
+    assert.deepEqual(seen, rows.map((r) => r.id));
+    assert.deepEqual(await c.addDiscovered(SRC, entries, T0 + 1), []);
+    const status = await c.status();
+    assert.equal(status.files.pending, n);
+    assert.equal(status.pendingBytes, (n * (n - 1)) / 2);
+  });
+}

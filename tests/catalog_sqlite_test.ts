@@ -1,0 +1,379 @@
+/**
+ * The SQLite catalog: the conformance suite on a file and in memory, plus
+ * what only SQLite has (files on disk, migrations table, locks, crashes).
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
+import {
+  LATEST_SCHEMA_VERSION,
+  type Migration,
+  MIGRATIONS,
+  migrationsToApply,
+} from "../adapters/catalog/schema.ts";
+import { archiveId, remoteArchiveId, sourceId } from "../core/ids.ts";
+import { PortError } from "../core/errors.ts";
+import type { ArchiveRow, SourceEntry } from "../core/ports.ts";
+import { catalogConformance } from "./catalog_conformance.ts";
+
+catalogConformance("sqlite file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "coldpack_catalog_" });
+  const catalog = await SqliteCatalog.open(`${dir}/catalog.db`);
+  return {
+    catalog,
+    cleanup: async () => {
+      await catalog.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
+
+catalogConformance("sqlite memory", async () => {
+  const catalog = await SqliteCatalog.open(":memory:");
+  return { catalog, cleanup: () => catalog.close() };
+});
+
+const T0 = 1_760_000_000_000;
+const SRC = sourceId("dir:/srv/uploads");
+
+function entry(key: string, version = "v1"): SourceEntry {
+  return { key, version, length: 100, mtimeMs: T0 };
+}
+
+function archiveRow(id: string): ArchiveRow {
+  return {
+    id: archiveId(id),
+    store: "file:///srv/vault",
+    remoteId: remoteArchiveId(`${id}.tar`),
+    size: 2048,
+    treeHash: "cd".repeat(32),
+    fileCount: 1,
+    dataBytes: 100,
+    description: id,
+    createdAt: T0,
+    committedAt: T0 + 1,
+  };
+}
+
+/** Runs `fn` with a fresh temp dir holding `catalog.db`, removed afterwards. */
+async function withDbFile(fn: (path: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "coldpack_catalog_" });
+  try {
+    await fn(`${dir}/catalog.db`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Opens a raw second connection, as another process would. */
+function raw(path: string): DatabaseSync {
+  return new DatabaseSync(path);
+}
+
+Deno.test("sqlite: reopening a file database keeps everything", async () => {
+  await withDbFile(async (path) => {
+    const first = await SqliteCatalog.open(path);
+    const [a, b] = await first.addDiscovered(SRC, [entry("a.jpg"), entry("b.jpg")], T0);
+    assert.ok(a && b);
+    await first.commitArchive(archiveRow("arc-keep"), [
+      { fileId: a.id, md5: "0".repeat(32), length: 100, headerOffset: 0, dataOffset: 512 },
+    ]);
+    await first.setCursor("dir", "b.jpg");
+    const before = await first.status();
+    await first.close();
+
+    const again = await SqliteCatalog.open(path);
+    try {
+      assert.equal(await again.migrate(), LATEST_SCHEMA_VERSION);
+      assert.equal(await again.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.deepEqual(await again.status(), before);
+      assert.equal((await again.file(a.id))?.archiveId, "arc-keep");
+      assert.deepEqual(await again.file(b.id), b);
+      assert.equal(await again.getCursor("dir"), "b.jpg");
+      // new ids continue after the old ones
+      const [c] = await again.addDiscovered(SRC, [entry("c.jpg")], T0 + 5);
+      assert.ok(c && c.id > b.id);
+    } finally {
+      await again.close();
+    }
+    const db = raw(path);
+    try {
+      const applied = db.prepare("SELECT version, name FROM schema_migrations ORDER BY version")
+        .all()
+        .map((r) => [r.version, r.name]);
+      assert.deepEqual(applied, MIGRATIONS.map((m) => [m.version, m.name]));
+      assert.equal(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
+    } finally {
+      db.close();
+    }
+  });
+});
+
+Deno.test("sqlite: migrate refuses a database from a newer coldpack", async () => {
+  await withDbFile(async (path) => {
+    await (await SqliteCatalog.open(path)).close();
+    const db = raw(path);
+    db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+      .run(LATEST_SCHEMA_VERSION + 7, "from_the_future", T0);
+    db.close();
+    const tooNew = (e: unknown) =>
+      e instanceof PortError && e.code === "SCHEMA_TOO_NEW" && e.retryable === false &&
+      e.message ===
+        `Cannot use catalog schema version ${LATEST_SCHEMA_VERSION + 7}: ` +
+          `this coldpack knows versions up to ${LATEST_SCHEMA_VERSION}; upgrade coldpack`;
+    await assert.rejects(SqliteCatalog.open(path), tooNew);
+    const unmigrated = await SqliteCatalog.open(path, { migrate: false });
+    try {
+      assert.equal(await unmigrated.schemaVersion(), LATEST_SCHEMA_VERSION + 7);
+      await assert.rejects(unmigrated.migrate(), tooNew);
+    } finally {
+      await unmigrated.close();
+    }
+  });
+});
+
+Deno.test("sqlite: open without migrate leaves an empty file unmigrated", async () => {
+  await withDbFile(async (path) => {
+    const catalog = await SqliteCatalog.open(path, { migrate: false });
+    try {
+      assert.equal(await catalog.schemaVersion(), 0);
+      await assert.rejects(
+        catalog.status(),
+        (e: unknown) =>
+          e instanceof PortError && e.code === "SQLITE_ERROR" && /no such table/.test(e.message),
+      );
+      assert.equal(await catalog.migrate(), LATEST_SCHEMA_VERSION);
+      assert.equal((await catalog.status()).archives, 0);
+    } finally {
+      await catalog.close();
+    }
+  });
+});
+
+Deno.test("sqlite: a writer that dies before COMMIT leaves nothing behind", async () => {
+  await withDbFile(async (path) => {
+    const catalog = await SqliteCatalog.open(path);
+    try {
+      const [f] = await catalog.addDiscovered(SRC, [entry("survivor.jpg")], T0);
+      assert.ok(f);
+      const before = await catalog.status();
+
+      const crashed = raw(path);
+      crashed.exec("BEGIN IMMEDIATE");
+      crashed.prepare(
+        `INSERT INTO archives (id, seq, store, remote_id, size, tree_hash, file_count, data_bytes,
+           description, created_at, committed_at) VALUES ('arc-ghost', 1, 's', 'r', 1, 'h', 1, 1, 'd', 1, 1)`,
+      ).run();
+      crashed.prepare(
+        `UPDATE files SET state = 'archived', archive_id = 'arc-ghost', md5 = ?, header_offset = 0,
+           data_offset = 512, archived_at = 1 WHERE id = ?`,
+      ).run("f".repeat(32), f.id);
+      crashed.prepare(
+        `INSERT INTO files (source, file_key, version, length, mtime_ms, discovered_at)
+         VALUES (?, 'ghost.jpg', 'v1', 1, 1, 1)`,
+      ).run(SRC);
+      crashed.close(); // gone without COMMIT
+
+      assert.deepEqual(await catalog.file(f.id), f);
+      assert.equal(await catalog.archive(archiveId("arc-ghost")), null);
+      assert.deepEqual(await catalog.fileVersions(SRC, "ghost.jpg"), []);
+      assert.deepEqual(await catalog.status(), before);
+    } finally {
+      await catalog.close();
+    }
+    const reopened = await SqliteCatalog.open(path);
+    try {
+      assert.equal(await reopened.archive(archiveId("arc-ghost")), null);
+      assert.equal((await reopened.status()).files.pending, 1);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+Deno.test("sqlite: a commit aborted by the database after some members rolls back whole", async () => {
+  await withDbFile(async (path) => {
+    const catalog = await SqliteCatalog.open(path);
+    try {
+      const rows = await catalog.addDiscovered(SRC, ["m1", "m2", "m3"].map((k) => entry(k)), T0);
+      const last = rows[2];
+      assert.ok(last);
+      // The third member's update fails inside SQLite, after two succeeded.
+      const db = raw(path);
+      db.exec(
+        `CREATE TRIGGER fail_third BEFORE UPDATE OF state ON files WHEN NEW.id = ${last.id}
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+      );
+      db.close();
+      const members = rows.map((r, i) => ({
+        fileId: r.id,
+        md5: String(i).repeat(32),
+        length: r.length,
+        headerOffset: i * 1024,
+        dataOffset: i * 1024 + 512,
+      }));
+      await assert.rejects(
+        catalog.commitArchive(archiveRow("arc-aborted"), members),
+        (e: unknown) =>
+          e instanceof PortError && e.code === "SQLITE_CONSTRAINT" &&
+          /injected failure/.test(e.message) && e.message.includes("arc-aborted"),
+      );
+      for (const r of rows) assert.deepEqual(await catalog.file(r.id), r);
+      assert.equal(await catalog.archive(archiveId("arc-aborted")), null);
+      assert.equal((await catalog.status()).archives, 0);
+    } finally {
+      await catalog.close();
+    }
+  });
+});
+
+Deno.test("sqlite: a held write lock gives a retryable SQLITE_BUSY", async () => {
+  await withDbFile(async (path) => {
+    const catalog = await SqliteCatalog.open(path, { busyTimeoutMs: 20 });
+    const other = raw(path);
+    try {
+      other.exec("BEGIN IMMEDIATE");
+      await assert.rejects(
+        catalog.addDiscovered(SRC, [entry("blocked.jpg")], T0),
+        (e: unknown) =>
+          e instanceof PortError && e.code === "SQLITE_BUSY" && e.retryable === true &&
+          /database is locked/.test(e.message),
+      );
+      // readers are not blocked by a writer in WAL mode
+      assert.equal((await catalog.status()).files.pending, 0);
+      other.exec("ROLLBACK");
+      assert.equal((await catalog.addDiscovered(SRC, [entry("blocked.jpg")], T0)).length, 1);
+    } finally {
+      other.close();
+      await catalog.close();
+    }
+  });
+});
+
+Deno.test("sqlite: close is idempotent and later calls reject", async () => {
+  const catalog = await SqliteCatalog.open(":memory:");
+  await catalog.close();
+  await catalog.close();
+  await assert.rejects(
+    catalog.status(),
+    (e: unknown) => e instanceof PortError && e.code === "CATALOG_CLOSED",
+  );
+});
+
+Deno.test("sqlite: invalid arguments are rejected before touching the database", async () => {
+  await assert.rejects(
+    SqliteCatalog.open(":memory:", { busyTimeoutMs: -1 }),
+    (e: unknown) => e instanceof RangeError && /busy timeout: -1/.test(e.message),
+  );
+  const catalog = await SqliteCatalog.open(":memory:");
+  try {
+    await assert.rejects(
+      catalog.pendingFiles(SRC, { limit: -1, nowMs: T0 }),
+      (e: unknown) => e instanceof RangeError && /Invalid limit: -1/.test(e.message),
+    );
+    await assert.rejects(
+      catalog.addDiscovered(SRC, [entry("ok"), { ...entry("neg"), length: -5 }], T0),
+      (e: unknown) => e instanceof RangeError && /length of source entry "neg": -5/.test(e.message),
+    );
+    await assert.rejects(
+      catalog.addDiscovered(SRC, [entry("")], T0),
+      (e: unknown) => e instanceof TypeError && /key "" is not a non-empty string/.test(e.message),
+    );
+    assert.equal((await catalog.status()).files.pending, 0, "a rejected batch adds nothing");
+    const [f] = await catalog.addDiscovered(SRC, [entry("f")], T0);
+    assert.ok(f);
+    const member = {
+      fileId: f.id,
+      md5: "a".repeat(32),
+      length: 1,
+      headerOffset: 0,
+      dataOffset: 512,
+    };
+    await assert.rejects(
+      catalog.commitArchive(archiveRow("arc-twice"), [member, member]),
+      (e: unknown) => e instanceof RangeError && /fid:\d+ is listed twice/.test(e.message),
+    );
+    await assert.rejects(
+      catalog.commitArchive(archiveRow("arc-offsets"), [{ ...member, dataOffset: 0 }]),
+      (e: unknown) =>
+        e instanceof RangeError && /data offset 0 before its header offset/.test(e.message),
+    );
+    await assert.rejects(
+      catalog.setCursor("", "x"),
+      (e: unknown) => e instanceof TypeError && /cursor name: empty/.test(e.message),
+    );
+    assert.equal((await catalog.status()).archives, 0);
+  } finally {
+    await catalog.close();
+  }
+});
+
+Deno.test("sqlite: the migration list is ordered and complete for sqlite", () => {
+  MIGRATIONS.forEach((m: Migration, i) => {
+    assert.equal(m.version, i + 1, `migration ${m.name} has version ${i + 1}`);
+    assert.match(m.name, /^[a-z0-9_]+$/);
+    assert.ok((m.sql.sqlite?.length ?? 0) > 0, `migration ${m.version} has sqlite SQL`);
+  });
+  assert.equal(LATEST_SCHEMA_VERSION, MIGRATIONS.length);
+  assert.deepEqual(migrationsToApply("sqlite", LATEST_SCHEMA_VERSION), []);
+  assert.equal(migrationsToApply("sqlite", 0).length, MIGRATIONS.length);
+  const custom: Migration[] = [
+    { version: 1, name: "one", sql: { sqlite: ["SELECT 1"] } },
+    { version: 2, name: "two", sql: { sqlite: ["SELECT 2"] } },
+  ];
+  assert.throws(
+    () => migrationsToApply("mysql", 1, custom),
+    (e: unknown) =>
+      e instanceof TypeError && /migration 2 \(two\) has no mysql SQL/.test(e.message),
+  );
+  assert.deepEqual(migrationsToApply("sqlite", 1, custom), [
+    { version: 2, name: "two", sql: ["SELECT 2"] },
+  ]);
+});
+
+Deno.test("sqlite: the hot queries use their indexes", async () => {
+  await withDbFile(async (path) => {
+    await (await SqliteCatalog.open(path)).close();
+    const db = raw(path);
+    try {
+      const plan = (sql: string) =>
+        db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all().map((r) => String(r.detail)).join("; ");
+      const cases: [string, RegExp][] = [
+        [
+          "SELECT * FROM files WHERE source = 's' AND state = 'pending' AND id > 0 ORDER BY id LIMIT 5",
+          /USING INDEX files_pending/,
+        ],
+        [
+          "SELECT * FROM files WHERE archive_id = 'a' ORDER BY data_offset, id",
+          /USING INDEX files_archive/,
+        ],
+        [
+          "SELECT MAX(id) FROM files WHERE source = 's' AND file_key IN ('a', 'b') GROUP BY file_key",
+          /USING (COVERING )?INDEX files_key/,
+        ],
+        [
+          "SELECT state, COUNT(*), SUM(length) FROM files GROUP BY state",
+          /USING COVERING INDEX files_state/,
+        ],
+        [
+          "SELECT MIN(discovered_at) FROM files WHERE state = 'pending'",
+          /USING COVERING INDEX files_state/,
+        ],
+        [
+          "SELECT * FROM failures WHERE resolved_at IS NULL ORDER BY last_at DESC LIMIT 5",
+          /USING INDEX failures_open/,
+        ],
+        ["SELECT * FROM files WHERE source_fid = 123", /USING INDEX files_source_fid/],
+        ["SELECT * FROM archives WHERE seq >= 17 ORDER BY seq LIMIT 1", /USING INDEX/],
+      ];
+      for (const [sql, expected] of cases) {
+        const p = plan(sql);
+        assert.match(p, expected, `${sql} -> ${p}`);
+      }
+    } finally {
+      db.close();
+    }
+  });
+});
