@@ -12,6 +12,9 @@ import { parseStoreUrl } from "../core/store_url.ts";
 import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
 import { LocalVault } from "./store/local_vault.ts";
+import { SpoolFetcher } from "./fetch/spool_fetcher.ts";
+import { WorkerFetcher } from "./fetch/worker_fetcher.ts";
+import type { Fetcher } from "../core/ports.ts";
 
 /** Reads a URL with `parse`, turning its complaint into a ConfigError naming `where`. */
 function parsed<T>(where: string, parse: (s: string) => T, text: string): T {
@@ -92,4 +95,15 @@ export async function openCatalog(
     case "mysql":
       throw new ConfigError(where, "the MySQL catalog is not available in this version yet");
   }
+}
+
+/**
+ * The fetcher for a source: worker threads for a directory (reads and md5
+ * beside the main thread), in-thread streaming for remote sources.
+ */
+export async function openFetcher(source: Source, spoolDir: string): Promise<Fetcher> {
+  if (source instanceof DirectorySource) {
+    return await WorkerFetcher.open(source.root, spoolDir);
+  }
+  return await SpoolFetcher.open(source, spoolDir);
 }

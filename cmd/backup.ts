@@ -8,10 +8,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { openCatalog, openFetcher, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { readConfigFile } from "../adapters/config_file.ts";
-import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
 import { TerminalProgress } from "../adapters/progress/terminal.ts";
 import { type BackupSummary, runBackup } from "../core/backup.ts";
 import {
@@ -125,7 +124,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   const source = await openSource(config.source);
   const store = await openStore(config.store);
   const catalog = await openCatalog(config.catalog);
-  const fetcher = await SpoolFetcher.open(source, `${config.stateDir}/spool`);
+  const fetcher = await openFetcher(source, `${config.stateDir}/spool`);
   const progress = new TerminalProgress();
   console.error(
     `coldpack-backup: ${once ? "backing up" : "following"} ${config.source}\n` +

@@ -15,7 +15,8 @@
  * @module
  */
 
-import { Bundle, Bundler, DEFAULT_MAX_AGE_MS, DEFAULT_TARGET_SIZE } from "./bundler.ts";
+import { ArchiveBuilder, type ArchiveItem, type BuiltArchive } from "./archive_builder.ts";
+import { Bundler, DEFAULT_MAX_AGE_MS, DEFAULT_TARGET_SIZE } from "./bundler.ts";
 import { ByteBudget, Channel, Notifier, TIMED_OUT } from "./channel.ts";
 import {
   ArchiveMismatchError,
@@ -27,7 +28,6 @@ import {
   VanishedError,
 } from "./errors.ts";
 import { type ArchiveId, type FileId, newArchiveId } from "./ids.ts";
-import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from "./manifest.ts";
 import {
   type ArchiveMember,
   type ArchiveRow,
@@ -45,10 +45,7 @@ import {
   type Source,
   type SourceEntry,
 } from "./ports.ts";
-import type { SourceId } from "./ids.ts";
 import { safeEntryName } from "./safe_name.ts";
-import { planTar, tarHeader, tarTrailer } from "./tar.ts";
-import { TreeHasher } from "./tree_hash.ts";
 
 /** What the pipeline runs on. */
 export interface BackupDeps {
@@ -71,11 +68,11 @@ export interface BackupOptions {
   readonly targetSize?: number;
   /** Max wait of a bundle's oldest file in ms (default 30 s). */
   readonly maxAgeMs?: number;
-  /** Concurrent fetches (default 8). */
+  /** Concurrent fetches (default 32). */
   readonly fetchers?: number;
   /** Concurrent uploads (default 2). */
   readonly uploaders?: number;
-  /** Bytes of fetched files held at most before fetchers wait (default 96 MiB). */
+  /** Bytes of fetched files held at most before fetchers wait (default 64 MiB). */
   readonly bufferBytes?: number;
   /** Daemon: full listing interval in ms, besides watch events (default 60 s). */
   readonly rescanMs?: number;
@@ -103,10 +100,13 @@ export interface BackupSummary extends ProgressSnapshot {
 }
 
 /** One fetched file waiting in a bundle. */
-interface Item {
-  readonly row: FileRow;
-  readonly name: string;
-  readonly fetched: Fetched;
+type Item = ArchiveItem;
+
+/** A closed bundle on its way to the store. */
+interface UploadJob {
+  readonly builder: ArchiveBuilder;
+  readonly built: BuiltArchive;
+  readonly openedAt: number;
 }
 
 const MAX_RETRY_MS = 15 * 60_000;
@@ -149,7 +149,7 @@ class BackupRun {
   readonly #budget: ByteBudget;
   readonly #fetchQ: Channel<FileRow>;
   readonly #bundleQ: Channel<Item | "flush">;
-  readonly #uploadQ: Channel<Bundle<Item>>;
+  readonly #uploadQ: Channel<UploadJob>;
   /** Files between the feeder and commit (or vanish/failure). */
   readonly #inFlight = new Set<FileId>();
   readonly #changed = new Notifier();
@@ -178,7 +178,7 @@ class BackupRun {
       targetSize: o.targetSize ?? DEFAULT_TARGET_SIZE,
       maxAgeMs: o.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
     };
-    this.#fetchers = o.fetchers ?? 8;
+    this.#fetchers = o.fetchers ?? 32;
     this.#uploaders = o.uploaders ?? 2;
     this.#rescanMs = o.rescanMs ?? 60_000;
     this.#maxAttempts = o.maxAttempts ?? 5;
@@ -186,7 +186,7 @@ class BackupRun {
     this.#uploadAttempts = o.uploadAttempts ?? 4;
     this.#shutdownTimeoutMs = o.shutdownTimeoutMs ?? 60_000;
     this.#stopSignal = o.signal;
-    this.#budget = new ByteBudget(o.bufferBytes ?? 96 * 1024 * 1024);
+    this.#budget = new ByteBudget(o.bufferBytes ?? 64 * 1024 * 1024);
     this.#fetchQ = new Channel(this.#fetchers * 4);
     this.#bundleQ = new Channel(this.#fetchers * 4);
     this.#uploadQ = new Channel(1);
@@ -268,21 +268,41 @@ class BackupRun {
     const watchHint = this.#once ? null : this.#watch(watchAc.signal);
     let nextScan = 0;
     let passes = 0;
+    // Discovery runs beside feeding: files are fetched while the walk goes on.
+    let discovering: Promise<void> | null = null;
+    let discoverError: unknown = null;
+    const discover = () => {
+      this.#rediscover = false;
+      passes++;
+      discovering = this.#discover()
+        .catch((e) => void (discoverError = e))
+        .finally(() => {
+          discovering = null;
+          nextScan = clock.now() + this.#rescanMs;
+          this.#changed.notify();
+        });
+    };
     try {
       while (!this.#quit.signal.aborted) {
-        if (clock.now() >= nextScan || this.#rediscover) {
-          this.#rediscover = false;
-          passes++;
-          await this.#discover();
-          nextScan = clock.now() + this.#rescanMs;
-        }
+        if (discoverError !== null) throw discoverError;
+        const due = this.#once
+          ? passes === 0 || (this.#rediscover && passes < 4)
+          : clock.now() >= nextScan || this.#rediscover;
+        if (discovering === null && due) discover();
         const fed = await this.#feedPending();
         if (this.#quit.signal.aborted) break;
         if (fed > 0) continue;
+        if (discovering !== null) {
+          // More rows may be on their way: wait for the next page or the end.
+          await this.#changed.wait(this.#quit.signal);
+          continue;
+        }
+        if (discoverError !== null) throw discoverError;
         if (this.#once) {
           // Nothing new to feed: let the open bundle go and wait for in-flight work.
           await this.#drain();
           if (this.#rediscover && passes < 4) continue;
+          this.#feedCursor = undefined;
           if ((await this.#feedPending()) === 0) break;
           continue;
         }
@@ -300,6 +320,7 @@ class BackupRun {
     } finally {
       watchAc.abort();
       this.#fetchQ.close();
+      await (discovering as Promise<void> | null);
     }
     if (this.#once && !this.#fatal) {
       const left = await catalog.pendingFiles(this.#d.source.id, {
@@ -344,6 +365,7 @@ class BackupRun {
         }
         if (fresh.length === 0) continue;
         const added = await catalog.addDiscovered(source.id, fresh, clock.now());
+        this.#changed.notify();
         this.#counts.discovered += added.length;
         this.#metrics.count("coldpack.backup.files_discovered", added.length);
         this.#report();
@@ -385,20 +407,29 @@ class BackupRun {
     }).catch((e) => this.#progress.note(`Cannot record a skipped file: ${errorMessage(e)}`));
   }
 
-  /** Feeds every due pending file that is not already in flight; returns how many. */
+  /** Where the feeder's walk through pending rows stands (by id). */
+  #feedCursor: FileId | undefined;
+
+  /**
+   * Feeds due pending files that are not already in flight, continuing from
+   * the feeder's cursor. A call that finds nothing sends the cursor back to
+   * the start, so that retries that came due are found on the next call.
+   * Returns how many it fed.
+   */
   async #feedPending(): Promise<number> {
     const { catalog, source, clock } = this.#d;
     let fed = 0;
-    let afterId: FileId | undefined;
     for (;;) {
+      const after = this.#feedCursor;
       const rows = await catalog.pendingFiles(source.id, {
         limit: PENDING_PAGE,
         nowMs: clock.now(),
-        ...(afterId === undefined ? {} : { afterId }),
+        ...(after === undefined ? {} : { afterId: after }),
       });
       for (const row of rows) {
-        if (this.#inFlight.has(row.id)) continue;
         if (this.#quit.signal.aborted) return fed;
+        this.#feedCursor = row.id;
+        if (this.#inFlight.has(row.id)) continue;
         this.#inFlight.add(row.id);
         try {
           await this.#fetchQ.push(row);
@@ -408,8 +439,12 @@ class BackupRun {
         }
         fed++;
       }
-      if (rows.length < PENDING_PAGE) return fed;
-      afterId = rows[rows.length - 1]!.id;
+      if (rows.length < PENDING_PAGE) {
+        // New rows come with higher ids: continue from here next time, unless
+        // this walk found nothing, then start over to pick up due retries.
+        if (fed === 0) this.#feedCursor = undefined;
+        return fed;
+      }
     }
   }
 
@@ -521,45 +556,78 @@ class BackupRun {
   }
 
   // -------------------------------------------------------------------------
-  // Bundle
+  // Bundle: the policy decides where each file goes; the open bundle's tar is
+  // assembled and hashed as files arrive, so closing it costs nothing.
 
   async #bundleLoop(): Promise<void> {
     const { clock } = this.#d;
     const bundler = new Bundler<Item>(this.#policy);
+    let open: ArchiveBuilder | null = null;
+    let openedAt = 0;
+    /** `timer` aborts when the open bundle reaches its max age; `cancel` stops that timer. */
+    const age: { timer: AbortController | null; cancel: AbortController | null } = {
+      timer: null,
+      cancel: null,
+    };
+    const newBuilder = () => new ArchiveBuilder(this.#newArchiveId(), this.#d.source.id);
+    const ship = async (b: ArchiveBuilder, at: number) => {
+      await this.#uploadQ.push({ builder: b, built: b.finish(clock.now()), openedAt: at });
+    };
+    const shipOpen = async () => {
+      age.cancel?.abort();
+      age.timer = age.cancel = null;
+      bundler.flush();
+      const b = open;
+      open = null;
+      if (b && b.count > 0) await ship(b, openedAt);
+    };
+    const addToOpen = async (it: Item) => {
+      if (!open) {
+        open = newBuilder();
+        openedAt = clock.now();
+        const timer = age.timer = new AbortController();
+        age.cancel = new AbortController();
+        clock.sleep(this.#policy.maxAgeMs, age.cancel.signal).then(() => timer.abort(), () => {});
+      }
+      await open.add(it);
+    };
     try {
       for (;;) {
-        const deadline = bundler.deadline();
-        let next: Item | "flush" | undefined | typeof TIMED_OUT;
-        if (deadline === null) {
-          next = await this.#bundleQ.pop();
-        } else {
-          const ac = new AbortController();
-          clock.sleep(Math.max(0, deadline - clock.now()), ac.signal).then(
-            () => ac.abort(),
-            () => {},
-          );
-          next = await this.#bundleQ.pop(ac.signal);
-          ac.abort();
-        }
+        const next = await this.#bundleQ.pop(age.timer?.signal);
         if (next === undefined) break;
-        const closed: Bundle<Item>[] = [];
-        if (next === TIMED_OUT) {
-          const b = bundler.due(clock.now());
-          if (b) closed.push(b);
-        } else if (next === "flush") {
-          const b = bundler.flush();
-          if (b) closed.push(b);
+        if (next === TIMED_OUT || next === "flush") {
+          await shipOpen();
         } else {
-          closed.push(...bundler.add(next, tarFootprint(next), clock.now()));
+          let placed = false;
+          for (const b of bundler.add(next, tarFootprint(next), clock.now())) {
+            if (b.reason === "large") {
+              const solo = newBuilder();
+              await solo.add(next);
+              await ship(solo, clock.now());
+              placed = true;
+            } else if (b.items[b.items.length - 1] === next) {
+              // The file filled the open bundle to the target.
+              await addToOpen(next);
+              placed = true;
+              await shipOpen();
+            } else {
+              // The open bundle had no room left for this file.
+              await shipOpen();
+            }
+          }
+          if (!placed) await addToOpen(next);
         }
         this.#metrics.gauge("coldpack.backup.queue.bundle_files", bundler.count);
-        for (const b of closed) await this.#uploadQ.push(b);
       }
-      const last = bundler.flush();
-      if (last) await this.#uploadQ.push(last);
+      await shipOpen();
     } finally {
+      age.cancel?.abort();
       this.#uploadQ.close();
     }
+  }
+
+  #newArchiveId(): ArchiveId {
+    return newArchiveId(this.#d.clock.now(), this.#d.random(6));
   }
 
   // -------------------------------------------------------------------------
@@ -567,41 +635,40 @@ class BackupRun {
 
   async #uploadLoop(): Promise<void> {
     for (;;) {
-      const bundle = await this.#uploadQ.pop();
-      if (bundle === undefined || bundle === TIMED_OUT) return;
+      const job = await this.#uploadQ.pop();
+      if (job === undefined || job === TIMED_OUT) return;
       try {
-        await this.#uploadBundle(bundle);
+        await this.#upload(job);
       } finally {
         let bytes = 0;
-        for (const it of bundle.items) {
+        for (const it of job.built.items) {
           bytes += it.row.length;
           this.#inFlight.delete(it.row.id);
-          await it.fetched.body.release();
         }
+        await job.builder.release();
         this.#budget.release(bytes);
         this.#changed.notify();
       }
     }
   }
 
-  async #uploadBundle(bundle: Bundle<Item>): Promise<void> {
-    const { store, catalog, clock, random, source } = this.#d;
-    const items = bundle.items;
+  async #upload(job: UploadJob): Promise<void> {
+    const { store, catalog, clock, source } = this.#d;
+    const { built, builder } = job;
+    const items = built.items;
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.#uploadAttempts; attempt++) {
       if (this.#hard.signal.aborted) return;
-      const archive = buildArchive(items, newArchiveId(clock.now(), random(6)), source.id, clock);
       const t0 = clock.now();
       try {
-        const treeHash = await hashChunks(archive.chunks());
         const result = await store.put({
-          archiveId: archive.id,
-          size: archive.size,
-          treeHash,
-          description: archive.description,
-          body: ReadableStream.from(archive.chunks()),
+          archiveId: built.id,
+          size: built.size,
+          treeHash: built.treeHash,
+          description: built.description,
+          body: builder.body(),
         }, { signal: this.#hard.signal });
-        if (result.size !== archive.size || result.treeHash !== treeHash) {
+        if (result.size !== built.size || result.treeHash !== built.treeHash) {
           // The store holds something else than we sent: never point files at it.
           await store.delete(result.remoteId).catch((e) =>
             this.#progress.note(
@@ -611,25 +678,24 @@ class BackupRun {
             )
           );
           throw new ArchiveMismatchError(
-            `Archive ${archive.id} mismatch: sent ${archive.size} bytes with tree hash ${treeHash}, ` +
-              `store has ${result.size} bytes with tree hash ${result.treeHash}`,
+            `Archive ${built.id} mismatch: sent ${built.size} bytes with tree hash ` +
+              `${built.treeHash}, store has ${result.size} bytes with tree hash ${result.treeHash}`,
           );
         }
-        const uploadSeconds = (clock.now() - t0) / 1000;
-        this.#metrics.timing("coldpack.backup.upload_seconds", uploadSeconds);
+        this.#metrics.timing("coldpack.backup.upload_seconds", (clock.now() - t0) / 1000);
         const row: ArchiveRow = {
-          id: archive.id,
+          id: built.id,
           store: store.location,
           remoteId: result.remoteId,
-          size: archive.size,
-          treeHash,
+          size: built.size,
+          treeHash: built.treeHash,
           fileCount: items.length,
-          dataBytes: archive.dataBytes,
-          description: archive.description,
-          createdAt: bundle.openedAt,
+          dataBytes: built.dataBytes,
+          description: built.description,
+          createdAt: job.openedAt,
           committedAt: clock.now(),
         };
-        await this.#commit(row, archive.members, items);
+        await this.#commit(row, built.members, items);
         return;
       } catch (e) {
         if (this.#hard.signal.aborted) return;
@@ -661,7 +727,11 @@ class BackupRun {
     if (this.#once) throw lastError;
   }
 
-  async #commit(row: ArchiveRow, members: ArchiveMember[], items: readonly Item[]): Promise<void> {
+  async #commit(
+    row: ArchiveRow,
+    members: readonly ArchiveMember[],
+    items: readonly Item[],
+  ): Promise<void> {
     const { catalog, clock } = this.#d;
     for (let attempt = 1;; attempt++) {
       try {
@@ -741,111 +811,4 @@ function entryOf(row: FileRow): SourceEntry {
 function tarFootprint(it: Item): number {
   const long = it.name.length > 100 ? 1024 + it.name.length : 0;
   return 512 + long + Math.ceil(it.fetched.length / 512) * 512;
-}
-
-/** A planned archive whose bytes can be produced any number of times. */
-interface PlannedArchive {
-  readonly id: ArchiveId;
-  readonly size: number;
-  readonly dataBytes: number;
-  readonly description: string;
-  readonly members: ArchiveMember[];
-  chunks(): AsyncGenerator<Uint8Array>;
-}
-
-/**
- * Lays out a tar: every file's header and data at known offsets, then the
- * manifest, then the trailer.
- */
-export function buildArchive(
-  items: readonly Item[],
-  id: ArchiveId,
-  source: SourceId,
-  clock: Clock,
-): PlannedArchive {
-  const plan = planTar(
-    items.map((it) => ({ name: it.name, size: it.fetched.length, mtimeMs: it.row.mtimeMs })),
-  );
-  const members: ArchiveMember[] = [];
-  const files: ManifestFile[] = [];
-  let dataBytes = 0;
-  let minFid = Number.MAX_SAFE_INTEGER;
-  let maxFid = 0;
-  for (const [i, it] of items.entries()) {
-    const p = plan.entries[i]!;
-    const { row, fetched } = it;
-    members.push({
-      fileId: row.id,
-      md5: fetched.md5,
-      length: fetched.length,
-      headerOffset: p.headerOffset,
-      dataOffset: p.dataOffset,
-    });
-    files.push({
-      fileId: row.id,
-      key: row.key,
-      version: row.version,
-      ...(row.domain === null ? {} : { domain: row.domain }),
-      ...(row.storageClass === null ? {} : { class: row.storageClass }),
-      ...(row.sourceFid === null ? {} : { sourceFid: row.sourceFid }),
-      name: it.name,
-      length: fetched.length,
-      md5: fetched.md5,
-      mtime: new Date(row.mtimeMs).toISOString(),
-      headerOffset: p.headerOffset,
-      dataOffset: p.dataOffset,
-    });
-    dataBytes += fetched.length;
-    minFid = Math.min(minFid, row.id);
-    maxFid = Math.max(maxFid, row.id);
-  }
-  const nowMs = clock.now();
-  const manifest = buildManifest({
-    format: 1,
-    archiveId: id,
-    source,
-    createdAt: new Date(nowMs).toISOString(),
-    files,
-  });
-  const manifestHeader = tarHeader({ name: MANIFEST_NAME, size: manifest.length, mtimeMs: nowMs });
-  const trailer = tarTrailer();
-  const filesEnd = plan.totalSize - trailer.length;
-  const size = filesEnd + manifestHeader.length + padded(manifest.length) + trailer.length;
-  const description = describeArchive({
-    archiveId: id,
-    fileIds: { min: minFid, max: maxFid },
-    count: items.length,
-    source,
-  });
-  return {
-    id,
-    size,
-    dataBytes,
-    description,
-    members,
-    async *chunks() {
-      for (const [i, it] of items.entries()) {
-        yield plan.entries[i]!.header;
-        const reader = it.fetched.body.stream();
-        for await (const chunk of reader) yield chunk;
-        const pad = padded(it.fetched.length) - it.fetched.length;
-        if (pad > 0) yield new Uint8Array(pad);
-      }
-      yield manifestHeader;
-      yield manifest;
-      const pad = padded(manifest.length) - manifest.length;
-      if (pad > 0) yield new Uint8Array(pad);
-      yield trailer;
-    },
-  };
-}
-
-function padded(n: number): number {
-  return Math.ceil(n / 512) * 512;
-}
-
-async function hashChunks(chunks: AsyncIterable<Uint8Array>): Promise<string> {
-  const h = new TreeHasher();
-  for await (const c of chunks) h.update(c);
-  return h.digest();
 }

@@ -139,7 +139,7 @@ export const BACKUP_SETTINGS = {
     flag: "fetchers",
     env: "COLDPACK_FETCHERS",
     file: "fetchers",
-    help: "files read from the source at once (default 8)",
+    help: "files read from the source at once (default 32)",
     parse: count(1, 256),
   },
   uploaders: {
@@ -160,7 +160,7 @@ export const BACKUP_SETTINGS = {
     flag: "buffer",
     env: "COLDPACK_BUFFER",
     file: "buffer",
-    help: "bytes of fetched files held in memory at most (default 96MiB)",
+    help: "bytes of fetched files held in memory at most (default 64MiB)",
     parse: size,
   },
   shutdownTimeout: {
@@ -288,10 +288,10 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     stateDir,
     targetSize: v.targetSize ?? DEFAULT_TARGET_SIZE,
     maxAgeMs: v.maxAge ?? DEFAULT_MAX_AGE_MS,
-    fetchers: v.fetchers ?? 8,
+    fetchers: v.fetchers ?? 32,
     uploaders: v.uploaders ?? 2,
     rescanMs: v.rescan ?? 60_000,
-    bufferBytes: v.buffer ?? 96 * 1024 * 1024,
+    bufferBytes: v.buffer ?? 64 * 1024 * 1024,
     shutdownTimeoutMs: v.shutdownTimeout ?? 60_000,
   };
 }

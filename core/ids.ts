@@ -69,7 +69,8 @@ export function sourceId(s: string): SourceId {
 
 /**
  * Makes a new archive id from a time and random bytes:
- * `20261122T105301Z-1a2b3c4d5e6f`. Sorting ids sorts them by creation time.
+ * `20261122T105301.123Z-1a2b3c4d5e6f`. Sorting ids sorts them by creation
+ * time, to the millisecond.
  *
  * @param nowMs milliseconds since the epoch
  * @param random 6 random bytes
@@ -84,7 +85,7 @@ export function newRetrievalId(nowMs: number, random: Uint8Array): RetrievalId {
 }
 
 function compactTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return new Date(ms).toISOString().replace(/[-:]/g, "");
 }
 
 /** Lower-case hex of bytes. */

@@ -83,6 +83,11 @@ export interface Source {
 /** Bytes held locally until their bundle is uploaded. */
 export interface Body {
   readonly length: number;
+  /**
+   * The bytes, when the body is held in memory (so they can be copied without
+   * a stream); `null` when it is spooled to disk. Invalid after `release()`.
+   */
+  readonly bytes: Uint8Array | null;
   /** A fresh stream of the bytes; may be called more than once (upload retries). */
   stream(): ReadableStream<Uint8Array>;
   /** Frees the memory or spool file. Idempotent. */

@@ -192,6 +192,24 @@ export function tarHeader(entry: TarEntryInput): Uint8Array {
   return writeHeader(entry, allocate);
 }
 
+/**
+ * A header writer for many headers in a row: like {@linkcode tarHeader}, but
+ * the blocks are views of shared 256 KiB slabs (one small allocation per
+ * header costs more than writing it). Copy or write out each result before
+ * relying on it beyond the next call's slab turnover; never modify it.
+ *
+ * @example
+ * ```ts
+ * const header = tarHeaderWriter();
+ * header({ name: "a.txt", size: 3, mtimeMs: 0 }).length; // 512
+ * ```
+ */
+export function tarHeaderWriter(): (entry: TarEntryInput) => Uint8Array {
+  const slab = new Slab();
+  const alloc = (size: number) => slab.take(size);
+  return (entry) => writeHeader(entry, alloc);
+}
+
 function allocate(size: number): Uint8Array {
   return new Uint8Array(size);
 }

@@ -351,15 +351,15 @@ Deno.test("sqlite: the hot queries use their indexes", async () => {
         ],
         [
           "SELECT MAX(id) FROM files WHERE source = 's' AND file_key IN ('a', 'b') GROUP BY file_key",
-          /USING (COVERING )?INDEX files_key/,
+          /USING (COVERING )?INDEX files_version/,
         ],
         [
           "SELECT state, COUNT(*), SUM(length) FROM files GROUP BY state",
-          /USING COVERING INDEX files_state/,
+          /USING COVERING INDEX files_pending/,
         ],
         [
           "SELECT MIN(discovered_at) FROM files WHERE state = 'pending'",
-          /USING COVERING INDEX files_state/,
+          /USING COVERING INDEX files_pending/,
         ],
         [
           "SELECT * FROM failures WHERE resolved_at IS NULL ORDER BY last_at DESC LIMIT 5",

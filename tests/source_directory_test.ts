@@ -136,22 +136,28 @@ Deno.test("DirectorySource.open: a bad batch size is a RangeError", async () => 
 // --------------------------------------------------------------------------
 // Listing
 
-Deno.test("list: versions are size:mtime-ms and change with the mtime", async () => {
+Deno.test("list: versions are size:mtime-ms:inode and change with the mtime", async () => {
   await withTree(async (root) => {
     await write(root, "f.txt", "12345");
     const mtime = new Date(1_700_000_000_123);
     await Deno.utime(`${root}/f.txt`, mtime, mtime);
     const source = await DirectorySource.open(root);
     const entry = await entryOf(source, "f.txt");
+    const ino = (await Deno.stat(`${root}/f.txt`)).ino;
     assert.deepEqual(entry, {
       key: "f.txt",
-      version: "5:1700000000123",
+      version: `5:1700000000123:${ino}`,
       length: 5,
       mtimeMs: 1_700_000_000_123,
     });
     const later = new Date(1_700_000_000_124);
     await Deno.utime(`${root}/f.txt`, later, later);
-    assert.equal((await entryOf(source, "f.txt")).version, "5:1700000000124");
+    assert.equal((await entryOf(source, "f.txt")).version, `5:1700000000124:${ino}`);
+    // Replaced by another file of the same size and mtime: a new inode, a new version.
+    await write(root, "g.txt", "54321");
+    await Deno.utime(`${root}/g.txt`, later, later);
+    await Deno.rename(`${root}/g.txt`, `${root}/f.txt`);
+    assert.notEqual((await entryOf(source, "f.txt")).version, `5:1700000000124:${ino}`);
     await source.close();
   });
 });
@@ -518,7 +524,7 @@ Deno.test("open: a parent swapped for a symlink leading out is a ChangedError", 
       source.open(entry),
       expectError(
         ChangedError,
-        `"sub/f.txt" changed: a parent directory now leads out of the root`,
+        `"sub/f.txt" changed: it is another file now`,
       ),
     );
     await source.close();
@@ -581,10 +587,15 @@ Deno.test("open: a file that shrinks while being read errors with ChangedError",
       (async () => {
         for (let r = await reader.read(); !r.done; r = await reader.read());
       })(),
-      expectError(
-        ChangedError,
-        `"shrinking.bin" changed while being read: it shrank to 20000 of 100000 bytes`,
-      ),
+      (e: unknown) => {
+        // The stream may have read one chunk ahead before the truncation.
+        assert.ok(e instanceof ChangedError, String(e));
+        assert.match(
+          e.message,
+          /"shrinking\.bin" changed while being read: it shrank to \d+ of 100000 bytes/,
+        );
+        return true;
+      },
     );
     await source.close();
   });

@@ -109,20 +109,20 @@ export const MIGRATIONS: readonly Migration[] = [
   attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at INTEGER,
   note TEXT,
-  UNIQUE (source, file_key, version),
   CHECK (state <> 'archived' OR (archive_id IS NOT NULL AND md5 IS NOT NULL
     AND header_offset IS NOT NULL AND data_offset IS NOT NULL AND archived_at IS NOT NULL))
 )`,
-        // pendingFiles: WHERE source = ? AND state = 'pending' AND id > ? ORDER BY id
-        `CREATE INDEX files_pending ON files (source, state, id)`,
+        // Four indexes, no more: each one costs every insert and every commit.
+        // Identity; also latestVersions, fileVersions, superseding:
+        // WHERE source = ? AND file_key = ? (a key has few versions).
+        `CREATE UNIQUE INDEX files_version ON files (source, file_key, version)`,
+        // pendingFiles: WHERE state = 'pending' AND source = ? AND id > ? ORDER BY id;
+        // status: per-state counts, bytes and oldest pending as a covering-index scan.
+        `CREATE INDEX files_pending ON files (state, source, id, length, discovered_at)`,
         // archiveFiles: WHERE archive_id = ? ORDER BY data_offset
         `CREATE INDEX files_archive ON files (archive_id, data_offset)`,
-        // latestVersions, fileVersions, superseding: WHERE source = ? AND file_key = ? ORDER BY id
-        `CREATE INDEX files_key ON files (source, file_key, id)`,
-        // restore by MogileFS fid
-        `CREATE INDEX files_source_fid ON files (source_fid)`,
-        // status: per-state counts and bytes as a covering-index scan, oldest pending at once
-        `CREATE INDEX files_state ON files (state, discovered_at, length)`,
+        // restore by MogileFS fid (directory and S3 sources have none: a partial index)
+        `CREATE INDEX files_source_fid ON files (source_fid) WHERE source_fid IS NOT NULL`,
         `CREATE TABLE failures (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   stage TEXT NOT NULL CHECK (stage IN (${STAGES})),

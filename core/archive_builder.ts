@@ -1,0 +1,239 @@
+/**
+ * Builds one archive incrementally as its files arrive: each file's tar
+ * header, data and padding are copied into 1 MiB buffers that are tree-hashed
+ * once, and an in-memory body is released as soon as it is copied (the bytes
+ * move, they are not held twice). A body spooled to disk is hashed by
+ * streaming it and referenced, not copied. `finish` appends the manifest and
+ * the trailer; then `body()` yields the exact tar as often as an upload needs.
+ *
+ * @example
+ * ```ts
+ * const b = new ArchiveBuilder(id, source);
+ * await b.add({ row, name, fetched });
+ * const built = await b.finish(Date.now());
+ * await store.put({ archiveId: built.id, size: built.size, treeHash: built.treeHash,
+ *   description: built.description, body: b.body() });
+ * ```
+ * @module
+ */
+
+import type { ArchiveId, SourceId } from "./ids.ts";
+import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from "./manifest.ts";
+import type { ArchiveMember, Body, Fetched, FileRow } from "./ports.ts";
+import { tarHeader, tarHeaderWriter, tarTrailer } from "./tar.ts";
+import { TreeHasher } from "./tree_hash.ts";
+
+/** One fetched file to put in an archive. */
+export interface ArchiveItem {
+  readonly row: FileRow;
+  /** Its tar entry name (already made safe). */
+  readonly name: string;
+  readonly fetched: Fetched;
+}
+
+/** A finished archive's facts. */
+export interface BuiltArchive {
+  readonly id: ArchiveId;
+  readonly size: number;
+  readonly treeHash: string;
+  readonly description: string;
+  /** Sum of the member files' lengths. */
+  readonly dataBytes: number;
+  readonly members: readonly ArchiveMember[];
+  readonly items: readonly ArchiveItem[];
+}
+
+type Segment = Uint8Array | Body;
+
+const CHUNK = 1024 * 1024;
+const ZEROS = new Uint8Array(512);
+
+/** Assembles a tar archive in memory (and spool references) while hashing it. */
+export class ArchiveBuilder {
+  readonly id: ArchiveId;
+  #source: SourceId;
+  #segments: Segment[] = [];
+  #chunk = new Uint8Array(CHUNK);
+  #fill = 0;
+  #size = 0;
+  #hasher = new TreeHasher();
+  #items: ArchiveItem[] = [];
+  #members: ArchiveMember[] = [];
+  #files: ManifestFile[] = [];
+  #dataBytes = 0;
+  #finished: BuiltArchive | null = null;
+  #header = tarHeaderWriter();
+
+  constructor(id: ArchiveId, source: SourceId) {
+    this.id = id;
+    this.#source = source;
+  }
+
+  /** Bytes of tar so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Files added so far. */
+  get count(): number {
+    return this.#items.length;
+  }
+
+  /** Appends a file: header, data, padding. */
+  async add(item: ArchiveItem): Promise<void> {
+    if (this.#finished) throw new TypeError(`Cannot add to finished archive ${this.id}`);
+    const { row, fetched } = item;
+    const headerOffset = this.#size;
+    this.#write(this.#header({ name: item.name, size: fetched.length, mtimeMs: row.mtimeMs }));
+    const dataOffset = this.#size;
+    const bytes = fetched.body.bytes;
+    if (bytes !== null) {
+      this.#write(bytes);
+      await fetched.body.release();
+    } else {
+      await this.#appendBody(fetched.body);
+    }
+    this.#pad(fetched.length);
+    this.#items.push(item);
+    this.#members.push({
+      fileId: row.id,
+      md5: fetched.md5,
+      length: fetched.length,
+      headerOffset,
+      dataOffset,
+    });
+    this.#files.push({
+      fileId: row.id,
+      key: row.key,
+      version: row.version,
+      ...(row.domain === null ? {} : { domain: row.domain }),
+      ...(row.storageClass === null ? {} : { class: row.storageClass }),
+      ...(row.sourceFid === null ? {} : { sourceFid: row.sourceFid }),
+      name: item.name,
+      length: fetched.length,
+      md5: fetched.md5,
+      mtime: new Date(row.mtimeMs).toISOString(),
+      headerOffset,
+      dataOffset,
+    });
+    this.#dataBytes += fetched.length;
+  }
+
+  /** Appends the manifest and the trailer; the archive's bytes are then fixed. */
+  finish(nowMs: number): BuiltArchive {
+    if (this.#finished) return this.#finished;
+    if (this.#items.length === 0) throw new RangeError(`Cannot finish archive ${this.id}: empty`);
+    const manifest = buildManifest({
+      format: 1,
+      archiveId: this.id,
+      source: this.#source,
+      createdAt: new Date(nowMs).toISOString(),
+      files: this.#files,
+    });
+    this.#write(tarHeader({ name: MANIFEST_NAME, size: manifest.length, mtimeMs: nowMs }));
+    this.#write(manifest);
+    this.#pad(manifest.length);
+    this.#write(tarTrailer());
+    this.#flush();
+    let min = Number.MAX_SAFE_INTEGER;
+    let max = 0;
+    for (const m of this.#members) {
+      if (m.fileId < min) min = m.fileId;
+      if (m.fileId > max) max = m.fileId;
+    }
+    this.#files = [];
+    this.#finished = {
+      id: this.id,
+      size: this.#size,
+      treeHash: this.#hasher.digest(),
+      description: describeArchive({
+        archiveId: this.id,
+        fileIds: { min, max },
+        count: this.#items.length,
+        source: this.#source,
+      }),
+      dataBytes: this.#dataBytes,
+      members: this.#members,
+      items: this.#items,
+    };
+    return this.#finished;
+  }
+
+  /** The finished archive's bytes, as a fresh stream each call. */
+  body(): ReadableStream<Uint8Array> {
+    if (!this.#finished) throw new TypeError(`Cannot read unfinished archive ${this.id}`);
+    const segments = this.#segments;
+    let i = 0;
+    let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
+    return new ReadableStream<Uint8Array>({
+      async pull(c) {
+        for (;;) {
+          if (inner) {
+            const r = await inner.read();
+            if (!r.done) return c.enqueue(r.value);
+            inner = null;
+          }
+          const seg = segments[i++];
+          if (seg === undefined) return c.close();
+          if (seg instanceof Uint8Array) return c.enqueue(seg);
+          inner = seg.stream().getReader();
+        }
+      },
+      async cancel(reason) {
+        await inner?.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Frees every buffer and spooled body. Idempotent. */
+  async release(): Promise<void> {
+    for (const s of this.#segments) if (!(s instanceof Uint8Array)) await s.release();
+    for (const it of this.#items) await it.fetched.body.release();
+    this.#segments = [];
+  }
+
+  #write(bytes: Uint8Array): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const n = Math.min(bytes.length - off, CHUNK - this.#fill);
+      this.#chunk.set(bytes.subarray(off, off + n), this.#fill);
+      this.#fill += n;
+      off += n;
+      if (this.#fill === CHUNK) this.#flush();
+    }
+    this.#size += bytes.length;
+  }
+
+  #pad(length: number): void {
+    const pad = (512 - (length % 512)) % 512;
+    if (pad > 0) this.#write(ZEROS.subarray(0, pad));
+  }
+
+  /** Hashes and keeps the filled part of the current chunk. */
+  #flush(): void {
+    if (this.#fill === 0) return;
+    const full = this.#fill === CHUNK ? this.#chunk : this.#chunk.slice(0, this.#fill);
+    this.#hasher.update(full);
+    this.#segments.push(full);
+    this.#chunk = new Uint8Array(CHUNK);
+    this.#fill = 0;
+  }
+
+  /** A spooled body: hashed by streaming, referenced rather than copied. */
+  async #appendBody(body: Body): Promise<void> {
+    this.#flush();
+    const reader = body.stream().getReader();
+    let n = 0;
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      this.#hasher.update(r.value);
+      n += r.value.length;
+    }
+    if (n !== body.length) {
+      throw new RangeError(`Spooled body changed: expected ${body.length} bytes, read ${n}`);
+    }
+    this.#segments.push(body);
+    this.#size += n;
+  }
+}
