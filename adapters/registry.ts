@@ -13,8 +13,9 @@ import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
 import { LocalVault } from "./store/local_vault.ts";
 import { SpoolFetcher } from "./fetch/spool_fetcher.ts";
-import { WorkerFetcher } from "./fetch/worker_fetcher.ts";
-import type { Fetcher } from "../core/ports.ts";
+import { WorkerPacker } from "./pack/worker_packer.ts";
+import { InlinePacker } from "../core/pack.ts";
+import type { Packer } from "../core/ports.ts";
 
 /** Reads a URL with `parse`, turning its complaint into a ConfigError naming `where`. */
 function parsed<T>(where: string, parse: (s: string) => T, text: string): T {
@@ -97,13 +98,26 @@ export async function openCatalog(
   }
 }
 
+/** Options for {@linkcode openPacker}. */
+export interface PackerOptions {
+  /** Worker threads for a directory source (default 2). */
+  readonly workers?: number;
+  /** Files read ahead within a bundle, for in-thread packing (default 8). */
+  readonly readAhead?: number;
+}
+
 /**
- * The fetcher for a source: worker threads for a directory (reads and md5
- * beside the main thread), in-thread streaming for remote sources.
+ * The packer for a source: worker threads for a directory (reading, md5,
+ * tar and tree hash beside the main thread), in-thread for remote sources.
  */
-export async function openFetcher(source: Source, spoolDir: string): Promise<Fetcher> {
+export async function openPacker(
+  source: Source,
+  spoolDir: string,
+  options: PackerOptions = {},
+): Promise<Packer> {
+  const readAhead = options.readAhead ?? 8;
   if (source instanceof DirectorySource) {
-    return await WorkerFetcher.open(source.root, spoolDir);
+    return await WorkerPacker.open(source.root, spoolDir, { workers: options.workers ?? 2 });
   }
-  return await SpoolFetcher.open(source, spoolDir);
+  return new InlinePacker(await SpoolFetcher.open(source, spoolDir), { readAhead });
 }

@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { openCatalog, openFetcher, openSource, openStore } from "../adapters/registry.ts";
+import { openCatalog, openPacker, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { readConfigFile } from "../adapters/config_file.ts";
 import { TerminalProgress } from "../adapters/progress/terminal.ts";
@@ -124,7 +124,11 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   const source = await openSource(config.source);
   const store = await openStore(config.store);
   const catalog = await openCatalog(config.catalog);
-  const fetcher = await openFetcher(source, `${config.stateDir}/spool`);
+  const workers = config.workers ?? Math.max(1, Math.min(8, navigator.hardwareConcurrency || 2));
+  const packer = await openPacker(source, `${config.stateDir}/spool`, {
+    workers,
+    readAhead: config.fetchers,
+  });
   const progress = new TerminalProgress();
   console.error(
     `coldpack-backup: ${once ? "backing up" : "following"} ${config.source}\n` +
@@ -151,7 +155,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   try {
     summary = await runBackup({
       source,
-      fetcher,
+      packer,
       store,
       catalog,
       clock: systemClock,
@@ -161,7 +165,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       once,
       targetSize: config.targetSize,
       maxAgeMs: config.maxAgeMs,
-      fetchers: config.fetchers,
+      packers: workers,
       uploaders: config.uploaders,
       bufferBytes: config.bufferBytes,
       rescanMs: config.rescanMs,
@@ -173,7 +177,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       Deno.removeSignalListener(sig as Deno.Signal, h);
     }
     progress.done();
-    await fetcher.close();
+    await packer.close();
     await catalog.close();
     await store.close();
     await source.close();

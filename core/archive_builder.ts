@@ -159,6 +159,15 @@ export class ArchiveBuilder {
     return this.#finished;
   }
 
+  /**
+   * The finished archive as its parts, in order: buffers of tar bytes and
+   * spooled bodies (for a packer that hands the archive to another thread).
+   */
+  segments(): readonly (Uint8Array | Body)[] {
+    if (!this.#finished) throw new TypeError(`Cannot read unfinished archive ${this.id}`);
+    return this.#segments;
+  }
+
   /** The finished archive's bytes, as a fresh stream each call. */
   body(): ReadableStream<Uint8Array> {
     if (!this.#finished) throw new TypeError(`Cannot read unfinished archive ${this.id}`);
@@ -219,16 +228,27 @@ export class ArchiveBuilder {
     this.#fill = 0;
   }
 
-  /** A spooled body: hashed by streaming, referenced rather than copied. */
+  /** A spooled body: hashed by reading it, referenced rather than copied. */
   async #appendBody(body: Body): Promise<void> {
     this.#flush();
-    const reader = body.stream().getReader();
     let n = 0;
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) break;
-      this.#hasher.update(r.value);
-      n += r.value.length;
+    if (body.read) {
+      // One reused buffer: no garbage per read.
+      const scratch = this.#scratch ??= new Uint8Array(CHUNK);
+      for (;;) {
+        const got = await body.read(scratch, n);
+        if (got === 0) break;
+        this.#hasher.update(scratch.subarray(0, got));
+        n += got;
+      }
+    } else {
+      const reader = body.stream().getReader();
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        this.#hasher.update(r.value);
+        n += r.value.length;
+      }
     }
     if (n !== body.length) {
       throw new RangeError(`Spooled body changed: expected ${body.length} bytes, read ${n}`);
@@ -236,4 +256,6 @@ export class ArchiveBuilder {
     this.#segments.push(body);
     this.#size += n;
   }
+
+  #scratch: Uint8Array | null = null;
 }

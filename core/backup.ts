@@ -15,31 +15,31 @@
  * @module
  */
 
-import { ArchiveBuilder, type ArchiveItem, type BuiltArchive } from "./archive_builder.ts";
 import { Bundler, DEFAULT_MAX_AGE_MS, DEFAULT_TARGET_SIZE } from "./bundler.ts";
 import { ByteBudget, Channel, Notifier, TIMED_OUT } from "./channel.ts";
 import {
   ArchiveMismatchError,
-  ChangedError,
   errorCode,
   errorMessage,
   isRetryable,
   type Stage,
-  VanishedError,
 } from "./errors.ts";
-import { type ArchiveId, type FileId, newArchiveId } from "./ids.ts";
+import { type FileId, newArchiveId } from "./ids.ts";
 import {
   type ArchiveMember,
   type ArchiveRow,
   type Catalog,
   type Clock,
   type ColdStore,
-  type Fetched,
-  type Fetcher,
   type FileRow,
   type Metrics,
   noMetrics,
   noProgress,
+  type PackedArchive,
+  type Packer,
+  type PackFile,
+  type PackOutcome,
+  type PackRequest,
   type Progress,
   type ProgressSnapshot,
   type Source,
@@ -50,7 +50,8 @@ import { safeEntryName } from "./safe_name.ts";
 /** What the pipeline runs on. */
 export interface BackupDeps {
   readonly source: Source;
-  readonly fetcher: Fetcher;
+  /** Turns bundles into finished archives (reads, md5s, tar, tree hash). */
+  readonly packer: Packer;
   readonly store: ColdStore;
   readonly catalog: Catalog;
   readonly clock: Clock;
@@ -68,11 +69,11 @@ export interface BackupOptions {
   readonly targetSize?: number;
   /** Max wait of a bundle's oldest file in ms (default 30 s). */
   readonly maxAgeMs?: number;
-  /** Concurrent fetches (default 32). */
-  readonly fetchers?: number;
+  /** Bundles packed at once (default 2: one per worker thread of the packer). */
+  readonly packers?: number;
   /** Concurrent uploads (default 2). */
   readonly uploaders?: number;
-  /** Bytes of fetched files held at most before fetchers wait (default 64 MiB). */
+  /** Bytes of bundles being packed or uploaded at most; planning waits beyond (default 64 MiB). */
   readonly bufferBytes?: number;
   /** Daemon: full listing interval in ms, besides watch events (default 60 s). */
   readonly rescanMs?: number;
@@ -99,14 +100,18 @@ export interface BackupSummary extends ProgressSnapshot {
   readonly fatal: string | null;
 }
 
-/** One fetched file waiting in a bundle. */
-type Item = ArchiveItem;
-
-/** A closed bundle on its way to the store. */
-interface UploadJob {
-  readonly builder: ArchiveBuilder;
-  readonly built: BuiltArchive;
+/** A closed bundle on its way to a packer. */
+interface PackJob {
+  readonly request: PackRequest;
   readonly openedAt: number;
+  /** Sum of the files' listed lengths, held in the byte budget. */
+  readonly bytes: number;
+}
+
+/** A packed archive on its way to the store. */
+interface UploadJob {
+  readonly packed: PackedArchive;
+  readonly job: PackJob;
 }
 
 const MAX_RETRY_MS = 15 * 60_000;
@@ -133,7 +138,7 @@ class BackupRun {
   readonly #progress: Progress;
   readonly #once: boolean;
   readonly #policy: { targetSize: number; maxAgeMs: number };
-  readonly #fetchers: number;
+  readonly #packers: number;
   readonly #uploaders: number;
   readonly #rescanMs: number;
   readonly #maxAttempts: number;
@@ -147,13 +152,12 @@ class BackupRun {
   /** Aborted when feeding must end (graceful stop, end of once, fatal). */
   readonly #quit = new AbortController();
   readonly #budget: ByteBudget;
-  readonly #fetchQ: Channel<FileRow>;
-  readonly #bundleQ: Channel<Item | "flush">;
+  readonly #planQ: Channel<FileRow | "flush">;
+  readonly #packQ: Channel<PackJob>;
   readonly #uploadQ: Channel<UploadJob>;
   /** Files between the feeder and commit (or vanish/failure). */
   readonly #inFlight = new Set<FileId>();
   readonly #changed = new Notifier();
-  #fetching = 0;
   #rediscover = false;
   #fatal: string | null = null;
   #retryLater = 0;
@@ -178,7 +182,7 @@ class BackupRun {
       targetSize: o.targetSize ?? DEFAULT_TARGET_SIZE,
       maxAgeMs: o.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
     };
-    this.#fetchers = o.fetchers ?? 32;
+    this.#packers = o.packers ?? 2;
     this.#uploaders = o.uploaders ?? 2;
     this.#rescanMs = o.rescanMs ?? 60_000;
     this.#maxAttempts = o.maxAttempts ?? 5;
@@ -187,8 +191,8 @@ class BackupRun {
     this.#shutdownTimeoutMs = o.shutdownTimeoutMs ?? 60_000;
     this.#stopSignal = o.signal;
     this.#budget = new ByteBudget(o.bufferBytes ?? 64 * 1024 * 1024);
-    this.#fetchQ = new Channel(this.#fetchers * 4);
-    this.#bundleQ = new Channel(this.#fetchers * 4);
+    this.#planQ = new Channel(1024);
+    this.#packQ = new Channel(1);
     this.#uploadQ = new Channel(1);
   }
 
@@ -198,17 +202,15 @@ class BackupRun {
     if (this.#stopSignal?.aborted) onStop();
     this.#stopSignal?.addEventListener("abort", onStop, { once: true });
     try {
-      const stages = [
-        this.#guard(this.#feedLoop()),
-        ...Array.from({ length: this.#fetchers }, () => this.#guard(this.#fetchLoop())),
-        this.#guard(this.#bundleLoop()),
-        ...Array.from({ length: this.#uploaders }, () => this.#guard(this.#uploadLoop())),
-      ];
       // Each stage closes its output when its input ends, so they finish in order.
-      const fetchDone = Promise.all(stages.slice(1, 1 + this.#fetchers)).then(() =>
-        this.#bundleQ.close()
-      );
-      await Promise.all([...stages, fetchDone]);
+      const packers = Array.from({ length: this.#packers }, () => this.#guard(this.#packLoop()));
+      const packDone = Promise.all(packers).then(() => this.#uploadQ.close());
+      await Promise.all([
+        this.#guard(this.#feedLoop()),
+        this.#guard(this.#planLoop()),
+        packDone,
+        ...Array.from({ length: this.#uploaders }, () => this.#guard(this.#uploadLoop())),
+      ]);
     } finally {
       this.#stopSignal?.removeEventListener("abort", onStop);
     }
@@ -252,14 +254,14 @@ class BackupRun {
     if (this.#fatal === null) this.#fatal = errorMessage(e);
     this.#beginShutdown();
     this.#hard.abort(new Stop(this.#fatal));
-    this.#fetchQ.close();
-    this.#bundleQ.close();
+    this.#planQ.close();
+    this.#packQ.close();
     this.#uploadQ.close();
   }
 
   // -------------------------------------------------------------------------
   // Discover + feed: list the source into the catalog, then hand due pending
-  // files to the fetchers. Work is driven from the catalog, so files left
+  // files to the planner. Work is driven from the catalog, so files left
   // pending by a crash or a failed attempt are simply picked up again.
 
   async #feedLoop(): Promise<void> {
@@ -319,7 +321,7 @@ class BackupRun {
       }
     } finally {
       watchAc.abort();
-      this.#fetchQ.close();
+      this.#planQ.close();
       await (discovering as Promise<void> | null);
     }
     if (this.#once && !this.#fatal) {
@@ -432,7 +434,7 @@ class BackupRun {
         if (this.#inFlight.has(row.id)) continue;
         this.#inFlight.add(row.id);
         try {
-          await this.#fetchQ.push(row);
+          await this.#planQ.push(row);
         } catch {
           this.#inFlight.delete(row.id);
           return fed;
@@ -448,100 +450,11 @@ class BackupRun {
     }
   }
 
-  /** Once mode: wait until every fed file is committed, vanished or failed. */
+  /** Once mode: ship the open bundle, then wait until every fed file is settled. */
   async #drain(): Promise<void> {
+    await this.#planQ.push("flush").catch(() => {});
     while (this.#inFlight.size > 0 && !this.#hard.signal.aborted) {
-      if (this.#fetchQ.length === 0 && this.#fetching === 0) {
-        await this.#bundleQ.push("flush").catch(() => {});
-      }
       await this.#changed.wait(this.#hard.signal);
-    }
-  }
-
-  // -------------------------------------------------------------------------
-  // Fetch
-
-  async #fetchLoop(): Promise<void> {
-    for (;;) {
-      const row = await this.#fetchQ.pop();
-      if (row === undefined || row === TIMED_OUT) return;
-      this.#fetching++;
-      try {
-        await this.#fetchOne(row);
-      } finally {
-        this.#fetching--;
-        this.#changed.notify();
-      }
-    }
-  }
-
-  async #fetchOne(row: FileRow): Promise<void> {
-    const { fetcher } = this.#d;
-    await this.#budget.acquire(row.length);
-    let fetched: Fetched;
-    try {
-      fetched = await fetcher.fetch(entryOf(row), { signal: this.#hard.signal });
-    } catch (e) {
-      this.#budget.release(row.length);
-      if (this.#hard.signal.aborted) {
-        this.#inFlight.delete(row.id);
-        return;
-      }
-      await this.#fetchFailed(row, e);
-      return;
-    }
-    this.#counts.fetchedFiles++;
-    this.#counts.fetchedBytes += fetched.length;
-    this.#metrics.count("coldpack.backup.files_fetched");
-    this.#metrics.count("coldpack.backup.bytes_fetched", fetched.length);
-    const name = safeEntryName(row.key, row.domain === null ? {} : { domain: row.domain });
-    try {
-      await this.#bundleQ.push({ row, name, fetched });
-    } catch {
-      // The run is stopping hard: the file stays pending.
-      this.#budget.release(row.length);
-      await fetched.body.release();
-      this.#inFlight.delete(row.id);
-    }
-  }
-
-  async #fetchFailed(row: FileRow, e: unknown): Promise<void> {
-    const { catalog, clock, source } = this.#d;
-    const now = clock.now();
-    try {
-      if (e instanceof VanishedError || e instanceof ChangedError) {
-        const reason = e instanceof VanishedError
-          ? `deleted at the source before it could be read: ${errorMessage(e)}`
-          : `changed at the source while being read (the new version is backed up instead): ${
-            errorMessage(e)
-          }`;
-        await catalog.markVanished([row.id], reason, now);
-        this.#counts.vanished++;
-        this.#metrics.count("coldpack.backup.files_vanished");
-        if (e instanceof ChangedError) this.#rediscover = true;
-        return;
-      }
-      const attempts = row.attempts + 1;
-      const retryAt = isRetryable(e) && attempts < this.#maxAttempts
-        ? now + this.#backoff(attempts)
-        : null;
-      await catalog.recordFailure({
-        stage: "fetch",
-        code: errorCode(e),
-        message: errorMessage(e),
-        source: source.id,
-        fileId: row.id,
-        key: row.key,
-        nowMs: now,
-        retryAt,
-      });
-      this.#countFailure("fetch");
-      this.#progress.note(
-        `Cannot read ${JSON.stringify(row.key)} (${errorCode(e)}): ${errorMessage(e)}` +
-          (retryAt === null ? "" : `; retry ${attempts + 1} of ${this.#maxAttempts} later`),
-      );
-    } finally {
-      this.#inFlight.delete(row.id);
     }
   }
 
@@ -555,79 +468,200 @@ class BackupRun {
     this.#report();
   }
 
-  // -------------------------------------------------------------------------
-  // Bundle: the policy decides where each file goes; the open bundle's tar is
-  // assembled and hashed as files arrive, so closing it costs nothing.
+  /** A file is done with (committed, vanished, failed or left for a retry). */
+  #settle(ids: Iterable<FileId>): void {
+    for (const id of ids) this.#inFlight.delete(id);
+    this.#changed.notify();
+  }
 
-  async #bundleLoop(): Promise<void> {
-    const { clock } = this.#d;
-    const bundler = new Bundler<Item>(this.#policy);
-    let open: ArchiveBuilder | null = null;
-    let openedAt = 0;
+  // -------------------------------------------------------------------------
+  // Plan: the bundling policy decides, from the listed lengths, which files
+  // make one archive; a bundle closes at the target size or the max age.
+
+  async #planLoop(): Promise<void> {
+    const { clock, source } = this.#d;
+    const bundler = new Bundler<PackFile>(this.#policy);
     /** `timer` aborts when the open bundle reaches its max age; `cancel` stops that timer. */
     const age: { timer: AbortController | null; cancel: AbortController | null } = {
       timer: null,
       cancel: null,
     };
-    const newBuilder = () => new ArchiveBuilder(this.#newArchiveId(), this.#d.source.id);
-    const ship = async (b: ArchiveBuilder, at: number) => {
-      await this.#uploadQ.push({ builder: b, built: b.finish(clock.now()), openedAt: at });
+    const ship = async (files: PackFile[], openedAt: number) => {
+      if (files.length === 0) return;
+      let bytes = 0;
+      for (const f of files) bytes += f.row.length;
+      await this.#budget.acquire(bytes);
+      const request: PackRequest = {
+        archiveId: newArchiveId(clock.now(), this.#d.random(6)),
+        source: source.id,
+        files,
+        nowMs: clock.now(),
+      };
+      try {
+        await this.#packQ.push({ request, openedAt, bytes });
+      } catch (e) {
+        this.#budget.release(bytes);
+        throw e;
+      }
     };
-    const shipOpen = async () => {
+    const stopTimer = () => {
       age.cancel?.abort();
       age.timer = age.cancel = null;
-      bundler.flush();
-      const b = open;
-      open = null;
-      if (b && b.count > 0) await ship(b, openedAt);
-    };
-    const addToOpen = async (it: Item) => {
-      if (!open) {
-        open = newBuilder();
-        openedAt = clock.now();
-        const timer = age.timer = new AbortController();
-        age.cancel = new AbortController();
-        clock.sleep(this.#policy.maxAgeMs, age.cancel.signal).then(() => timer.abort(), () => {});
-      }
-      await open.add(it);
     };
     try {
       for (;;) {
-        const next = await this.#bundleQ.pop(age.timer?.signal);
+        const next = await this.#planQ.pop(age.timer?.signal);
         if (next === undefined) break;
         if (next === TIMED_OUT || next === "flush") {
-          await shipOpen();
+          const b = bundler.flush();
+          stopTimer();
+          if (b) await ship(b.items, b.openedAt);
         } else {
-          let placed = false;
-          for (const b of bundler.add(next, tarFootprint(next), clock.now())) {
-            if (b.reason === "large") {
-              const solo = newBuilder();
-              await solo.add(next);
-              await ship(solo, clock.now());
-              placed = true;
-            } else if (b.items[b.items.length - 1] === next) {
-              // The file filled the open bundle to the target.
-              await addToOpen(next);
-              placed = true;
-              await shipOpen();
-            } else {
-              // The open bundle had no room left for this file.
-              await shipOpen();
-            }
+          const wasEmpty = bundler.count === 0;
+          const file: PackFile = {
+            row: next,
+            name: safeEntryName(next.key, next.domain === null ? {} : { domain: next.domain }),
+          };
+          const closed = bundler.add(file, tarFootprint(next), clock.now());
+          if (closed.some((b) => b.reason !== "large")) stopTimer();
+          for (const b of closed) await ship(b.items, b.openedAt);
+          if (bundler.count > 0 && (wasEmpty || age.timer === null)) {
+            // A bundle opened: arm its max-age timer.
+            stopTimer();
+            const timer = age.timer = new AbortController();
+            age.cancel = new AbortController();
+            const wait = Math.max(0, (bundler.deadline() ?? clock.now()) - clock.now());
+            clock.sleep(wait, age.cancel.signal).then(() => timer.abort(), () => {});
           }
-          if (!placed) await addToOpen(next);
         }
         this.#metrics.gauge("coldpack.backup.queue.bundle_files", bundler.count);
       }
-      await shipOpen();
+      const last = bundler.flush();
+      if (last) await ship(last.items, last.openedAt);
     } finally {
-      age.cancel?.abort();
-      this.#uploadQ.close();
+      stopTimer();
+      this.#packQ.close();
     }
   }
 
-  #newArchiveId(): ArchiveId {
-    return newArchiveId(this.#d.clock.now(), this.#d.random(6));
+  // -------------------------------------------------------------------------
+  // Pack: read the bundle's files into one finished archive (in worker
+  // threads for a directory source); files that cannot be read are settled.
+
+  async #packLoop(): Promise<void> {
+    for (;;) {
+      const job = await this.#packQ.pop();
+      if (job === undefined || job === TIMED_OUT) return;
+      let packed: PackedArchive;
+      try {
+        packed = await this.#d.packer.pack(job.request, { signal: this.#hard.signal });
+      } catch (e) {
+        this.#budget.release(job.bytes);
+        if (this.#hard.signal.aborted) {
+          this.#settle(job.request.files.map((f) => f.row.id));
+          return;
+        }
+        await this.#failFiles("fetch", job.request.files, e);
+        if (this.#once) throw e;
+        continue;
+      }
+      try {
+        await this.#settleOutcomes(job.request.files, packed.outcomes);
+      } catch (e) {
+        await packed.release();
+        this.#budget.release(job.bytes);
+        throw e;
+      }
+      this.#counts.fetchedFiles += packed.members.length;
+      this.#counts.fetchedBytes += packed.dataBytes;
+      this.#metrics.count("coldpack.backup.files_fetched", packed.members.length);
+      this.#metrics.count("coldpack.backup.bytes_fetched", packed.dataBytes);
+      if (packed.members.length === 0) {
+        await packed.release();
+        this.#budget.release(job.bytes);
+        continue;
+      }
+      try {
+        await this.#uploadQ.push({ packed, job });
+      } catch {
+        await packed.release();
+        this.#budget.release(job.bytes);
+        this.#settle(packed.members.map((m) => m.fileId));
+        return;
+      }
+      this.#metrics.gauge("coldpack.backup.queue.upload_archives", this.#uploadQ.length);
+    }
+  }
+
+  /** Records what became of the files left out of an archive. */
+  async #settleOutcomes(files: readonly PackFile[], outcomes: readonly PackOutcome[]) {
+    if (outcomes.length === 0) return;
+    const { catalog, clock, source } = this.#d;
+    const rows = new Map(files.map((f) => [f.row.id, f.row]));
+    const now = clock.now();
+    try {
+      for (const o of outcomes) {
+        const row = rows.get(o.fileId)!;
+        if (o.kind !== "failed") {
+          const reason = o.kind === "vanished"
+            ? `deleted at the source before it could be read: ${o.message}`
+            : `changed at the source while being read (the new version is backed up instead): ${o.message}`;
+          await catalog.markVanished([row.id], reason, now);
+          this.#counts.vanished++;
+          this.#metrics.count("coldpack.backup.files_vanished");
+          if (o.kind === "changed") this.#rediscover = true;
+          continue;
+        }
+        const attempts = row.attempts + 1;
+        const retryAt = o.retryable && attempts < this.#maxAttempts
+          ? now + this.#backoff(attempts)
+          : null;
+        await catalog.recordFailure({
+          stage: "fetch",
+          code: o.code,
+          message: o.message,
+          source: source.id,
+          fileId: row.id,
+          key: row.key,
+          nowMs: now,
+          retryAt,
+        });
+        this.#countFailure("fetch");
+        this.#progress.note(
+          `Cannot read ${JSON.stringify(row.key)} (${o.code}): ${o.message}` +
+            (retryAt === null ? "" : `; retry ${attempts + 1} of ${this.#maxAttempts} later`),
+        );
+      }
+    } finally {
+      this.#settle(outcomes.map((o) => o.fileId));
+    }
+  }
+
+  /** Every file of a bundle failed at `stage` with `e`: they stay pending, retried later. */
+  async #failFiles(stage: Stage, files: readonly PackFile[], e: unknown): Promise<void> {
+    const { catalog, clock, source } = this.#d;
+    const now = clock.now();
+    this.#countFailure(stage);
+    this.#progress.note(
+      `${stage === "fetch" ? "Packing" : "Uploading"} ${files.length} files failed ` +
+        `(${errorCode(e)}): ${errorMessage(e)}; they will be retried`,
+    );
+    try {
+      for (const { row } of files) {
+        await catalog.recordFailure({
+          stage,
+          code: errorCode(e),
+          message: errorMessage(e),
+          source: source.id,
+          fileId: row.id,
+          key: row.key,
+          nowMs: now,
+          retryAt: now + this.#backoff(row.attempts + 1),
+        });
+      }
+    } finally {
+      this.#settle(files.map((f) => f.row.id));
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -635,40 +669,33 @@ class BackupRun {
 
   async #uploadLoop(): Promise<void> {
     for (;;) {
-      const job = await this.#uploadQ.pop();
-      if (job === undefined || job === TIMED_OUT) return;
+      const next = await this.#uploadQ.pop();
+      if (next === undefined || next === TIMED_OUT) return;
       try {
-        await this.#upload(job);
+        await this.#upload(next);
       } finally {
-        let bytes = 0;
-        for (const it of job.built.items) {
-          bytes += it.row.length;
-          this.#inFlight.delete(it.row.id);
-        }
-        await job.builder.release();
-        this.#budget.release(bytes);
-        this.#changed.notify();
+        await next.packed.release();
+        this.#budget.release(next.job.bytes);
+        this.#settle(next.packed.members.map((m) => m.fileId));
       }
     }
   }
 
-  async #upload(job: UploadJob): Promise<void> {
-    const { store, catalog, clock, source } = this.#d;
-    const { built, builder } = job;
-    const items = built.items;
+  async #upload({ packed, job }: UploadJob): Promise<void> {
+    const { store, clock } = this.#d;
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.#uploadAttempts; attempt++) {
       if (this.#hard.signal.aborted) return;
       const t0 = clock.now();
       try {
         const result = await store.put({
-          archiveId: built.id,
-          size: built.size,
-          treeHash: built.treeHash,
-          description: built.description,
-          body: builder.body(),
+          archiveId: packed.id,
+          size: packed.size,
+          treeHash: packed.treeHash,
+          description: packed.description,
+          body: packed.body(),
         }, { signal: this.#hard.signal });
-        if (result.size !== built.size || result.treeHash !== built.treeHash) {
+        if (result.size !== packed.size || result.treeHash !== packed.treeHash) {
           // The store holds something else than we sent: never point files at it.
           await store.delete(result.remoteId).catch((e) =>
             this.#progress.note(
@@ -678,32 +705,32 @@ class BackupRun {
             )
           );
           throw new ArchiveMismatchError(
-            `Archive ${built.id} mismatch: sent ${built.size} bytes with tree hash ` +
-              `${built.treeHash}, store has ${result.size} bytes with tree hash ${result.treeHash}`,
+            `Archive ${packed.id} mismatch: sent ${packed.size} bytes with tree hash ` +
+              `${packed.treeHash}, store has ${result.size} bytes with tree hash ${result.treeHash}`,
           );
         }
         this.#metrics.timing("coldpack.backup.upload_seconds", (clock.now() - t0) / 1000);
         const row: ArchiveRow = {
-          id: built.id,
+          id: packed.id,
           store: store.location,
           remoteId: result.remoteId,
-          size: built.size,
-          treeHash: built.treeHash,
-          fileCount: items.length,
-          dataBytes: built.dataBytes,
-          description: built.description,
+          size: packed.size,
+          treeHash: packed.treeHash,
+          fileCount: packed.members.length,
+          dataBytes: packed.dataBytes,
+          description: packed.description,
           createdAt: job.openedAt,
           committedAt: clock.now(),
         };
-        await this.#commit(row, built.members, items);
+        await this.#commit(row, packed.members, job.request.files);
         return;
       } catch (e) {
         if (this.#hard.signal.aborted) return;
         lastError = e;
         const retryable = isRetryable(e) || e instanceof ArchiveMismatchError;
         this.#progress.note(
-          `Upload of ${items.length} files failed (attempt ${attempt} of ${this.#uploadAttempts}, ` +
-            `${errorCode(e)}): ${errorMessage(e)}`,
+          `Upload of archive ${packed.id} (${packed.members.length} files) failed (attempt ` +
+            `${attempt} of ${this.#uploadAttempts}, ${errorCode(e)}): ${errorMessage(e)}`,
         );
         this.#countFailure("upload");
         if (!retryable) break;
@@ -711,17 +738,19 @@ class BackupRun {
       }
     }
     // Out of attempts: the files stay pending and come back after a delay.
+    const inArchive = new Set(packed.members.map((m) => m.fileId));
     const now = clock.now();
-    for (const it of items) {
-      await catalog.recordFailure({
+    for (const { row } of job.request.files) {
+      if (!inArchive.has(row.id)) continue;
+      await this.#d.catalog.recordFailure({
         stage: "upload",
         code: errorCode(lastError),
         message: errorMessage(lastError),
-        source: source.id,
-        fileId: it.row.id,
-        key: it.row.key,
+        source: this.#d.source.id,
+        fileId: row.id,
+        key: row.key,
         nowMs: now,
-        retryAt: now + this.#backoff(it.row.attempts + 1),
+        retryAt: now + this.#backoff(row.attempts + 1),
       });
     }
     if (this.#once) throw lastError;
@@ -730,33 +759,34 @@ class BackupRun {
   async #commit(
     row: ArchiveRow,
     members: readonly ArchiveMember[],
-    items: readonly Item[],
+    files: readonly PackFile[],
   ): Promise<void> {
     const { catalog, clock } = this.#d;
     for (let attempt = 1;; attempt++) {
       try {
         const { skipped } = await catalog.commitArchive(row, members);
         const skippedSet = new Set(skipped);
-        let files = 0;
+        let count = 0;
         let bytes = 0;
         const now = clock.now();
         for (const m of members) {
           if (skippedSet.has(m.fileId)) continue;
-          files++;
+          count++;
           bytes += m.length;
         }
         this.#counts.archives++;
-        this.#counts.archivedFiles += files;
+        this.#counts.archivedFiles += count;
         this.#counts.archivedBytes += bytes;
         this.#metrics.count("coldpack.backup.archives_uploaded");
-        this.#metrics.count("coldpack.backup.files_archived", files);
+        this.#metrics.count("coldpack.backup.files_archived", count);
         this.#metrics.count("coldpack.backup.bytes_archived", bytes);
         this.#metrics.count("coldpack.backup.bytes_stored", row.size);
-        for (const it of items) {
-          if (skippedSet.has(it.row.id)) continue;
+        const inArchive = new Set(members.map((m) => m.fileId));
+        for (const f of files) {
+          if (!inArchive.has(f.row.id) || skippedSet.has(f.row.id)) continue;
           this.#metrics.timing(
             "coldpack.backup.file_to_commit_seconds",
-            Math.max(0, now - it.row.mtimeMs) / 1000,
+            Math.max(0, now - f.row.mtimeMs) / 1000,
           );
         }
         this.#report();
@@ -794,21 +824,8 @@ class BackupRun {
   }
 }
 
-/** Rebuilds the source entry of a catalog row. */
-function entryOf(row: FileRow): SourceEntry {
-  return {
-    key: row.key,
-    version: row.version,
-    length: row.length,
-    mtimeMs: row.mtimeMs,
-    ...(row.domain === null ? {} : { domain: row.domain }),
-    ...(row.storageClass === null ? {} : { storageClass: row.storageClass }),
-    ...(row.sourceFid === null ? {} : { sourceFid: row.sourceFid }),
-  };
-}
-
-/** Approximate bytes an item takes in the tar: header(s) plus padded data. */
-function tarFootprint(it: Item): number {
-  const long = it.name.length > 100 ? 1024 + it.name.length : 0;
-  return 512 + long + Math.ceil(it.fetched.length / 512) * 512;
+/** Bytes a file takes in the tar: header(s) plus padded data (pax headers estimated). */
+function tarFootprint(row: FileRow): number {
+  const long = row.key.length > 100 ? 1024 + row.key.length : 0;
+  return 512 + long + Math.ceil(row.length / 512) * 512;
 }

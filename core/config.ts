@@ -135,11 +135,18 @@ export const BACKUP_SETTINGS = {
     help: "close a bundle when its oldest file waited this long, seconds or 5s/2m (default 30)",
     parse: duration,
   },
+  workers: {
+    flag: "workers",
+    env: "COLDPACK_WORKERS",
+    file: "workers",
+    help: "threads that read, digest and pack files of a directory source (default: CPU count)",
+    parse: count(1, 64),
+  },
   fetchers: {
     flag: "fetchers",
     env: "COLDPACK_FETCHERS",
     file: "fetchers",
-    help: "files read from the source at once (default 32)",
+    help: "files read ahead within a bundle (default 8)",
     parse: count(1, 256),
   },
   uploaders: {
@@ -240,6 +247,8 @@ export interface BackupConfig {
   readonly stateDir: string;
   readonly targetSize: number;
   readonly maxAgeMs: number;
+  /** Pack threads; `null`: one per CPU. */
+  readonly workers: number | null;
   readonly fetchers: number;
   readonly uploaders: number;
   readonly rescanMs: number;
@@ -288,7 +297,8 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     stateDir,
     targetSize: v.targetSize ?? DEFAULT_TARGET_SIZE,
     maxAgeMs: v.maxAge ?? DEFAULT_MAX_AGE_MS,
-    fetchers: v.fetchers ?? 32,
+    workers: v.workers ?? null,
+    fetchers: v.fetchers ?? 8,
     uploaders: v.uploaders ?? 2,
     rescanMs: v.rescan ?? 60_000,
     bufferBytes: v.buffer ?? 64 * 1024 * 1024,

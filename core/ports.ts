@@ -90,6 +90,12 @@ export interface Body {
   readonly bytes: Uint8Array | null;
   /** A fresh stream of the bytes; may be called more than once (upload retries). */
   stream(): ReadableStream<Uint8Array>;
+  /**
+   * Reads bytes at `position` into `into`; resolves to the count (0 at the
+   * end). Optional: lets a reader reuse one buffer instead of a stream's
+   * fresh chunks.
+   */
+  read?(into: Uint8Array, position: number): Promise<number>;
   /** Frees the memory or spool file. Idempotent. */
   release(): Promise<void>;
 }
@@ -105,6 +111,72 @@ export interface Fetched {
 /** Reads source files into bodies. Rejects like {@linkcode Source.open}. */
 export interface Fetcher {
   fetch(entry: SourceEntry, options?: { signal?: AbortSignal }): Promise<Fetched>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Packing: a bundle of catalog files turned into one finished archive.
+
+/** One file of a bundle, with its tar entry name. */
+export interface PackFile {
+  readonly row: FileRow;
+  /** Its tar entry name (already made safe). */
+  readonly name: string;
+}
+
+/** A bundle to pack. */
+export interface PackRequest {
+  readonly archiveId: ArchiveId;
+  readonly source: SourceId;
+  /** In archive order. */
+  readonly files: readonly PackFile[];
+  /** The manifest's creation time (ms). */
+  readonly nowMs: number;
+}
+
+/** What became of a file that is not in the packed archive. */
+export type PackOutcome =
+  | {
+    readonly fileId: FileId;
+    /** Gone at the source (`VanishedError`) or another version now (`ChangedError`). */
+    readonly kind: "vanished" | "changed";
+    readonly message: string;
+  }
+  | {
+    readonly fileId: FileId;
+    readonly kind: "failed";
+    readonly code: string;
+    readonly message: string;
+    readonly retryable: boolean;
+  };
+
+/** A finished archive whose bytes can be read as often as an upload needs. */
+export interface PackedArchive {
+  readonly id: ArchiveId;
+  /** Total bytes (0 when no file could be packed). */
+  readonly size: number;
+  /** SHA-256 tree hash, lower-case hex. */
+  readonly treeHash: string;
+  readonly description: string;
+  /** Sum of the member files' lengths. */
+  readonly dataBytes: number;
+  /** The files in the archive, with md5 and offsets; empty when none could be read. */
+  readonly members: readonly ArchiveMember[];
+  /** The files left out, and why. */
+  readonly outcomes: readonly PackOutcome[];
+  /** A fresh stream of the archive's bytes. */
+  body(): ReadableStream<Uint8Array>;
+  /** Frees buffers and spool files. Idempotent. */
+  release(): Promise<void>;
+}
+
+/**
+ * Reads a bundle's files and packs them into one archive (tar, manifest,
+ * tree hash). A file that cannot be read is left out with its outcome;
+ * only a failure of the packer itself rejects.
+ */
+export interface Packer {
+  pack(request: PackRequest, options?: { signal?: AbortSignal }): Promise<PackedArchive>;
   close(): Promise<void>;
 }
 

@@ -12,6 +12,7 @@ import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
 import { DirectorySource } from "../adapters/source/directory.ts";
 import { LocalVault } from "../adapters/store/local_vault.ts";
 import { runBackup } from "../core/backup.ts";
+import { InlinePacker } from "../core/pack.ts";
 import { PortError } from "../core/errors.ts";
 import type { ColdStore, Metrics, PutArchive, Source, SourceEntry } from "../core/ports.ts";
 import { bytesOf, checkCatalogAgainstVault, put, tempDir } from "./_helpers.ts";
@@ -53,10 +54,10 @@ async function backupOnce(
   options: Parameters<typeof runBackup>[1] = {},
 ) {
   const source = over.source ?? r.source;
-  const fetcher = await SpoolFetcher.open(source, `${r.state}/spool`);
+  const packer = new InlinePacker(await SpoolFetcher.open(source, `${r.state}/spool`));
   return await runBackup({
     source,
-    fetcher,
+    packer,
     store: over.store ?? r.store,
     catalog: r.catalog,
     clock: systemClock,
@@ -256,10 +257,10 @@ Deno.test("the daemon closes a bundle by max age and stops gracefully on abort",
   try {
     await put(r.src, "one.txt", "one");
     const stop = new AbortController();
-    const fetcher = await SpoolFetcher.open(r.source, `${r.state}/spool`);
+    const packer = new InlinePacker(await SpoolFetcher.open(r.source, `${r.state}/spool`));
     const running = runBackup({
       source: r.source,
-      fetcher,
+      packer,
       store: r.store,
       catalog: r.catalog,
       clock: systemClock,

@@ -151,10 +151,10 @@ export class SqliteCatalog implements Catalog {
       db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
-      // 32 MiB of page cache (default 2 MiB): a commit of thousands of files
+      // 8 MiB of page cache (default 2 MiB): a commit of thousands of files
       // touches index pages all over; with a small cache they spill to the WAL
       // mid-transaction, several page writes per file.
-      db.exec("PRAGMA cache_size = -32768");
+      db.exec("PRAGMA cache_size = -8192");
       // Temporary b-trees (IN lists, sorts) stay in memory instead of /var/tmp files.
       db.exec("PRAGMA temp_store = MEMORY");
       db.exec("PRAGMA foreign_keys = ON");

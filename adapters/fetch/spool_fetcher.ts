@@ -19,6 +19,8 @@ export const DEFAULT_MEMORY_THRESHOLD = 1024 * 1024;
 export interface SpoolFetcherOptions {
   /** Files up to this many bytes are held in memory (default 1 MiB). */
   readonly memoryThreshold?: number;
+  /** Remove spool files left by a crashed run on open (default true). */
+  readonly clean?: boolean;
 }
 
 /** What {@linkcode readEntry} read: bytes in memory or a spool file. */
@@ -80,14 +82,15 @@ export class SpoolFetcher implements Fetcher {
 
   /**
    * Opens a fetcher whose spool lives in `spoolDir` (created if missing;
-   * spool files left by a crashed run are removed).
+   * spool files left by a crashed run are removed unless `clean` is false).
    */
   static async open(
     source: Source,
     spoolDir: string,
     options: SpoolFetcherOptions = {},
   ): Promise<SpoolFetcher> {
-    await cleanSpool(spoolDir);
+    if (options.clean ?? true) await cleanSpool(spoolDir);
+    else await Deno.mkdir(spoolDir, { recursive: true });
     return new SpoolFetcher(source, spoolDir, options.memoryThreshold ?? DEFAULT_MEMORY_THRESHOLD);
   }
 
@@ -213,10 +216,11 @@ export function memoryBody(bytes: Uint8Array): Body {
   };
 }
 
-/** A body in a spool file, removed on release. */
-export function spoolBody(path: string, length: number): Body {
+/** A body in a spool file (its `path` exposed for packers), removed on release. */
+export function spoolBody(path: string, length: number): Body & { readonly path: string } {
   let released = false;
   return {
+    path,
     length,
     bytes: null,
     stream() {
@@ -238,6 +242,18 @@ export function spoolBody(path: string, length: number): Body {
           file?.close();
         },
       });
+    },
+    async read(into: Uint8Array, position: number): Promise<number> {
+      if (released) throw new TypeError("Cannot read a released body");
+      using file = await Deno.open(path, { read: true });
+      await file.seek(position, Deno.SeekMode.Start);
+      let filled = 0;
+      while (filled < into.length) {
+        const n = await file.read(into.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+      return filled;
     },
     async release() {
       if (released) return;

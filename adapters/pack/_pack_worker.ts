@@ -1,0 +1,73 @@
+/**
+ * Worker thread of {@linkcode WorkerPacker}: packs whole bundles of a
+ * directory source (reads, md5s, tar, tree hash) and hands back the tar
+ * buffers by transfer. Private to adapters/pack.
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { packFiles } from "../../core/pack.ts";
+import { DirectorySource } from "../source/directory.ts";
+import { DirectFetcher } from "../fetch/direct_fetcher.ts";
+import type { PackerReply, PackerRequest, WireSegment } from "./worker_packer.ts";
+
+let fetcher: DirectFetcher | null = null;
+/** Packs wait for the (asynchronous) init that came before them. */
+let ready: Promise<void> = Promise.resolve();
+
+function describe(e: unknown) {
+  const err = e as { name?: unknown; message?: unknown; code?: unknown };
+  return {
+    name: typeof err?.name === "string" ? err.name : "Error",
+    message: typeof err?.message === "string" ? err.message : String(e),
+    ...(typeof err?.code === "string" ? { code: err.code } : {}),
+  };
+}
+
+self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
+  const msg = ev.data;
+  if (msg.type === "init") {
+    ready = (async () => {
+      const source = await DirectorySource.open(msg.root);
+      await Deno.mkdir(msg.spoolDir, { recursive: true });
+      fetcher = new DirectFetcher(source, msg.spoolDir, { memoryThreshold: msg.memoryThreshold });
+    })();
+    return;
+  }
+  let reply: PackerReply;
+  const transfer: ArrayBuffer[] = [];
+  try {
+    await ready;
+    if (!fetcher) throw new TypeError("Pack worker used before init");
+    // Reads here are synchronous: one at a time (DirectFetcher reuses one buffer).
+    const result = await packFiles(fetcher, msg.request, { readAhead: 1 });
+    const segments: WireSegment[] = [];
+    let meta = null;
+    if (result.finished) {
+      const built = result.builder.finish(msg.request.nowMs);
+      for (const seg of result.builder.segments()) {
+        if (seg instanceof Uint8Array) {
+          segments.push(seg);
+          transfer.push(seg.buffer as ArrayBuffer);
+        } else {
+          // Spooled by this worker's SpoolFetcher, whose bodies expose their path.
+          const path = (seg as Partial<{ path: string }>).path;
+          if (path === undefined) throw new TypeError("A spooled body without a path");
+          segments.push({ spool: path, length: seg.length });
+        }
+      }
+      meta = {
+        size: built.size,
+        treeHash: built.treeHash,
+        description: built.description,
+        dataBytes: built.dataBytes,
+        members: [...built.members],
+      };
+    }
+    reply = { type: "packed", id: msg.id, ok: true, meta, segments, outcomes: result.outcomes };
+  } catch (e) {
+    reply = { type: "packed", id: msg.id, ok: false, error: describe(e) };
+  }
+  self.postMessage(reply, transfer);
+};

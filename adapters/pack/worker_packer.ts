@@ -1,0 +1,249 @@
+/**
+ * A {@linkcode Packer} for directory sources that packs whole bundles in
+ * worker threads: each worker reads a bundle's files, md5s them, lays out
+ * the tar and tree-hashes it, and hands the tar buffers back by transfer
+ * (no copy). One message per bundle each way, so the threads share the work
+ * at almost no cost, while the main thread keeps the catalog and the store.
+ *
+ * Large files stay in spool files, referenced rather than sent.
+ * @module
+ */
+
+import { PortError } from "../../core/errors.ts";
+import type {
+  ArchiveMember,
+  PackedArchive,
+  Packer,
+  PackOutcome,
+  PackRequest,
+} from "../../core/ports.ts";
+import { cleanSpool, DEFAULT_MEMORY_THRESHOLD, spoolBody } from "../fetch/spool_fetcher.ts";
+
+/** A part of a packed archive as it crosses threads. */
+export type WireSegment = Uint8Array | { spool: string; length: number };
+
+/** A message to a pack worker. */
+export type PackerRequest =
+  | { type: "init"; root: string; spoolDir: string; memoryThreshold: number }
+  | { type: "pack"; id: number; request: PackRequest };
+
+/** A pack worker's answer. */
+export type PackerReply =
+  | {
+    type: "packed";
+    id: number;
+    ok: true;
+    /** `null` when no file of the bundle could be read. */
+    meta: {
+      size: number;
+      treeHash: string;
+      description: string;
+      dataBytes: number;
+      members: ArchiveMember[];
+    } | null;
+    segments: WireSegment[];
+    outcomes: PackOutcome[];
+  }
+  | {
+    type: "packed";
+    id: number;
+    ok: false;
+    error: { name: string; message: string; code?: string };
+  };
+
+/** Options for {@linkcode WorkerPacker.open}. */
+export interface WorkerPackerOptions {
+  /** Worker threads (default 2). */
+  readonly workers?: number;
+  /** Files up to this many bytes are held in memory (default 1 MiB). */
+  readonly memoryThreshold?: number;
+}
+
+interface Lane {
+  worker: Worker;
+  busy: boolean;
+  current: { id: number; resolve: (p: PackedArchive) => void; reject: (e: unknown) => void } | null;
+}
+
+/** Releases what a reply holds (spool files) when nobody will use it. */
+function discard(reply: PackerReply): void {
+  if (!reply.ok) return;
+  for (const s of reply.segments) {
+    if (!(s instanceof Uint8Array)) Deno.remove(s.spool).catch(() => {});
+  }
+}
+
+function packedOf(request: PackRequest, reply: PackerReply & { ok: true }): PackedArchive {
+  const segments = reply.segments;
+  const meta = reply.meta;
+  let released = false;
+  return {
+    id: request.archiveId,
+    size: meta?.size ?? 0,
+    treeHash: meta?.treeHash ?? "",
+    description: meta?.description ?? "",
+    dataBytes: meta?.dataBytes ?? 0,
+    members: meta?.members ?? [],
+    outcomes: reply.outcomes,
+    body() {
+      if (released) throw new TypeError(`Cannot read released archive ${request.archiveId}`);
+      if (!meta) throw new TypeError(`Archive ${request.archiveId} is empty: no file was read`);
+      let i = 0;
+      let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
+      return new ReadableStream<Uint8Array>({
+        async pull(c) {
+          for (;;) {
+            if (inner) {
+              const r = await inner.read();
+              if (!r.done) return c.enqueue(r.value);
+              inner = null;
+            }
+            const seg = segments[i++];
+            if (seg === undefined) return c.close();
+            if (seg instanceof Uint8Array) return c.enqueue(seg);
+            inner = spoolBody(seg.spool, seg.length).stream().getReader();
+          }
+        },
+        async cancel(reason) {
+          await inner?.cancel(reason);
+        },
+      }, { highWaterMark: 0 });
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      for (const s of segments) {
+        if (!(s instanceof Uint8Array)) await Deno.remove(s.spool).catch(() => {});
+      }
+      segments.length = 0;
+    },
+  };
+}
+
+/** Packs directory-source bundles in worker threads. */
+export class WorkerPacker implements Packer {
+  #lanes: Lane[] = [];
+  #queue: { id: number; request: PackRequest; lane?: Lane }[] = [];
+  #waiters = new Map<
+    number,
+    { request: PackRequest; resolve: (p: PackedArchive) => void; reject: (e: unknown) => void }
+  >();
+  #nextId = 0;
+  #closed = false;
+  #init: Extract<PackerRequest, { type: "init" }>;
+
+  private constructor(init: Extract<PackerRequest, { type: "init" }>) {
+    this.#init = init;
+  }
+
+  /**
+   * Starts the workers for the directory tree at `root` (the source's real
+   * path), spooling large files into `spoolDir`.
+   */
+  static async open(
+    root: string,
+    spoolDir: string,
+    options: WorkerPackerOptions = {},
+  ): Promise<WorkerPacker> {
+    const n = options.workers ?? 2;
+    if (!Number.isInteger(n) || n < 1 || n > 64) {
+      throw new RangeError(`Invalid worker count: ${n}`);
+    }
+    await cleanSpool(spoolDir);
+    const p = new WorkerPacker({
+      type: "init",
+      root,
+      spoolDir,
+      memoryThreshold: options.memoryThreshold ?? DEFAULT_MEMORY_THRESHOLD,
+    });
+    for (let i = 0; i < n; i++) p.#lanes.push(p.#spawn());
+    return p;
+  }
+
+  #spawn(): Lane {
+    const worker = new Worker(new URL("./_pack_worker.ts", import.meta.url), { type: "module" });
+    const lane: Lane = { worker, busy: false, current: null };
+    worker.onmessage = (ev: MessageEvent<PackerReply>) => {
+      const reply = ev.data;
+      const w = this.#waiters.get(reply.id);
+      this.#waiters.delete(reply.id);
+      lane.busy = false;
+      lane.current = null;
+      if (!w) discard(reply);
+      else if (reply.ok) w.resolve(packedOf(w.request, reply));
+      else {
+        w.reject(
+          new PortError(`Packing failed: ${reply.error.message}`, {
+            code: reply.error.code ?? reply.error.name,
+            retryable: true,
+          }),
+        );
+      }
+      this.#dispatch();
+    };
+    worker.onerror = (ev) => {
+      ev.preventDefault();
+      // The worker is gone: fail its bundle (the files are retried) and start another.
+      const err = new PortError(`Pack worker crashed: ${ev.message}`, {
+        code: "WORKER_FAILED",
+        retryable: true,
+      });
+      if (lane.current) {
+        this.#waiters.get(lane.current.id)?.reject(err);
+        this.#waiters.delete(lane.current.id);
+      }
+      worker.terminate();
+      const i = this.#lanes.indexOf(lane);
+      if (i >= 0 && !this.#closed) this.#lanes[i] = this.#spawn();
+      this.#dispatch();
+    };
+    worker.postMessage(this.#init satisfies PackerRequest);
+    return lane;
+  }
+
+  pack(request: PackRequest, options: { signal?: AbortSignal } = {}): Promise<PackedArchive> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PortError("Cannot pack: the packer is closed", { code: "ECLOSED", retryable: false }),
+      );
+    }
+    const id = ++this.#nextId;
+    const signal = options.signal;
+    const p = new Promise<PackedArchive>((resolve, reject) => {
+      this.#waiters.set(id, { request, resolve, reject });
+      signal?.addEventListener("abort", () => {
+        // The worker finishes anyway; its reply is discarded.
+        if (this.#waiters.delete(id)) reject(signal.reason);
+        this.#queue = this.#queue.filter((q) => q.id !== id);
+      }, { once: true });
+    });
+    this.#queue.push({ id, request });
+    this.#dispatch();
+    return p;
+  }
+
+  #dispatch(): void {
+    for (const lane of this.#lanes) {
+      if (lane.busy) continue;
+      const next = this.#queue.shift();
+      if (!next) return;
+      const w = this.#waiters.get(next.id);
+      if (!w) continue;
+      lane.busy = true;
+      lane.current = { id: next.id, resolve: w.resolve, reject: w.reject };
+      lane.worker.postMessage(
+        { type: "pack", id: next.id, request: next.request } satisfies PackerRequest,
+      );
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    const err = new PortError("Packer closed", { code: "ECLOSED", retryable: true });
+    for (const w of this.#waiters.values()) w.reject(err);
+    this.#waiters.clear();
+    for (const lane of this.#lanes) lane.worker.terminate();
+    return Promise.resolve();
+  }
+}
