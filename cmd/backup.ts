@@ -124,7 +124,9 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   const source = await openSource(config.source);
   const store = await openStore(config.store);
   const catalog = await openCatalog(config.catalog);
-  const workers = config.workers ?? Math.max(1, Math.min(8, navigator.hardwareConcurrency || 2));
+  // The main thread keeps the catalog and the store busy: leave it a core.
+  const workers = config.workers ??
+    Math.max(1, Math.min(8, (navigator.hardwareConcurrency || 2) - 1));
   const packer = await openPacker(source, `${config.stateDir}/spool`, {
     workers,
     readAhead: config.fetchers,

@@ -43,7 +43,6 @@ import {
   type Progress,
   type ProgressSnapshot,
   type Source,
-  type SourceEntry,
 } from "./ports.ts";
 import { safeEntryName } from "./safe_name.ts";
 
@@ -360,13 +359,9 @@ class BackupRun {
       for await (const page of source.list({ after: null, signal: this.#quit.signal })) {
         for (const s of page.skipped) this.#skip(s.key, s.reason);
         if (page.entries.length === 0) continue;
-        const known = await catalog.latestVersions(source.id, page.entries.map((e) => e.key));
-        const fresh: SourceEntry[] = [];
-        for (const e of page.entries) {
-          if (known.get(e.key)?.version !== e.version) fresh.push(e);
-        }
-        if (fresh.length === 0) continue;
-        const added = await catalog.addDiscovered(source.id, fresh, clock.now());
+        // Versions the catalog already has are ignored by addDiscovered itself:
+        // one index probe each, the same cost as asking first.
+        const added = await catalog.addDiscovered(source.id, page.entries, clock.now());
         this.#changed.notify();
         this.#counts.discovered += added.length;
         this.#metrics.count("coldpack.backup.files_discovered", added.length);

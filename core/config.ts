@@ -139,7 +139,7 @@ export const BACKUP_SETTINGS = {
     flag: "workers",
     env: "COLDPACK_WORKERS",
     file: "workers",
-    help: "threads that read, digest and pack files of a directory source (default: CPU count)",
+    help: "threads that read, digest and pack files of a directory source (default: CPUs - 1)",
     parse: count(1, 64),
   },
   fetchers: {

@@ -101,7 +101,7 @@ export const MIGRATIONS: readonly Migration[] = [
   mtime_ms INTEGER NOT NULL,
   discovered_at INTEGER NOT NULL,
   state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (${FILE_STATES})),
-  md5 TEXT CHECK (md5 IS NULL OR (length(md5) = 32 AND md5 NOT GLOB '*[^0-9a-f]*')),
+  md5 TEXT, -- 32 lower-case hex digits, checked by the adapter before writing
   archive_id TEXT REFERENCES archives (id),
   header_offset INTEGER CHECK (header_offset IS NULL OR header_offset >= 0),
   data_offset INTEGER CHECK (data_offset IS NULL OR data_offset >= 0),
