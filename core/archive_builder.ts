@@ -45,7 +45,9 @@ export interface BuiltArchive {
 
 type Segment = Uint8Array | Body;
 
-const CHUNK = 1024 * 1024;
+/** Size of the buffers an archive is assembled in: 1 MiB. */
+export const ARCHIVE_CHUNK_SIZE = 1024 * 1024;
+const CHUNK = ARCHIVE_CHUNK_SIZE;
 const ZEROS = new Uint8Array(512);
 
 /** Assembles a tar archive in memory (and spool references) while hashing it. */
@@ -53,7 +55,7 @@ export class ArchiveBuilder {
   readonly id: ArchiveId;
   #source: SourceId;
   #segments: Segment[] = [];
-  #chunk = new Uint8Array(CHUNK);
+  #chunk: Uint8Array;
   #fill = 0;
   #size = 0;
   #hasher = new TreeHasher();
@@ -62,11 +64,20 @@ export class ArchiveBuilder {
   #files: ManifestFile[] = [];
   #dataBytes = 0;
   #finished: BuiltArchive | null = null;
+  #closing = false;
   #header = tarHeaderWriter();
 
-  constructor(id: ArchiveId, source: SourceId) {
+  #newChunk: () => Uint8Array;
+
+  /**
+   * @param options.chunk where 1 MiB buffers come from (default: a new one
+   *   each time); a packer that gets its buffers back after upload passes a pool.
+   */
+  constructor(id: ArchiveId, source: SourceId, options: { chunk?: () => Uint8Array } = {}) {
     this.id = id;
     this.#source = source;
+    this.#newChunk = options.chunk ?? (() => new Uint8Array(CHUNK));
+    this.#chunk = this.#newChunk();
   }
 
   /** Bytes of tar so far. */
@@ -134,6 +145,7 @@ export class ArchiveBuilder {
     this.#write(manifest);
     this.#pad(manifest.length);
     this.#write(tarTrailer());
+    this.#closing = true;
     this.#flush();
     let min = Number.MAX_SAFE_INTEGER;
     let max = 0;
@@ -221,10 +233,11 @@ export class ArchiveBuilder {
   /** Hashes and keeps the filled part of the current chunk. */
   #flush(): void {
     if (this.#fill === 0) return;
-    const full = this.#fill === CHUNK ? this.#chunk : this.#chunk.slice(0, this.#fill);
+    const full = this.#fill === CHUNK ? this.#chunk : this.#chunk.subarray(0, this.#fill);
     this.#hasher.update(full);
     this.#segments.push(full);
-    this.#chunk = new Uint8Array(CHUNK);
+    // The last flush (from finish) takes no new buffer: none will be filled.
+    this.#chunk = this.#closing ? new Uint8Array(0) : this.#newChunk();
     this.#fill = 0;
   }
 

@@ -139,7 +139,8 @@ export const BACKUP_SETTINGS = {
     flag: "workers",
     env: "COLDPACK_WORKERS",
     file: "workers",
-    help: "threads that read, digest and pack files of a directory source (default: CPUs - 1)",
+    help:
+      "threads that read, digest and pack files of a directory source (default: CPU count, at most 8)",
     parse: count(1, 64),
   },
   fetchers: {

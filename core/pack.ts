@@ -60,18 +60,23 @@ export interface PackResult {
 }
 
 /**
- * Reads and packs a bundle's files, `readAhead` fetches in flight (default 8).
- * Rejects only when `signal` aborts.
+ * Reads and packs a bundle's files, `readAhead` fetches in flight (default 8),
+ * assembling the tar in buffers from `chunk` (default: new ones). Rejects
+ * only when `signal` aborts.
  */
 export async function packFiles(
   fetcher: Fetcher,
   request: PackRequest,
-  options: { readAhead?: number; signal?: AbortSignal } = {},
+  options: { readAhead?: number; signal?: AbortSignal; chunk?: () => Uint8Array } = {},
 ): Promise<PackResult> {
   const { files } = request;
   const readAhead = Math.max(1, options.readAhead ?? 8);
   const signal = options.signal;
-  const builder = new ArchiveBuilder(request.archiveId, request.source);
+  const builder = new ArchiveBuilder(
+    request.archiveId,
+    request.source,
+    options.chunk ? { chunk: options.chunk } : {},
+  );
   const outcomes: PackOutcome[] = [];
   const pending: (Promise<Fetched> | undefined)[] = new Array(files.length);
   let started = 0;

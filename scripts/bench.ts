@@ -23,9 +23,10 @@ import { parseArgs } from "node:util";
 import { DatabaseSync } from "node:sqlite";
 import { mixedCorpus, tinyCorpus } from "./corpus.ts";
 import { parseSize } from "../core/size.ts";
+import { BACKUP_PERMISSIONS, V8_FLAGS } from "./runtime_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const PERMS = ["--allow-read", "--allow-write", "--allow-env", "--allow-sys", "--allow-net"];
+const PERMS = [...BACKUP_PERMISSIONS, V8_FLAGS];
 
 interface Timed {
   seconds: number;

@@ -11,14 +11,11 @@
  * @module
  */
 
+import { BACKUP_PERMISSIONS, V8_FLAGS } from "./runtime_flags.ts";
+
 /** Permissions per program; a new `cmd/` entry must be added here. */
 const PERMISSIONS: Record<string, { binary: string; flags: string[] }> = {
-  backup: {
-    binary: "coldpack-backup",
-    // read/write: source, state dir, vault, spool; env: config; net: catalog and stores;
-    // sys: hostname for metrics.
-    flags: ["--allow-read", "--allow-write", "--allow-env", "--allow-net", "--allow-sys"],
-  },
+  backup: { binary: "coldpack-backup", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
 };
 
 async function main(args: string[]): Promise<number> {
@@ -56,7 +53,17 @@ async function main(args: string[]): Promise<number> {
     const { binary, flags } = PERMISSIONS[name]!;
     const out = `dist/${binary}`;
     const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["compile", "--frozen", ...flags, "--output", out, `cmd/${name}.ts`],
+      args: [
+        "compile",
+        "--frozen",
+        // Worker modules are loaded at run time: embed them.
+        "--include",
+        "adapters/pack/_pack_worker.ts",
+        ...flags,
+        "--output",
+        out,
+        `cmd/${name}.ts`,
+      ],
       stdout: "inherit",
       stderr: "piped",
     });

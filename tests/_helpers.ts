@@ -12,14 +12,7 @@ import type { FileRow } from "../core/ports.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** Permissions the backup binary runs with in tests (the same as `deno task backup`). */
-export const BACKUP_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-net",
-];
+import { BACKUP_PERMISSIONS, V8_FLAGS } from "../scripts/runtime_flags.ts";
 
 /** A temp dir removed by the returned function. */
 export async function tempDir(prefix = "coldpack-test-"): Promise<{
@@ -76,6 +69,7 @@ export function spawnCmd(
     "run",
     "--quiet",
     ...BACKUP_PERMISSIONS,
+    V8_FLAGS,
     `${ROOT}/cmd/${entry}.ts`,
   ];
   const argv = [...(options.wrap ?? []), ...deno, ...args];

@@ -8,11 +8,19 @@
 /// <reference lib="deno.worker" />
 
 import { packFiles } from "../../core/pack.ts";
+import { ARCHIVE_CHUNK_SIZE } from "../../core/archive_builder.ts";
 import { DirectorySource } from "../source/directory.ts";
 import { DirectFetcher } from "../fetch/direct_fetcher.ts";
 import type { PackerReply, PackerRequest, WireSegment } from "./worker_packer.ts";
 
 let fetcher: DirectFetcher | null = null;
+/** Buffers the main thread gave back after upload: archives are assembled in them again. */
+const pool: ArrayBuffer[] = [];
+const POOL_MAX = 128;
+function chunk(): Uint8Array {
+  const b = pool.pop();
+  return b ? new Uint8Array(b) : new Uint8Array(ARCHIVE_CHUNK_SIZE);
+}
 /** Packs wait for the (asynchronous) init that came before them. */
 let ready: Promise<void> = Promise.resolve();
 
@@ -27,6 +35,10 @@ function describe(e: unknown) {
 
 self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
   const msg = ev.data;
+  if (msg.type === "recycle") {
+    for (const b of msg.buffers) if (pool.length < POOL_MAX) pool.push(b);
+    return;
+  }
   if (msg.type === "init") {
     ready = (async () => {
       const source = await DirectorySource.open(msg.root);
@@ -41,7 +53,7 @@ self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
     await ready;
     if (!fetcher) throw new TypeError("Pack worker used before init");
     // Reads here are synchronous: one at a time (DirectFetcher reuses one buffer).
-    const result = await packFiles(fetcher, msg.request, { readAhead: 1 });
+    const result = await packFiles(fetcher, msg.request, { readAhead: 1, chunk });
     const segments: WireSegment[] = [];
     let meta = null;
     if (result.finished) {
@@ -49,6 +61,7 @@ self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
       for (const seg of result.builder.segments()) {
         if (seg instanceof Uint8Array) {
           segments.push(seg);
+          // A chunk's buffer appears once (the last one may be a partial view).
           transfer.push(seg.buffer as ArrayBuffer);
         } else {
           // Spooled by this worker's SpoolFetcher, whose bodies expose their path.

@@ -25,7 +25,9 @@ export type WireSegment = Uint8Array | { spool: string; length: number };
 /** A message to a pack worker. */
 export type PackerRequest =
   | { type: "init"; root: string; spoolDir: string; memoryThreshold: number }
-  | { type: "pack"; id: number; request: PackRequest };
+  | { type: "pack"; id: number; request: PackRequest }
+  /** Archive buffers given back after upload, to be filled again. */
+  | { type: "recycle"; buffers: ArrayBuffer[] };
 
 /** A pack worker's answer. */
 export type PackerReply =
@@ -73,7 +75,11 @@ function discard(reply: PackerReply): void {
   }
 }
 
-function packedOf(request: PackRequest, reply: PackerReply & { ok: true }): PackedArchive {
+function packedOf(
+  request: PackRequest,
+  reply: PackerReply & { ok: true },
+  recycle: (buffers: ArrayBuffer[]) => void,
+): PackedArchive {
   const segments = reply.segments;
   const meta = reply.meta;
   let released = false;
@@ -112,10 +118,14 @@ function packedOf(request: PackRequest, reply: PackerReply & { ok: true }): Pack
     async release() {
       if (released) return;
       released = true;
+      const buffers: ArrayBuffer[] = [];
       for (const s of segments) {
-        if (!(s instanceof Uint8Array)) await Deno.remove(s.spool).catch(() => {});
+        if (s instanceof Uint8Array) buffers.push(s.buffer as ArrayBuffer);
+        else await Deno.remove(s.spool).catch(() => {});
       }
       segments.length = 0;
+      // Back to the worker that filled them: no allocation churn across threads.
+      if (buffers.length > 0) recycle(buffers);
     },
   };
 }
@@ -170,7 +180,7 @@ export class WorkerPacker implements Packer {
       lane.busy = false;
       lane.current = null;
       if (!w) discard(reply);
-      else if (reply.ok) w.resolve(packedOf(w.request, reply));
+      else if (reply.ok) w.resolve(packedOf(w.request, reply, (b) => this.#recycle(lane, b)));
       else {
         w.reject(
           new PortError(`Packing failed: ${reply.error.message}`, {
@@ -209,17 +219,28 @@ export class WorkerPacker implements Packer {
     }
     const id = ++this.#nextId;
     const signal = options.signal;
+    let onAbort = () => {};
     const p = new Promise<PackedArchive>((resolve, reject) => {
       this.#waiters.set(id, { request, resolve, reject });
-      signal?.addEventListener("abort", () => {
+      onAbort = () => {
         // The worker finishes anyway; its reply is discarded.
-        if (this.#waiters.delete(id)) reject(signal.reason);
+        const w = this.#waiters.get(id);
+        this.#waiters.delete(id);
         this.#queue = this.#queue.filter((q) => q.id !== id);
-      }, { once: true });
+        w?.reject(signal?.reason);
+      };
     });
+    // The listener goes when the pack settles: a run-long signal must not
+    // keep every bundle's request alive.
+    signal?.addEventListener("abort", onAbort, { once: true });
     this.#queue.push({ id, request });
     this.#dispatch();
-    return p;
+    return p.finally(() => signal?.removeEventListener("abort", onAbort));
+  }
+
+  #recycle(lane: Lane, buffers: ArrayBuffer[]): void {
+    if (this.#closed || !this.#lanes.includes(lane)) return;
+    lane.worker.postMessage({ type: "recycle", buffers } satisfies PackerRequest, buffers);
   }
 
   #dispatch(): void {
