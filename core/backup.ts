@@ -401,6 +401,7 @@ class BackupRun {
       key,
       nowMs: this.#d.clock.now(),
       retryAt: null,
+      resolved: true,
     }).catch((e) => this.#progress.note(`Cannot record a skipped file: ${errorMessage(e)}`));
   }
 

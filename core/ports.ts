@@ -257,7 +257,12 @@ export interface ColdStore {
   /** Where archives go, without secrets, e.g. `file:///srv/vault`; recorded per archive. */
   readonly location: string;
   readonly capabilities: StoreCapabilities;
-  /** Stores an archive. Only when this resolves is the archive safe. */
+  /**
+   * Stores an archive. Only when this resolves is the archive safe. A store
+   * that received other bytes than `treeHash` describes either rejects with
+   * `ArchiveMismatchError` or answers with the tree hash it computed: the
+   * caller compares and never trusts a mismatch.
+   */
   put(archive: PutArchive, options?: { signal?: AbortSignal }): Promise<PutResult>;
   /** Starts retrieving an archive or a byte range of it. */
   startRetrieval(
@@ -269,9 +274,19 @@ export interface ColdStore {
       readonly signal?: AbortSignal;
     },
   ): Promise<RetrievalJob>;
-  /** The job's current state; a job the store no longer knows is `expired`. */
+  /**
+   * The job's current state. A job whose retrieved bytes are gone is
+   * `expired`; a store that can tell it never issued a job rejects with a
+   * `PortError` coded `ResourceNotFoundException` (Glacier cannot tell the
+   * two apart and reports `expired`).
+   */
   retrieval(jobId: JobId, options?: { signal?: AbortSignal }): Promise<RetrievalJob>;
-  /** Reads retrieved bytes; `range` is relative to the retrieved range. */
+  /**
+   * Reads retrieved bytes; `range` is relative to the retrieved range and
+   * must lie within it (`RangeError`). Before the job is ready, after it
+   * expired or failed: a `PortError` coded `RetrievalNotReady`,
+   * `RetrievalExpired` or `RetrievalFailed` (not retryable).
+   */
   readRetrieval(
     jobId: JobId,
     options?: { readonly range?: ByteRange; readonly signal?: AbortSignal },
@@ -369,6 +384,12 @@ export interface NewFailure {
    * Ignored when no `fileId` is given.
    */
   readonly retryAt: number | null;
+  /**
+   * A fact to keep rather than a problem to fix (a socket or fifo skipped by
+   * design): recorded as already resolved, so it does not count as open.
+   * Only for failures that concern no file. Default false.
+   */
+  readonly resolved?: boolean;
 }
 
 /** A recorded failure (one row per file, stage and code; repeats bump `attempts`). */

@@ -181,6 +181,9 @@ Deno.test("sockets and fifos are skipped with a recorded reason", async () => {
     assert.match(r.stdout, /archived 1 files, .*2 skipped/);
     assert.match(r.stderr, /Skipped "pipe": fifo/);
     assert.match(r.stderr, /Skipped "app\.sock": socket/);
+    // Skipping is by design: recorded, but not an open failure.
+    const status = await runCmd("backup", ["status", "--json", ...stateArgs(state.path)]);
+    assert.equal(JSON.parse(status.stdout).openFailures, 0);
   } finally {
     await Promise.all([src.cleanup(), state.cleanup()]);
   }

@@ -530,6 +530,29 @@ export function catalogConformance(
     assert.deepEqual(await c.file(f.id), f);
   });
 
+  test("a failure recorded as resolved is kept but never counts as open", async (c) => {
+    const skip = {
+      stage: "discover",
+      code: "skipped",
+      message: "fifo",
+      source: SRC,
+      key: "pipe",
+      retryAt: null,
+      resolved: true,
+    } as const;
+    await c.recordFailure({ ...skip, nowMs: T0 + 1 });
+    await c.recordFailure({ ...skip, nowMs: T0 + 2 });
+    assert.equal((await c.status()).openFailures, 0);
+    assert.deepEqual(await c.recentFailures(10), []);
+    // An open failure of the same shape stays apart from the resolved fact.
+    await c.recordFailure({ ...skip, resolved: false, message: "cannot stat", nowMs: T0 + 3 });
+    const open = await c.recentFailures(10);
+    assert.equal(open.length, 1);
+    assert.equal(open[0]?.message, "cannot stat");
+    assert.equal(open[0]?.attempts, 1);
+    assert.equal((await c.status()).openFailures, 1);
+  });
+
   test("recordFailure on a file no longer pending leaves its state alone", async (c) => {
     const [sup, arch, fail] = await c.addDiscovered(
       SRC,

@@ -25,11 +25,12 @@ Deno.test("SIGKILL at random moments loses nothing and never marks a file archiv
   const src = await tempDir();
   const state = await tempDir();
   try {
-    // ~40 MB: mostly small files, some above the in-memory threshold (spooled to disk).
+    // ~50 MB: mostly small files, two above the in-memory threshold.
     for (let i = 0; i < 1500; i++) {
       await put(src.path, `d${i % 23}/f${i}.bin`, bytesOf(i, 1 + ((i * 7919) % 40_000)));
     }
-    for (let i = 0; i < 3; i++) await put(src.path, `large/${i}.bin`, bytesOf(9000 + i, 5_000_000));
+    // Above the 8 MiB memory threshold: spooled to disk while packed.
+    for (let i = 0; i < 2; i++) await put(src.path, `large/${i}.bin`, bytesOf(9000 + i, 9_000_000));
     const args = [
       "--source",
       src.path,

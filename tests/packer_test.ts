@@ -118,6 +118,7 @@ function packerSuite(name: string, make: Make): void {
       assert.equal(manifest.archiveId, id);
       assert.equal(manifest.files.length, 4);
       assert.deepEqual(await bodyBytes(packed), bytes, "the body can be read again (retries)");
+      assert.equal([...Deno.readDirSync(f.spool)].length, 1, "the 2.5 MB file was spooled");
       await packed.release();
       assert.deepEqual([...Deno.readDirSync(f.spool)], [], "release removes spool files");
     } finally {
@@ -205,12 +206,20 @@ function packerSuite(name: string, make: Make): void {
   });
 }
 
+// A 1 MiB memory threshold, so that the 2.5 MB file takes the spool path.
+const MEMORY_THRESHOLD = 1024 * 1024;
+
 packerSuite("inline packer", async (_root, spool, source) => {
-  return new InlinePacker(await SpoolFetcher.open(source, spool));
+  return new InlinePacker(
+    await SpoolFetcher.open(source, spool, { memoryThreshold: MEMORY_THRESHOLD }),
+  );
 });
 
 packerSuite("worker packer", async (_root, spool, source) => {
-  return await WorkerPacker.open(source.root, spool, { workers: 2 });
+  return await WorkerPacker.open(source.root, spool, {
+    workers: 2,
+    memoryThreshold: MEMORY_THRESHOLD,
+  });
 });
 
 Deno.test("worker packer: close rejects packs still waiting, naming the reason", async () => {

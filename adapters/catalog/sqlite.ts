@@ -724,10 +724,14 @@ export class SqliteCatalog implements Catalog {
   #recordLooseFailure(failure: NewFailure): void {
     const key = failure.key ?? null;
     const archive = failure.archiveId ?? null;
+    const resolved = failure.resolved === true;
+    // A repeat bumps the same row: an open one, or for a resolved fact, the same fact.
     const open = this.#stmt(
       `SELECT id FROM failures WHERE source = ? AND stage = ? AND code = ? AND file_id IS NULL
-         AND resolved_at IS NULL AND file_key IS ? AND archive_id IS ? LIMIT 1`,
-    ).get(failure.source, failure.stage, failure.code, key, archive) as Row | undefined;
+         AND (resolved_at IS NULL) = ? AND file_key IS ? AND archive_id IS ? LIMIT 1`,
+    ).get(failure.source, failure.stage, failure.code, resolved ? 0 : 1, key, archive) as
+      | Row
+      | undefined;
     if (open !== undefined) {
       this.#stmt(
         "UPDATE failures SET message = ?, attempts = attempts + 1, last_at = ? WHERE id = ?",
@@ -737,7 +741,7 @@ export class SqliteCatalog implements Catalog {
     this.#stmt(
       `INSERT INTO failures (stage, code, message, source, file_id, file_key, archive_id,
          attempts, first_at, last_at, resolved_at)
-       VALUES (?, ?, ?, ?, NULL, ?, ?, 1, ?, ?, NULL)`,
+       VALUES (?, ?, ?, ?, NULL, ?, ?, 1, ?, ?, ?)`,
     ).run(
       failure.stage,
       failure.code,
@@ -747,6 +751,7 @@ export class SqliteCatalog implements Catalog {
       archive,
       failure.nowMs,
       failure.nowMs,
+      resolved ? failure.nowMs : null,
     );
   }
 }

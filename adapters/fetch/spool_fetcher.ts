@@ -12,12 +12,12 @@ import { createHash } from "node:crypto";
 import { ChangedError } from "../../core/errors.ts";
 import type { Body, Fetched, Fetcher, Source, SourceEntry } from "../../core/ports.ts";
 
-/** Files up to this size are held in memory by default: 1 MiB. */
-export const DEFAULT_MEMORY_THRESHOLD = 1024 * 1024;
+/** Files up to this size are held in memory by default: 8 MiB (larger ones are spooled to disk). */
+export const DEFAULT_MEMORY_THRESHOLD = 8 * 1024 * 1024;
 
 /** Options for {@linkcode SpoolFetcher.open}. */
 export interface SpoolFetcherOptions {
-  /** Files up to this many bytes are held in memory (default 1 MiB). */
+  /** Files up to this many bytes are held in memory (default 8 MiB). */
   readonly memoryThreshold?: number;
   /** Remove spool files left by a crashed run on open (default true). */
   readonly clean?: boolean;

@@ -57,7 +57,7 @@ export type PackerReply =
 export interface WorkerPackerOptions {
   /** Worker threads (default 2). */
   readonly workers?: number;
-  /** Files up to this many bytes are held in memory (default 1 MiB). */
+  /** Files up to this many bytes are held in memory (default 8 MiB). */
   readonly memoryThreshold?: number;
 }
 
