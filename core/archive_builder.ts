@@ -19,7 +19,7 @@
 
 import type { ArchiveId, SourceId } from "./ids.ts";
 import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from "./manifest.ts";
-import type { ArchiveMember, Body, Fetched, FileRow } from "./ports.ts";
+import type { ArchiveMember, Body, Fetched, FileRow, PackedArchive } from "./ports.ts";
 import { tarHeader, tarHeaderWriter, tarTrailer } from "./tar.ts";
 import { TreeHasher } from "./tree_hash.ts";
 
@@ -31,16 +31,38 @@ export interface ArchiveItem {
   readonly fetched: Fetched;
 }
 
-/** A finished archive's facts. */
-export interface BuiltArchive {
-  readonly id: ArchiveId;
-  readonly size: number;
-  readonly treeHash: string;
-  readonly description: string;
-  /** Sum of the member files' lengths. */
-  readonly dataBytes: number;
-  readonly members: readonly ArchiveMember[];
-  readonly items: readonly ArchiveItem[];
+/** A finished archive's facts (those of a packed archive, plus its items). */
+export type BuiltArchive =
+  & Pick<PackedArchive, "id" | "size" | "treeHash" | "description" | "dataBytes" | "members">
+  & { readonly items: readonly ArchiveItem[] };
+
+/**
+ * One stream of parts in order: byte buffers as they are, and streams opened
+ * only when their turn comes (spooled files).
+ */
+export function concatParts(
+  parts: readonly (Uint8Array | (() => ReadableStream<Uint8Array>))[],
+): ReadableStream<Uint8Array> {
+  let i = 0;
+  let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      for (;;) {
+        if (inner) {
+          const r = await inner.read();
+          if (!r.done) return c.enqueue(r.value);
+          inner = null;
+        }
+        const part = parts[i++];
+        if (part === undefined) return c.close();
+        if (part instanceof Uint8Array) return c.enqueue(part);
+        inner = part().getReader();
+      }
+    },
+    async cancel(reason) {
+      await inner?.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 type Segment = Uint8Array | Body;
@@ -183,27 +205,9 @@ export class ArchiveBuilder {
   /** The finished archive's bytes, as a fresh stream each call. */
   body(): ReadableStream<Uint8Array> {
     if (!this.#finished) throw new TypeError(`Cannot read unfinished archive ${this.id}`);
-    const segments = this.#segments;
-    let i = 0;
-    let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
-    return new ReadableStream<Uint8Array>({
-      async pull(c) {
-        for (;;) {
-          if (inner) {
-            const r = await inner.read();
-            if (!r.done) return c.enqueue(r.value);
-            inner = null;
-          }
-          const seg = segments[i++];
-          if (seg === undefined) return c.close();
-          if (seg instanceof Uint8Array) return c.enqueue(seg);
-          inner = seg.stream().getReader();
-        }
-      },
-      async cancel(reason) {
-        await inner?.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
+    return concatParts(
+      this.#segments.map((seg) => seg instanceof Uint8Array ? seg : () => seg.stream()),
+    );
   }
 
   /** Frees every buffer and spooled body. Idempotent. */

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { concatParts } from "../../core/archive_builder.ts";
 import { PortError } from "../../core/errors.ts";
 import type {
   ArchiveMember,
@@ -94,26 +95,11 @@ function packedOf(
     body() {
       if (released) throw new TypeError(`Cannot read released archive ${request.archiveId}`);
       if (!meta) throw new TypeError(`Archive ${request.archiveId} is empty: no file was read`);
-      let i = 0;
-      let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
-      return new ReadableStream<Uint8Array>({
-        async pull(c) {
-          for (;;) {
-            if (inner) {
-              const r = await inner.read();
-              if (!r.done) return c.enqueue(r.value);
-              inner = null;
-            }
-            const seg = segments[i++];
-            if (seg === undefined) return c.close();
-            if (seg instanceof Uint8Array) return c.enqueue(seg);
-            inner = spoolBody(seg.spool, seg.length).stream().getReader();
-          }
-        },
-        async cancel(reason) {
-          await inner?.cancel(reason);
-        },
-      }, { highWaterMark: 0 });
+      return concatParts(
+        segments.map((seg) =>
+          seg instanceof Uint8Array ? seg : () => spoolBody(seg.spool, seg.length).stream()
+        ),
+      );
     },
     async release() {
       if (released) return;
