@@ -85,23 +85,22 @@ export const COMMON_SETTINGS = {
     flag: "source",
     env: "COLDPACK_SOURCE",
     file: "source",
-    help: "what to back up: DIR, file:///DIR, mogilefs://HOST:7001/DOMAIN, s3://BUCKET/PREFIX",
+    help: "what to back up: DIR or file:///DIR (MogileFS and S3 sources: next release)",
     parse: nonEmpty,
   },
   store: {
     flag: "store",
     env: "COLDPACK_STORE",
     file: "store",
-    help: "where archives go: file:///VAULT, glacier://REGION/VAULT, s3://BUCKET/PREFIX " +
-      "(default STATE_DIR/vault)",
+    help:
+      "where archives go: file:///VAULT (default STATE_DIR/vault; Glacier and S3: next release)",
     parse: nonEmpty,
   },
   catalog: {
     flag: "catalog",
     env: "COLDPACK_CATALOG",
     file: "catalog",
-    help:
-      "the catalog: sqlite:///PATH.db or mysql://USER@HOST:3306/DB (default STATE_DIR/catalog.db)",
+    help: "the catalog: sqlite:///PATH.db (default STATE_DIR/catalog.db; MySQL: next release)",
     parse: nonEmpty,
   },
   stateDir: {
@@ -168,7 +167,7 @@ export const BACKUP_SETTINGS = {
     flag: "buffer",
     env: "COLDPACK_BUFFER",
     file: "buffer",
-    help: "bytes of fetched files held in memory at most (default 64MiB)",
+    help: "bytes of bundles being packed or uploaded at most (default 64MiB)",
     parse: size,
   },
   shutdownTimeout: {

@@ -252,7 +252,7 @@ Deno.test("config file and environment feed the settings; flags win", async () =
   }
 });
 
-Deno.test("the daemon follows new and changed files, and stops cleanly on SIGTERM", async () => {
+Deno.test("the daemon follows new, changed and deleted files, and stops cleanly on SIGTERM", async () => {
   const src = await tempDir();
   const state = await tempDir();
   try {
@@ -279,12 +279,22 @@ Deno.test("the daemon follows new and changed files, and stops cleanly on SIGTER
     await put(src.path, "after/new.txt", "new");
     await put(src.path, "before.txt", "before, changed");
     await waitArchived(3);
+    // Deleted at the source while the daemon runs: the backup keeps it.
+    await Deno.remove(`${src.path}/after/new.txt`);
+    await put(src.path, "last.txt", "last");
+    await waitArchived(4);
     child.kill("SIGTERM");
     const out = await child.output();
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.match(new TextDecoder().decode(out.stderr), /SIGTERM: finishing in-flight archives/);
     const rows = await checkCatalogAgainstVault(catalogPath, `${state.path}/vault`, src.path);
-    assert.equal(rows.size, 2);
+    assert.deepEqual([...rows.keys()].sort(), ["after/new.txt", "before.txt", "last.txt"]);
+    assert.equal(rows.get("before.txt")?.length, "before, changed".length);
+    const s = JSON.parse(
+      (await runCmd("backup", ["status", "--json", ...stateArgs(state.path)])).stdout,
+    );
+    assert.equal(s.files.archived, 4, "both versions of before.txt, new.txt, last.txt");
+    assert.equal(s.files.pending, 0);
   } finally {
     await Promise.all([src.cleanup(), state.cleanup()]);
   }
