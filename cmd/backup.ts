@@ -189,7 +189,8 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
     console.error(`coldpack-backup: stopped: ${summary.fatal}`);
     return EXIT.fatal;
   }
-  return summary.failures > 0 || summary.retryLater > 0 ? EXIT.someFailed : EXIT.ok;
+  // Outcomes decide, not attempts: an upload that succeeded on retry is no failure.
+  return summary.failedFiles > 0 || summary.retryLater > 0 ? EXIT.someFailed : EXIT.ok;
 }
 
 function summaryLine(s: BackupSummary): string {
@@ -198,8 +199,9 @@ function summaryLine(s: BackupSummary): string {
     `${formatBytes(s.archivedBytes)}`,
     `${s.archives} archives`,
     `${s.seconds.toFixed(1)} s`,
-    `${s.failures} failures`,
+    `${s.failedFiles} failed`,
   ];
+  if (s.failures > s.failedFiles) parts.push(`${s.failures - s.failedFiles} errors retried`);
   if (s.vanished > 0) parts.push(`${s.vanished} vanished`);
   if (s.skipped > 0) parts.push(`${s.skipped} skipped`);
   if (s.retryLater > 0) parts.push(`${s.retryLater} to retry later`);
@@ -215,6 +217,16 @@ async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
   });
   const stateDir = values.stateDir ?? defaultStateDir(inputs.env);
   const catalogUrl = values.catalog ?? `sqlite://${stateDir}/catalog.db`;
+  // Asking must not create: a missing SQLite catalog means nothing was backed up yet.
+  const sqlitePath = catalogUrl.startsWith("sqlite://")
+    ? decodeURIComponent(catalogUrl.slice("sqlite://".length))
+    : null;
+  if (sqlitePath !== null && !(await exists(sqlitePath))) {
+    if (json) console.log(JSON.stringify({ catalog: catalogUrl, exists: false }));
+    else {console.log(`catalog   ${catalogUrl}
+          (none yet: nothing has been backed up)`);}
+    return EXIT.ok;
+  }
   const catalog: Catalog = await openCatalog(catalogUrl);
   try {
     const s = await catalog.status();
@@ -264,6 +276,16 @@ function formatStatus(url: string, s: CatalogStatus, failures: FailureRow[], now
     );
   }
   return lines.join("\n");
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }
 
 if (import.meta.main) {

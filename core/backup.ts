@@ -93,6 +93,8 @@ export interface BackupSummary extends ProgressSnapshot {
   readonly seconds: number;
   /** Files left pending for a later retry. */
   readonly retryLater: number;
+  /** Files that failed for good in this run (state `failed`). */
+  readonly failedFiles: number;
   /** Files the source lists but coldpack skips (sockets, fifos, symlinks...). */
   readonly skipped: number;
   /** Set when the run stopped on an error it could not get past (store or catalog down). */
@@ -160,6 +162,7 @@ class BackupRun {
   #rediscover = false;
   #fatal: string | null = null;
   #retryLater = 0;
+  #failedFiles = 0;
   #skipped = 0;
   #counts = {
     discovered: 0,
@@ -218,6 +221,7 @@ class BackupRun {
       ...this.#snapshot(),
       seconds: (this.#d.clock.now() - started) / 1000,
       retryLater: this.#retryLater,
+      failedFiles: this.#failedFiles,
       skipped: this.#skipped,
       fatal: this.#fatal,
     };
@@ -324,11 +328,8 @@ class BackupRun {
       await (discovering as Promise<void> | null);
     }
     if (this.#once && !this.#fatal) {
-      const left = await catalog.pendingFiles(this.#d.source.id, {
-        limit: 1_000_000,
-        nowMs: Number.MAX_SAFE_INTEGER,
-      });
-      this.#retryLater = left.length;
+      // A count, not the rows: a large backlog must not be loaded into memory.
+      this.#retryLater = (await catalog.status()).files.pending;
     }
   }
 
@@ -622,6 +623,7 @@ class BackupRun {
           nowMs: now,
           retryAt,
         });
+        if (retryAt === null) this.#failedFiles++;
         this.#countFailure("fetch");
         this.#progress.note(
           `Cannot read ${JSON.stringify(row.key)} (${o.code}): ${o.message}` +

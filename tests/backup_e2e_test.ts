@@ -55,7 +55,7 @@ Deno.test("backup --once archives an awkward corpus that GNU tar extracts byte-i
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`archives -> file://${state.path}/vault`));
     assert.match(r.stderr, new RegExp(`catalog  -> sqlite://${state.path}/catalog.db`));
-    assert.match(r.stdout, /archived 68 files, .*, 0 failures/);
+    assert.match(r.stdout, /archived 68 files, .*, 0 failed/);
 
     const vault = `${state.path}/vault`;
     const tars = await vaultTars(vault);
@@ -151,7 +151,7 @@ Deno.test("an unreadable file is a recorded failure; the run continues and exits
     });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /Cannot read "secret\.txt" \(EACCES\)/);
-    assert.match(r.stdout, /archived 2 files, .*, 1 failures/);
+    assert.match(r.stdout, /archived 2 files, .*, 1 failed/);
 
     const status = await runCmd("backup", ["status", ...stateArgs(state.path)]);
     assert.equal(status.code, 0, status.stderr);
@@ -221,6 +221,20 @@ Deno.test("bad flags and URLs exit 2 with a message naming the flag", async () =
   }
 });
 
+Deno.test("status before any backup says so and creates nothing", async () => {
+  const state = await tempDir();
+  try {
+    const r = await runCmd("backup", ["status", ...stateArgs(state.path)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /none yet: nothing has been backed up/);
+    const j = await runCmd("backup", ["status", "--json", ...stateArgs(state.path)]);
+    assert.equal(JSON.parse(j.stdout).exists, false);
+    assert.deepEqual([...Deno.readDirSync(state.path)], [], "no catalog was created");
+  } finally {
+    await state.cleanup();
+  }
+});
+
 Deno.test("config file and environment feed the settings; flags win", async () => {
   const src = await tempDir();
   const state = await tempDir();
@@ -270,7 +284,7 @@ Deno.test("the daemon follows new, changed and deleted files, and stops cleanly 
     const waitArchived = async (n: number) => {
       for (let i = 0; i < 100; i++) {
         const r = await runCmd("backup", ["status", "--json", ...stateArgs(state.path)]);
-        if (r.code === 0 && JSON.parse(r.stdout).files.archived >= n) return;
+        if (r.code === 0 && (JSON.parse(r.stdout).files?.archived ?? 0) >= n) return;
         await new Promise((res) => setTimeout(res, 200));
       }
       throw new Error(`Timed out waiting for ${n} archived files`);

@@ -174,6 +174,8 @@ Deno.test("a throttled store is retried and the archive committed once", async (
     assert.equal(s.archives, 1);
     assert.equal(store.puts, 3);
     assert.equal(s.failures, 2, "each failed attempt is counted");
+    assert.equal(s.failedFiles, 0, "but no file failed");
+    assert.equal(s.retryLater, 0);
   } finally {
     await r.cleanup();
   }
