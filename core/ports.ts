@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ArchiveId, FileId, JobId, RemoteArchiveId, RetrievalId, SourceId } from "./ids.ts";
+import type { ArchiveId, FileId, JobId, RemoteArchiveId, SourceId } from "./ids.ts";
 import type { Stage } from "./errors.ts";
 
 // ---------------------------------------------------------------------------
@@ -537,9 +537,3 @@ export const noProgress: Progress = {
   update() {},
   note() {},
 };
-
-/** Ids of a retrieval as coldpack tracks it (used by the restore path). */
-export interface RetrievalRef {
-  readonly id: RetrievalId;
-  readonly jobId: JobId;
-}

@@ -57,7 +57,7 @@ export async function cleanSpool(dir: string): Promise<void> {
  * `memoryThreshold` bytes, else into a new file in `spoolDir`. Rejects with
  * `ChangedError` when the length read differs from the entry's.
  */
-export async function readEntry(
+async function readEntry(
   source: Source,
   entry: SourceEntry,
   options: { spoolDir: string; memoryThreshold: number; signal?: AbortSignal },
@@ -192,7 +192,7 @@ function shrank(entry: SourceEntry, n: number): ChangedError {
 }
 
 /** A body held in memory. */
-export function memoryBody(bytes: Uint8Array): Body {
+function memoryBody(bytes: Uint8Array): Body {
   let data: Uint8Array | null = bytes;
   return {
     length: bytes.length,

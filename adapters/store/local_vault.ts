@@ -14,6 +14,7 @@
  * @module
  */
 
+import { DEFAULT_RETRIEVAL_TTL_MS } from "../../core/store_url.ts";
 import type {
   ByteRange,
   ColdStore,
@@ -31,8 +32,6 @@ import { isTreeHashAligned, TreeHasher } from "../../core/tree_hash.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
-/** Default time retrieved bytes stay readable once ready: 24 hours, as Glacier promises. */
-export const DEFAULT_VAULT_RETRIEVAL_TTL_MS = 24 * HOUR;
 /** `.part` files older than this are leftovers of a crashed upload. */
 const STALE_PART_MS = 24 * HOUR;
 const READ_CHUNK = 256 * 1024;
@@ -122,7 +121,7 @@ export class LocalVault implements ColdStore {
    */
   static async open(dir: string, options: LocalVaultOptions = {}): Promise<LocalVault> {
     const delayMs = options.retrievalDelayMs ?? 0;
-    const ttlMs = options.retrievalTtlMs ?? DEFAULT_VAULT_RETRIEVAL_TTL_MS;
+    const ttlMs = options.retrievalTtlMs ?? DEFAULT_RETRIEVAL_TTL_MS;
     if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
       throw new RangeError(`Invalid retrieval delay: ${delayMs} ms is not a whole number >= 0`);
     }
