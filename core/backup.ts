@@ -514,7 +514,6 @@ class BackupRun {
           stopTimer();
           if (b) await ship(b.items, b.openedAt);
         } else {
-          const wasEmpty = bundler.count === 0;
           const file: PackFile = {
             row: next,
             name: safeEntryName(next.key, next.domain === null ? {} : { domain: next.domain }),
@@ -522,7 +521,7 @@ class BackupRun {
           const closed = bundler.add(file, tarFootprint(next), clock.now());
           if (closed.some((b) => b.reason !== "large")) stopTimer();
           for (const b of closed) await ship(b.items, b.openedAt);
-          if (bundler.count > 0 && (wasEmpty || age.timer === null)) {
+          if (bundler.count > 0 && age.timer === null) {
             // A bundle opened: arm its max-age timer.
             stopTimer();
             const timer = age.timer = new AbortController();

@@ -210,13 +210,6 @@ async function benchBackfill(
         target: "(restic ~0.4 x tar)",
       });
     }
-    const peak = Math.max(...runs.coldpack!.map((t) => t.rssKb));
-    rows.push({
-      what: "mixed backfill, peak RSS",
-      figure: `${(peak / 1024).toFixed(0)} MB`,
-      ratio: "",
-      target: "<= 256 MB",
-    });
   } else {
     rows.push({
       what: "tiny backfill, coldpack",
@@ -239,13 +232,14 @@ async function benchBackfill(
       ratio: `coldpack ${(tar.seconds / cp.seconds).toFixed(2)} x tar`,
       target: "(reference)",
     });
-    rows.push({
-      what: "tiny backfill, peak RSS",
-      figure: `${(Math.max(...runs.coldpack!.map((t) => t.rssKb)) / 1024).toFixed(0)} MB`,
-      ratio: "",
-      target: "<= 256 MB",
-    });
   }
+  const peak = Math.max(...runs.coldpack!.map((t) => t.rssKb));
+  rows.push({
+    what: `${kind} backfill, peak RSS`,
+    figure: `${(peak / 1024).toFixed(0)} MB`,
+    ratio: "",
+    target: "<= 256 MB",
+  });
   return rows;
 }
 

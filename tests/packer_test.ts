@@ -7,12 +7,13 @@
 
 import assert from "node:assert/strict";
 import { DirectorySource } from "../adapters/source/directory.ts";
+import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
 import { WorkerPacker } from "../adapters/pack/worker_packer.ts";
 import { InlinePacker } from "../core/pack.ts";
-import { archiveId, fileId } from "../core/ids.ts";
+import { archiveId } from "../core/ids.ts";
 import { MANIFEST_NAME, parseManifest } from "../core/manifest.ts";
-import type { FileRow, PackedArchive, Packer, PackFile, SourceEntry } from "../core/ports.ts";
+import type { PackedArchive, Packer, PackFile, SourceEntry } from "../core/ports.ts";
 import { safeEntryName } from "../core/safe_name.ts";
 import { readTar } from "../core/tar_reader.ts";
 import { TreeHasher } from "../core/tree_hash.ts";
@@ -48,35 +49,18 @@ async function fixture(make: Make): Promise<Fixture> {
   };
 }
 
-function rowOf(id: number, source: DirectorySource, e: SourceEntry): FileRow {
-  return {
-    id: fileId(id),
-    source: source.id,
-    key: e.key,
-    version: e.version,
-    domain: null,
-    storageClass: null,
-    sourceFid: null,
-    length: e.length,
-    mtimeMs: e.mtimeMs,
-    discoveredAt: 0,
-    state: "pending",
-    md5: null,
-    archiveId: null,
-    headerOffset: null,
-    dataOffset: null,
-    archivedAt: null,
-    attempts: 0,
-    nextAttemptAt: null,
-    note: null,
-  };
-}
-
+/** The source's files as the catalog records them (pending rows), by key. */
 async function listed(source: DirectorySource): Promise<PackFile[]> {
   const entries: SourceEntry[] = [];
   for await (const page of source.list()) entries.push(...page.entries);
   entries.sort((a, b) => a.key < b.key ? -1 : 1);
-  return entries.map((e, i) => ({ row: rowOf(i + 1, source, e), name: safeEntryName(e.key) }));
+  const catalog = await SqliteCatalog.open(":memory:");
+  try {
+    const rows = await catalog.addDiscovered(source.id, entries, 0);
+    return rows.map((row) => ({ row, name: safeEntryName(row.key) }));
+  } finally {
+    await catalog.close();
+  }
 }
 
 async function bodyBytes(p: PackedArchive): Promise<Uint8Array> {

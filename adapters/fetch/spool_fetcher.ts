@@ -19,8 +19,6 @@ export const DEFAULT_MEMORY_THRESHOLD = 8 * 1024 * 1024;
 export interface SpoolFetcherOptions {
   /** Files up to this many bytes are held in memory (default 8 MiB). */
   readonly memoryThreshold?: number;
-  /** Remove spool files left by a crashed run on open (default true). */
-  readonly clean?: boolean;
 }
 
 /** What {@linkcode readEntry} read: bytes in memory or a spool file. */
@@ -82,15 +80,14 @@ export class SpoolFetcher implements Fetcher {
 
   /**
    * Opens a fetcher whose spool lives in `spoolDir` (created if missing;
-   * spool files left by a crashed run are removed unless `clean` is false).
+   * spool files left by a crashed run are removed).
    */
   static async open(
     source: Source,
     spoolDir: string,
     options: SpoolFetcherOptions = {},
   ): Promise<SpoolFetcher> {
-    if (options.clean ?? true) await cleanSpool(spoolDir);
-    else await Deno.mkdir(spoolDir, { recursive: true });
+    await cleanSpool(spoolDir);
     return new SpoolFetcher(source, spoolDir, options.memoryThreshold ?? DEFAULT_MEMORY_THRESHOLD);
   }
 

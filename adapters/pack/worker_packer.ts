@@ -64,8 +64,8 @@ export interface WorkerPackerOptions {
 
 interface Lane {
   worker: Worker;
-  busy: boolean;
-  current: { id: number; resolve: (p: PackedArchive) => void; reject: (e: unknown) => void } | null;
+  /** The pack it is running, or `null` when idle. */
+  current: number | null;
 }
 
 /** Releases what a reply holds (spool files) when nobody will use it. */
@@ -119,7 +119,7 @@ function packedOf(
 /** Packs directory-source bundles in worker threads. */
 export class WorkerPacker implements Packer {
   #lanes: Lane[] = [];
-  #queue: { id: number; request: PackRequest; lane?: Lane }[] = [];
+  #queue: { id: number; request: PackRequest }[] = [];
   #waiters = new Map<
     number,
     { request: PackRequest; resolve: (p: PackedArchive) => void; reject: (e: unknown) => void }
@@ -158,12 +158,11 @@ export class WorkerPacker implements Packer {
 
   #spawn(): Lane {
     const worker = new Worker(new URL("./_pack_worker.ts", import.meta.url), { type: "module" });
-    const lane: Lane = { worker, busy: false, current: null };
+    const lane: Lane = { worker, current: null };
     worker.onmessage = (ev: MessageEvent<PackerReply>) => {
       const reply = ev.data;
       const w = this.#waiters.get(reply.id);
       this.#waiters.delete(reply.id);
-      lane.busy = false;
       lane.current = null;
       if (!w) discard(reply);
       else if (reply.ok) w.resolve(packedOf(w.request, reply, (b) => this.#recycle(lane, b)));
@@ -184,9 +183,9 @@ export class WorkerPacker implements Packer {
         code: "WORKER_FAILED",
         retryable: true,
       });
-      if (lane.current) {
-        this.#waiters.get(lane.current.id)?.reject(err);
-        this.#waiters.delete(lane.current.id);
+      if (lane.current !== null) {
+        this.#waiters.get(lane.current)?.reject(err);
+        this.#waiters.delete(lane.current);
       }
       worker.terminate();
       const i = this.#lanes.indexOf(lane);
@@ -231,13 +230,12 @@ export class WorkerPacker implements Packer {
 
   #dispatch(): void {
     for (const lane of this.#lanes) {
-      if (lane.busy) continue;
-      const next = this.#queue.shift();
+      if (lane.current !== null) continue;
+      // Skip requests whose caller gave up (aborted) while they waited.
+      let next = this.#queue.shift();
+      while (next && !this.#waiters.has(next.id)) next = this.#queue.shift();
       if (!next) return;
-      const w = this.#waiters.get(next.id);
-      if (!w) continue;
-      lane.busy = true;
-      lane.current = { id: next.id, resolve: w.resolve, reject: w.reject };
+      lane.current = next.id;
       lane.worker.postMessage(
         { type: "pack", id: next.id, request: next.request } satisfies PackerRequest,
       );

@@ -368,18 +368,10 @@ export class DirectorySource implements Source {
       closeQuietly(file);
     }
     if (filled > entry.length) {
-      throw new ChangedError(
-        `Source file ${
-          quote(entry.key)
-        } changed while being read: it grew past ${entry.length} bytes`,
-      );
+      throw grewError(entry.key, entry.length);
     }
     if (filled < entry.length) {
-      throw new ChangedError(
-        `Source file ${
-          quote(entry.key)
-        } changed while being read: it shrank to ${filled} of ${entry.length} bytes`,
-      );
+      throw shrankError(entry.key, filled, entry.length);
     }
     return buffer.subarray(0, filled);
   }
@@ -411,11 +403,7 @@ export class DirectorySource implements Source {
         if (n === null || n === 0) break;
         total += n;
         if (total > entry.length) {
-          throw new ChangedError(
-            `Source file ${
-              quote(entry.key)
-            } changed while being read: it grew past ${entry.length} bytes`,
-          );
+          throw grewError(entry.key, entry.length);
         }
         onChunk(scratch.subarray(0, n));
       }
@@ -423,11 +411,7 @@ export class DirectorySource implements Source {
       closeQuietly(file);
     }
     if (total < entry.length) {
-      throw new ChangedError(
-        `Source file ${
-          quote(entry.key)
-        } changed while being read: it shrank to ${total} of ${entry.length} bytes`,
-      );
+      throw shrankError(entry.key, total, entry.length);
     }
   }
 
@@ -535,16 +519,10 @@ function fileStream(
           }
         }
         if (filled > remaining) {
-          throw new ChangedError(
-            `Source file ${quote(key)} changed while being read: it grew past ${length} bytes`,
-          );
+          throw grewError(key, length);
         }
         if (end && filled < remaining) {
-          throw new ChangedError(
-            `Source file ${quote(key)} changed while being read: it shrank to ${
-              offset + filled
-            } of ${length} bytes`,
-          );
+          throw shrankError(key, offset + filled, length);
         }
         offset += filled;
         if (filled > 0) {
@@ -590,6 +568,20 @@ function difference(entry: SourceEntry, info: Deno.FileInfo): string | null {
     );
   }
   return changes.length === 0 ? null : changes.join(", ");
+}
+
+/** The file got longer than listed while it was read. */
+function grewError(key: string, length: number): ChangedError {
+  return new ChangedError(
+    `Source file ${quote(key)} changed while being read: it grew past ${length} bytes`,
+  );
+}
+
+/** The file ended before its listed length. */
+function shrankError(key: string, read: number, length: number): ChangedError {
+  return new ChangedError(
+    `Source file ${quote(key)} changed while being read: it shrank to ${read} of ${length} bytes`,
+  );
 }
 
 function checkKey(key: string): void {
