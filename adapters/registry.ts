@@ -76,7 +76,12 @@ export async function openStore(url: string, where = "--store"): Promise<ColdSto
 /** Opens the catalog a `--catalog` URL names, migrating it unless told not to. */
 export async function openCatalog(
   url: string,
-  options: { where?: string; migrate?: boolean } = {},
+  options: {
+    where?: string;
+    migrate?: boolean;
+    /** The MySQL password and where it came from (never a flag). */
+    password?: { readonly password: string; readonly where: string } | null;
+  } = {},
 ): Promise<Catalog> {
   const where = options.where ?? "--catalog";
   const spec = parsed(where, parseCatalogUrl, url);

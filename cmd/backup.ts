@@ -12,7 +12,8 @@ import { openCatalog, openPacker, openSource, openStore } from "../adapters/regi
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { readConfigFile } from "../adapters/config_file.ts";
 import { TerminalProgress } from "../adapters/progress/terminal.ts";
-import { type BackupSummary, runBackup } from "../core/backup.ts";
+import { type BackupSummary, retryRecorder, runBackup } from "../core/backup.ts";
+import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import {
   BACKUP_SETTINGS,
   COMMON_SETTINGS,
@@ -20,6 +21,7 @@ import {
   defaultStateDir,
   FILE_KEYS_OF_OTHER_BINARIES,
   resolveBackupConfig,
+  resolveMysqlPassword,
   resolveSettings,
 } from "../core/config.ts";
 import { ConfigError, errorMessage } from "../core/errors.ts";
@@ -122,8 +124,31 @@ async function collectInputs(
 async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   const config = resolveBackupConfig(inputs);
   const source = await openSource(config.source);
-  const store = await openStore(config.store);
-  const catalog = await openCatalog(config.catalog);
+  const rawStore = await openStore(config.store);
+  const rawCatalog = await openCatalog(config.catalog, {
+    migrate: config.autoMigrate,
+    password: resolveMysqlPassword(inputs),
+  });
+  const progress = new TerminalProgress();
+  // Retries, timeouts and their record wrap the ports; the adapters make one try.
+  const retries = retryRecorder({
+    catalog: rawCatalog,
+    source: source.id,
+    clock: systemClock,
+    progress,
+  });
+  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
+  const store = withRetryStore(rawStore, {
+    ...policy,
+    putTimeoutMs: config.storeTimeoutMs,
+    onStoreRetry: retries.onStoreRetry,
+  });
+  const catalog = withRetryCatalog(rawCatalog, {
+    ...policy,
+    baseMs: 250,
+    maxMs: 15_000,
+    onCatalogRetry: retries.onCatalogRetry,
+  });
   // The main thread keeps the catalog and the store busy: leave it a core.
   const workers = config.workers ??
     Math.max(1, Math.min(8, (navigator.hardwareConcurrency || 2) - 1));
@@ -131,7 +156,6 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
     workers,
     readAhead: config.fetchers,
   });
-  const progress = new TerminalProgress();
   console.error(
     `coldpack-backup: ${once ? "backing up" : "following"} ${config.source}\n` +
       `  archives -> ${store.location}\n  catalog  -> ${config.catalog}`,
@@ -172,6 +196,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       bufferBytes: config.bufferBytes,
       rescanMs: config.rescanMs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      owner: config.owner ?? `backup@${Deno.hostname()}`,
       signal: stop.signal,
     });
   } finally {
@@ -185,6 +210,10 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
     await source.close();
   }
   console.log(summaryLine(summary));
+  if (retries.counts.total > 0) {
+    const kinds = [...retries.counts.byKind].map(([k, n]) => `${k} x${n}`).join(", ");
+    console.log(`coldpack-backup: retried ${retries.counts.total} calls: ${kinds}`);
+  }
   if (summary.fatal !== null) {
     console.error(`coldpack-backup: stopped: ${summary.fatal}`);
     return EXIT.fatal;
@@ -227,7 +256,10 @@ async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
           (none yet: nothing has been backed up)`);}
     return EXIT.ok;
   }
-  const catalog: Catalog = await openCatalog(catalogUrl);
+  const catalog: Catalog = await openCatalog(catalogUrl, {
+    migrate: false,
+    password: resolveMysqlPassword(inputs),
+  });
   try {
     const s = await catalog.status();
     const failures = await catalog.recentFailures(10);

@@ -24,7 +24,7 @@ import {
   isRetryable,
   type Stage,
 } from "./errors.ts";
-import { type FileId, newArchiveId } from "./ids.ts";
+import { type FileId, hex, newArchiveId, type SourceId } from "./ids.ts";
 import {
   type ArchiveMember,
   type ArchiveRow,
@@ -86,6 +86,17 @@ export interface BackupOptions {
   readonly retryBaseMs?: number;
   /** Store upload attempts of one archive within a run (default 4). */
   readonly uploadAttempts?: number;
+  /**
+   * This daemon's name in the catalog's leases and claims (default
+   * `backup-<random>`): daemons sharing one catalog must each have their own.
+   */
+  readonly owner?: string;
+  /**
+   * Lifetime of this daemon's leases, ms (default 60 s), renewed every third
+   * of it. When a daemon dies, its claimed files and its discovery turn pass
+   * to another daemon after this long.
+   */
+  readonly leaseTtlMs?: number;
 }
 
 /** What one run did. */
@@ -147,6 +158,12 @@ class BackupRun {
   readonly #uploadAttempts: number;
   readonly #shutdownTimeoutMs: number;
   readonly #stopSignal: AbortSignal | undefined;
+  readonly #owner: string;
+  readonly #leaseTtlMs: number;
+  /** The lease that makes this daemon the one discovering its source. */
+  readonly #discoverLease: string;
+  #discovering = false;
+  #toldDiscoveryElsewhere = false;
 
   /** Aborted on a hard stop: in-flight I/O is abandoned. */
   readonly #hard = new AbortController();
@@ -192,6 +209,9 @@ class BackupRun {
     this.#uploadAttempts = o.uploadAttempts ?? 4;
     this.#shutdownTimeoutMs = o.shutdownTimeoutMs ?? 60_000;
     this.#stopSignal = o.signal;
+    this.#owner = o.owner ?? `backup-${hex(deps.random(6))}`;
+    this.#leaseTtlMs = o.leaseTtlMs ?? 60_000;
+    this.#discoverLease = `discover:${deps.source.id}`;
     this.#budget = new ByteBudget(o.bufferBytes ?? 64 * 1024 * 1024);
     this.#planQ = new Channel(1024);
     this.#packQ = new Channel(1);
@@ -199,11 +219,21 @@ class BackupRun {
   }
 
   async run(): Promise<BackupSummary> {
-    const started = this.#d.clock.now();
+    const { catalog, clock } = this.#d;
+    const started = clock.now();
     const onStop = () => this.#beginShutdown();
     if (this.#stopSignal?.aborted) onStop();
     this.#stopSignal?.addEventListener("abort", onStop, { once: true });
+    const heartbeat = new AbortController();
+    let beating: Promise<void> = Promise.resolve();
     try {
+      const workerLease = `worker:${this.#owner}`;
+      if (!(await catalog.acquireLease(workerLease, this.#owner, this.#leaseTtlMs, clock.now()))) {
+        throw new Stop(
+          `another daemon holds the lease ${workerLease}: give each daemon its own owner name`,
+        );
+      }
+      beating = this.#heartbeat(workerLease, heartbeat.signal);
       // Each stage closes its output when its input ends, so they finish in order.
       const packers = Array.from({ length: this.#packers }, () => this.#guard(this.#packLoop()));
       const packDone = Promise.all(packers).then(() => this.#uploadQ.close());
@@ -213,8 +243,16 @@ class BackupRun {
         packDone,
         ...Array.from({ length: this.#uploaders }, () => this.#guard(this.#uploadLoop())),
       ]);
+    } catch (e) {
+      this.#die(e);
     } finally {
       this.#stopSignal?.removeEventListener("abort", onStop);
+      heartbeat.abort();
+      await beating;
+      // Let the others take over at once instead of after the lease expires.
+      for (const name of [this.#discoverLease, `worker:${this.#owner}`]) {
+        await catalog.releaseLease(name, this.#owner).catch(() => {});
+      }
     }
     this.#report();
     return {
@@ -225,6 +263,40 @@ class BackupRun {
       skipped: this.#skipped,
       fatal: this.#fatal,
     };
+  }
+
+  /**
+   * Renews this daemon's worker lease (and its discovery lease while it
+   * holds it) every third of their lifetime, so that its claims stay its own.
+   */
+  async #heartbeat(workerLease: string, signal: AbortSignal): Promise<void> {
+    const { catalog, clock } = this.#d;
+    const every = Math.max(1, Math.floor(this.#leaseTtlMs / 3));
+    while (!signal.aborted) {
+      try {
+        await clock.sleep(every, signal);
+      } catch {
+        return;
+      }
+      try {
+        const now = clock.now();
+        if (!(await catalog.acquireLease(workerLease, this.#owner, this.#leaseTtlMs, now))) {
+          this.#progress.note(
+            `Lost the lease ${workerLease} to another daemon with the same owner name`,
+          );
+        }
+        if (this.#discovering) {
+          this.#discovering = await catalog.acquireLease(
+            this.#discoverLease,
+            this.#owner,
+            this.#leaseTtlMs,
+            now,
+          );
+        }
+      } catch (e) {
+        this.#progress.note(`Cannot renew the leases (will retry): ${errorMessage(e)}`);
+      }
+    }
   }
 
   /** Graceful stop: no more feeding; in-flight work finishes, bounded by the timeout. */
@@ -357,6 +429,22 @@ class BackupRun {
   async #discover(): Promise<void> {
     const { source, catalog, clock } = this.#d;
     try {
+      // One daemon discovers a source at a time; the others archive what it finds.
+      this.#discovering = await catalog.acquireLease(
+        this.#discoverLease,
+        this.#owner,
+        this.#leaseTtlMs,
+        clock.now(),
+      );
+      if (!this.#discovering) {
+        if (!this.#toldDiscoveryElsewhere) {
+          this.#toldDiscoveryElsewhere = true;
+          this.#progress.note(
+            `Another daemon is discovering ${source.id}; this one archives what is pending`,
+          );
+        }
+        return;
+      }
       for await (const page of source.list({ after: null, signal: this.#quit.signal })) {
         for (const s of page.skipped) this.#skip(s.key, s.reason);
         if (page.entries.length === 0) continue;
@@ -420,7 +508,8 @@ class BackupRun {
     let fed = 0;
     for (;;) {
       const after = this.#feedCursor;
-      const rows = await catalog.pendingFiles(source.id, {
+      const rows = await catalog.claimFiles(source.id, {
+        owner: this.#owner,
         limit: PENDING_PAGE,
         nowMs: clock.now(),
         ...(after === undefined ? {} : { afterId: after }),
@@ -690,7 +779,7 @@ class BackupRun {
           size: packed.size,
           treeHash: packed.treeHash,
           description: packed.description,
-          body: packed.body(),
+          body: () => packed.body(),
         }, { signal: this.#hard.signal });
         if (result.size !== packed.size || result.treeHash !== packed.treeHash) {
           // The store holds something else than we sent: never point files at it.
@@ -825,4 +914,67 @@ class BackupRun {
 function tarFootprint(row: FileRow): number {
   const long = row.key.length > 100 ? 1024 + row.key.length : 0;
   return 512 + long + Math.ceil(row.length / 512) * 512;
+}
+
+/** Store and catalog calls that were retried, by operation and code. */
+export interface RetryCounts {
+  /** `put ThrottlingException` -> 3 */
+  readonly byKind: Map<string, number>;
+  total: number;
+}
+
+/**
+ * Hooks for {@linkcode withRetryStore} and {@linkcode withRetryCatalog}
+ * that keep a record of every retry: counted (summary, metrics), told to
+ * the operator, and, for store calls, recorded in the failures table as a
+ * resolved failure (a fault the run got past is a fact to keep, not a
+ * problem to fix). Catalog retries are not written to the catalog that just
+ * failed.
+ */
+export function retryRecorder(deps: {
+  readonly catalog: Catalog;
+  readonly source: SourceId;
+  readonly clock: Clock;
+  readonly progress?: Progress;
+  readonly metrics?: Metrics;
+}): {
+  readonly counts: RetryCounts;
+  onStoreRetry(op: string, e: unknown, attempt: number, delayMs: number): void;
+  onCatalogRetry(op: string, e: unknown): void;
+} {
+  const counts: RetryCounts = { byKind: new Map(), total: 0 };
+  const metrics = deps.metrics ?? noMetrics;
+  const progress = deps.progress ?? noProgress;
+  const count = (kind: string) => {
+    counts.byKind.set(kind, (counts.byKind.get(kind) ?? 0) + 1);
+    counts.total++;
+  };
+  return {
+    counts,
+    onStoreRetry(op, e, attempt, delayMs) {
+      const code = errorCode(e);
+      count(`store ${op} ${code}`);
+      metrics.count(`coldpack.backup.store_retries.${code}`);
+      progress.note(
+        `Store ${op} failed (${errorMessage(e)}); try ${attempt + 1} in ${
+          (delayMs / 1000).toFixed(1)
+        } s`,
+      );
+      deps.catalog.recordFailure({
+        stage: op === "put" ? "upload" : "commit",
+        code,
+        message: `retried: ${errorMessage(e)}`,
+        source: deps.source,
+        nowMs: deps.clock.now(),
+        retryAt: null,
+        resolved: true,
+      }).catch(() => {});
+    },
+    onCatalogRetry(op, e) {
+      const code = errorCode(e);
+      count(`catalog ${op} ${code}`);
+      metrics.count(`coldpack.backup.catalog_retries.${code}`);
+      progress.note(`Catalog ${op} failed (${errorMessage(e)}); trying again`);
+    },
+  };
 }

@@ -69,6 +69,14 @@ function duration(raw: unknown): number {
   return ms;
 }
 
+function yesNo(raw: unknown): boolean {
+  if (typeof raw === "boolean") return raw;
+  const t = text(raw).trim().toLowerCase();
+  if (["true", "yes", "on", "1"].includes(t)) return true;
+  if (["false", "no", "off", "0"].includes(t)) return false;
+  throw new RangeError(`must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 function count(min: number, max: number) {
   return (raw: unknown): number => {
     const n = typeof raw === "number" ? raw : Number(text(raw).trim());
@@ -92,16 +100,41 @@ export const COMMON_SETTINGS = {
     flag: "store",
     env: "COLDPACK_STORE",
     file: "store",
-    help:
-      "where archives go: file:///VAULT (default STATE_DIR/vault; Glacier and S3: next release)",
+    help: "where archives go: file:///VAULT (default STATE_DIR/vault), glacier://REGION/VAULT " +
+      "or s3://BUCKET/PREFIX?storage-class=DEEP_ARCHIVE|GLACIER|GLACIER_IR",
     parse: nonEmpty,
   },
   catalog: {
     flag: "catalog",
     env: "COLDPACK_CATALOG",
     file: "catalog",
-    help: "the catalog: sqlite:///PATH.db (default STATE_DIR/catalog.db; MySQL: next release)",
+    help: "the catalog: sqlite:///PATH.db (default STATE_DIR/catalog.db) or " +
+      "mysql://USER@HOST:PORT/DB (password from COLDPACK_MYSQL_PASSWORD or mysql_password " +
+      "in the config file, never a flag)",
     parse: nonEmpty,
+  },
+  autoMigrate: {
+    flag: "auto-migrate",
+    env: "COLDPACK_AUTO_MIGRATE",
+    file: "auto_migrate",
+    help: "bring the catalog schema up to date on start: true or false " +
+      "(default true; false: run coldpack-admin migrate yourself)",
+    parse: yesNo,
+  },
+  storeAttempts: {
+    flag: "store-attempts",
+    env: "COLDPACK_STORE_ATTEMPTS",
+    file: "store_attempts",
+    help: "tries of one store or catalog call on throttling, timeouts, 5xx and resets " +
+      "(default 8; other errors stop at once)",
+    parse: count(1, 100),
+  },
+  storeTimeout: {
+    flag: "store-timeout",
+    env: "COLDPACK_STORE_TIMEOUT",
+    file: "store_timeout",
+    help: "give up one archive upload after this long and try again, e.g. 30m (default 30m)",
+    parse: duration,
   },
   stateDir: {
     flag: "state-dir",
@@ -169,6 +202,14 @@ export const BACKUP_SETTINGS = {
     file: "buffer",
     help: "bytes of bundles being packed or uploaded at most (default 64MiB)",
     parse: size,
+  },
+  owner: {
+    flag: "owner",
+    env: "COLDPACK_OWNER",
+    file: "owner",
+    help: "this daemon's name in the catalog's leases (default backup@HOSTNAME); daemons " +
+      "sharing one catalog need distinct names",
+    parse: nonEmpty,
   },
   shutdownTimeout: {
     flag: "shutdown-timeout",
@@ -254,6 +295,11 @@ export interface BackupConfig {
   readonly rescanMs: number;
   readonly bufferBytes: number;
   readonly shutdownTimeoutMs: number;
+  /** Lease owner name; `null`: the caller derives it from the host name. */
+  readonly owner: string | null;
+  readonly autoMigrate: boolean;
+  readonly storeAttempts: number;
+  readonly storeTimeoutMs: number;
 }
 
 /**
@@ -303,6 +349,10 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     rescanMs: v.rescan ?? 60_000,
     bufferBytes: v.buffer ?? 64 * 1024 * 1024,
     shutdownTimeoutMs: v.shutdownTimeout ?? 60_000,
+    owner: v.owner ?? null,
+    autoMigrate: v.autoMigrate ?? true,
+    storeAttempts: v.storeAttempts ?? 8,
+    storeTimeoutMs: v.storeTimeout ?? 30 * 60_000,
   };
 }
 
@@ -318,3 +368,22 @@ export const FILE_KEYS_OF_OTHER_BINARIES: readonly string[] = [
   "alerts",
   "url_patterns",
 ];
+
+/**
+ * The MySQL password: `COLDPACK_MYSQL_PASSWORD`, else `mysql_password` in the
+ * config file, else `null`. Never a flag: argv is visible to every user of
+ * the host. Returns where it came from for messages (never the value).
+ */
+export function resolveMysqlPassword(
+  inputs: ConfigInputs,
+): { readonly password: string; readonly where: string } | null {
+  const env = inputs.env["COLDPACK_MYSQL_PASSWORD"];
+  if (env !== undefined) return { password: env, where: "COLDPACK_MYSQL_PASSWORD" };
+  const raw = inputs.file?.values["mysql_password"];
+  if (raw === undefined) return null;
+  const where = `${inputs.file?.path}: mysql_password`;
+  if (typeof raw !== "string") {
+    throw new ConfigError(where, `expected a string, got ${describe(raw)}`);
+  }
+  return { password: raw, where };
+}

@@ -192,7 +192,11 @@ export interface PutArchive {
   readonly treeHash: string;
   /** Archive description: ASCII 32..126, at most 1,024 characters. */
   readonly description: string;
-  readonly body: ReadableStream<Uint8Array>;
+  /**
+   * A fresh stream of the bytes each time it is called, so that a retry (of
+   * the whole put, or of one multipart part) can read them again.
+   */
+  readonly body: () => ReadableStream<Uint8Array>;
 }
 
 /** What the store says it now holds. */
@@ -464,10 +468,41 @@ export interface Catalog {
    * with its md5 and offsets. Members that are no longer `pending` or
    * `superseded` (archived elsewhere meanwhile) are left as they are and
    * returned. Only ever called after the store confirmed the archive.
+   * Idempotent: committing again an archive already committed with the same
+   * remote id and tree hash (a retry after the answer to the first attempt
+   * was lost) changes nothing and returns the members that are not in it;
+   * the same id with another remote id or tree hash is a `PortError` coded
+   * `ARCHIVE_EXISTS`.
    */
   commitArchive(archive: ArchiveRow, members: readonly ArchiveMember[]): Promise<{
     readonly skipped: FileId[];
   }>;
+  /**
+   * Pending files that are due, claimed for `owner` in one atomic step, by
+   * id, after `afterId` (exclusive), at most `limit`. A file claimed by
+   * another owner is skipped while that owner's lease `worker:<owner>` (see
+   * {@linkcode Catalog.acquireLease}) is live; a file whose claimer's lease
+   * expired, or that `owner` already holds, is (re)claimed. A claim ends when
+   * the file leaves `pending` (commit, vanish, failure) or a failure
+   * schedules its retry. Several daemons sharing one catalog claim through
+   * this so that no file is worked on by two of them at once.
+   */
+  claimFiles(
+    source: SourceId,
+    options: {
+      readonly owner: string;
+      readonly limit: number;
+      readonly afterId?: FileId;
+      readonly nowMs: number;
+    },
+  ): Promise<FileRow[]>;
+  /**
+   * Takes the named lease for `owner`, or renews it, until `nowMs + ttlMs`.
+   * Resolves false, changing nothing, while another owner holds it unexpired.
+   */
+  acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean>;
+  /** Gives the lease up if `owner` holds it; otherwise does nothing. */
+  releaseLease(name: string, owner: string): Promise<void>;
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;
   file(id: FileId): Promise<FileRow | null>;

@@ -6,8 +6,9 @@
  * implementation must share:
  * - `addDiscovered` returns the inserted rows in input order with their final
  *   state (a version followed in the same batch by a newer one is `superseded`).
- * - `commitArchive` rejects a committed archive id with a `PortError` coded
- *   `ARCHIVE_EXISTS` and an invalid member md5 with a `RangeError` naming the
+ * - `commitArchive` of an archive already committed with the same remote id
+ *   and tree hash is a no-op; with another one it rejects with a `PortError`
+ *   coded `ARCHIVE_EXISTS`; it rejects an invalid member md5 with a `RangeError` naming the
  *   md5, changing nothing; unknown member ids come back in `skipped`.
  * - `recordFailure` rejects an unknown file id with a `RangeError`; failures
  *   that concern no file merge when source, stage, code, key and archive match.
@@ -732,6 +733,126 @@ export function catalogConformance(
     assert.deepEqual(await c.archive(original.id), original);
     assert.deepEqual((await c.archiveFiles(original.id)).map((r) => r.id), [f1.id]);
     assert.equal((await c.status()).archives, 1);
+  });
+
+  test("commitArchive again after a lost answer changes nothing", async (c) => {
+    const [f1, f2] = await c.addDiscovered(SRC, [entry("i1"), entry("i2")], T0);
+    assert.ok(f1 && f2);
+    const archive = archiveRow("arc-retry", { fileCount: 1 });
+    assert.deepEqual(await c.commitArchive(archive, membersOf([f1])), { skipped: [] });
+    const after = await mustFile(c, f1.id);
+    // The retry lists one member that is in it and one that never was.
+    const again = await c.commitArchive(archive, [...membersOf([f1]), ...membersOf([f2])]);
+    assert.deepEqual(again, { skipped: [f2.id] });
+    assert.deepEqual(await mustFile(c, f1.id), after);
+    assert.equal((await mustFile(c, f2.id)).state, "pending");
+    assert.equal((await c.status()).archives, 1);
+  });
+
+  test("claimFiles hands each due pending file to one owner at a time", async (c) => {
+    const rows = await c.addDiscovered(
+      SRC,
+      ["c1", "c2", "c3", "c4", "c5"].map((k) => entry(k)),
+      T0,
+    );
+    assert.ok(await c.acquireLease("worker:a", "a", 60_000, T0));
+    assert.ok(await c.acquireLease("worker:b", "b", 60_000, T0));
+    const a = await c.claimFiles(SRC, { owner: "a", limit: 3, nowMs: T0 });
+    assert.deepEqual(a.map((r) => r.key), ["c1", "c2", "c3"]);
+    assert.deepEqual(a, rows.slice(0, 3), "claimed rows are the pending rows as they are");
+    const b = await c.claimFiles(SRC, { owner: "b", limit: 10, nowMs: T0 });
+    assert.deepEqual(b.map((r) => r.key), ["c4", "c5"]);
+    assert.deepEqual(
+      await c.claimFiles(SRC, { owner: "b", limit: 10, nowMs: T0, afterId: one(b, 1).id }),
+      [],
+    );
+    // An owner sees its own claims again (a restarted walk), never another's.
+    assert.deepEqual(
+      (await c.claimFiles(SRC, { owner: "a", limit: 10, nowMs: T0 })).map((r) => r.key),
+      ["c1", "c2", "c3"],
+    );
+    assert.deepEqual(
+      (await c.claimFiles(SRC, { owner: "a", limit: 10, nowMs: T0, afterId: one(a, 0).id }))
+        .map((r) => r.key),
+      ["c2", "c3"],
+    );
+    // pendingFiles still lists every pending file (status, tools).
+    assert.equal((await c.pendingFiles(SRC, { limit: 10, nowMs: T0 })).length, 5);
+  });
+
+  test("claimFiles takes over the files of an owner whose lease expired", async (c) => {
+    await c.addDiscovered(SRC, ["d1", "d2"].map((k) => entry(k)), T0);
+    assert.ok(await c.acquireLease("worker:dead", "dead", 30_000, T0));
+    assert.equal((await c.claimFiles(SRC, { owner: "dead", limit: 10, nowMs: T0 })).length, 2);
+    assert.ok(await c.acquireLease("worker:live", "live", 30_000, T0 + 10_000));
+    assert.deepEqual(await c.claimFiles(SRC, { owner: "live", limit: 10, nowMs: T0 + 10_000 }), []);
+    // The dead owner never renewed; at its expiry its claims are free.
+    const taken = await c.claimFiles(SRC, { owner: "live", limit: 10, nowMs: T0 + 30_000 });
+    assert.deepEqual(taken.map((r) => r.key), ["d1", "d2"]);
+    // A claimer that never took a worker lease holds nothing against others.
+    await c.addDiscovered(SRC, [entry("d3")], T0);
+    assert.equal(
+      (await c.claimFiles(SRC, { owner: "nolease", limit: 10, nowMs: T0 + 30_000 })).length,
+      1,
+    );
+    assert.deepEqual(
+      (await c.claimFiles(SRC, { owner: "live", limit: 10, nowMs: T0 + 30_000 })).map((r) => r.key),
+      ["d1", "d2", "d3"],
+    );
+  });
+
+  test("claims end when a file is settled or scheduled for a retry", async (c) => {
+    const rows = await c.addDiscovered(SRC, ["s1", "s2", "s3", "s4"].map((k) => entry(k)), T0);
+    assert.ok(await c.acquireLease("worker:a", "a", 600_000, T0));
+    assert.ok(await c.acquireLease("worker:b", "b", 600_000, T0));
+    assert.equal((await c.claimFiles(SRC, { owner: "a", limit: 10, nowMs: T0 })).length, 4);
+    const [r1, r2, r3, r4] = rows;
+    assert.ok(r1 && r2 && r3 && r4);
+    await c.recordFailure({
+      stage: "fetch",
+      code: "EIO",
+      message: "read error",
+      source: SRC,
+      fileId: r1.id,
+      nowMs: T0,
+      retryAt: T0 + 5_000,
+    });
+    await c.markVanished([r2.id], "deleted", T0);
+    await c.commitArchive(archiveRow("arc-claims"), membersOf([r3]));
+    // b gets the retried file once it is due; r4 stays a's.
+    assert.deepEqual(await c.claimFiles(SRC, { owner: "b", limit: 10, nowMs: T0 + 1_000 }), []);
+    const b = await c.claimFiles(SRC, { owner: "b", limit: 10, nowMs: T0 + 5_000 });
+    assert.deepEqual(b.map((r) => r.key), ["s1"]);
+    // A release of a's worker lease frees r4 at once.
+    await c.releaseLease("worker:a", "a");
+    const after = await c.claimFiles(SRC, { owner: "b", limit: 10, nowMs: T0 + 5_000 });
+    assert.deepEqual(after.map((r) => r.key), ["s1", "s4"]);
+  });
+
+  test("acquireLease grants one owner at a time until expiry", async (c) => {
+    assert.equal(await c.acquireLease("discover:x", "one", 10_000, T0), true);
+    assert.equal(await c.acquireLease("discover:x", "two", 10_000, T0 + 5_000), false);
+    assert.equal(await c.acquireLease("discover:x", "one", 10_000, T0 + 5_000), true, "renew");
+    assert.equal(await c.acquireLease("discover:x", "two", 10_000, T0 + 14_999), false);
+    assert.equal(await c.acquireLease("discover:x", "two", 10_000, T0 + 15_000), true, "expired");
+    assert.equal(await c.acquireLease("discover:x", "one", 10_000, T0 + 15_001), false);
+    await c.releaseLease("discover:x", "one"); // not the holder: nothing happens
+    assert.equal(await c.acquireLease("discover:x", "one", 10_000, T0 + 15_002), false);
+    await c.releaseLease("discover:x", "two");
+    assert.equal(await c.acquireLease("discover:x", "one", 10_000, T0 + 15_003), true);
+    assert.equal(
+      await c.acquireLease("discover:y", "two", 10_000, T0 + 15_003),
+      true,
+      "names are separate",
+    );
+    await assert.rejects(
+      c.acquireLease("discover:x", "one", 0, T0),
+      (e: unknown) => e instanceof RangeError && e.message.includes("ttl"),
+    );
+    await assert.rejects(
+      c.acquireLease("discover:x", "", 10, T0),
+      (e: unknown) => e instanceof TypeError && e.message.includes("owner"),
+    );
   });
 
   test("commitArchive that fails midway leaves no member archived", async (c) => {

@@ -143,7 +143,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
       },
     });
     await assert.rejects(
-      store.put({ ...meta(data), body }, { signal: controller.signal }),
+      store.put({ ...meta(data), body: () => body }, { signal: controller.signal }),
       (e: unknown) => e instanceof DOMException && e.name === "AbortError",
     );
     assert.deepEqual(await listAll(store), []);
@@ -429,7 +429,7 @@ function put(
     size: options.size ?? data.length,
     treeHash: options.treeHash ?? referenceTreeHash(data),
     description: options.description ?? "coldpack test",
-    body: chunked(data, options.chunks),
+    body: () => chunked(data, options.chunks),
   });
 }
 

@@ -72,7 +72,7 @@ function putBytes(vault: LocalVault, data: Uint8Array, id: string, description =
     size: data.length,
     treeHash: referenceTreeHash(data),
     description,
-    body: chunked(data, [4099]),
+    body: () => chunked(data, [4099]),
   });
 }
 
@@ -261,7 +261,7 @@ Deno.test("local vault: a body that fails midway leaves no tar, no sidecar, no p
         size: 10 * 65_536,
         treeHash: "0".repeat(64),
         description: "",
-        body,
+        body: () => body,
       }),
       (e: unknown) => e === boom,
     );
@@ -281,7 +281,7 @@ Deno.test("local vault: a size mismatch names both sizes and leaves nothing behi
         size: 900,
         treeHash: referenceTreeHash(data),
         description: "",
-        body: chunked(data),
+        body: () => chunked(data),
       }),
       (e: unknown) =>
         e instanceof ArchiveMismatchError &&
@@ -343,7 +343,7 @@ Deno.test("local vault: a body whose tree hash differs from the declared one is 
         size: data.length,
         treeHash: "f".repeat(64),
         description: "",
-        body: chunked(data),
+        body: () => chunked(data),
       }),
       (e: unknown) =>
         e instanceof ArchiveMismatchError &&
@@ -372,7 +372,7 @@ Deno.test("local vault: put validates size, tree hash and description like Glaci
     ] as const;
     for (const [change, words] of cases) {
       await assert.rejects(
-        vault.put({ ...base, ...change, body: chunked(new Uint8Array(1)) }),
+        vault.put({ ...base, ...change, body: () => chunked(new Uint8Array(1)) }),
         portError("InvalidParameterValueException", words),
       );
     }

@@ -252,7 +252,8 @@ export class SqliteCatalog implements Catalog {
       // Every pending version but the newest of each key; the index hint
       // keeps SQLite from walking all pending files of the source instead.
       const supersede = this.#stmt(
-        `UPDATE files INDEXED BY files_version SET state = 'superseded', next_attempt_at = NULL
+        `UPDATE files INDEXED BY files_version SET state = 'superseded', next_attempt_at = NULL,
+           claimed_by = NULL
          WHERE source = ? AND file_key IN (SELECT value FROM json_each(?)) AND state = 'pending'
            AND id < (SELECT MAX(f.id) FROM files AS f
                      WHERE f.source = files.source AND f.file_key = files.file_key)
@@ -326,6 +327,72 @@ export class SqliteCatalog implements Catalog {
   }
 
   /**
+   * Claims due pending files for `owner` (see {@linkcode Catalog.claimFiles}):
+   * one UPDATE ... RETURNING, atomic because SQLite has one writer at a time.
+   */
+  claimFiles(
+    source: SourceId,
+    options: {
+      readonly owner: string;
+      readonly limit: number;
+      readonly afterId?: FileId;
+      readonly nowMs: number;
+    },
+  ): Promise<FileRow[]> {
+    return this.#run("claim pending files", () => {
+      checkLimit(options.limit);
+      checkTime("nowMs", options.nowMs);
+      checkOwner(options.owner);
+      return this.#write(() =>
+        this.#fileRows(
+          `UPDATE files SET claimed_by = ? WHERE id IN (
+             SELECT id FROM files INDEXED BY files_pending
+             WHERE state = 'pending' AND source = ? AND id > ?
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+               AND (claimed_by IS NULL OR claimed_by = ? OR NOT EXISTS (
+                 SELECT 1 FROM leases WHERE name = 'worker:' || files.claimed_by
+                   AND expires_at > ?))
+             ORDER BY id LIMIT ?)
+           RETURNING ${FILE_COLUMNS}`,
+          options.owner,
+          source,
+          options.afterId ?? 0,
+          options.nowMs,
+          options.owner,
+          options.nowMs,
+          options.limit,
+        ).sort((a, b) => a.id - b.id)
+      );
+    });
+  }
+
+  /** Takes or renews a lease (see {@linkcode Catalog.acquireLease}). */
+  acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean> {
+    return this.#run(`acquire lease ${name}`, () => {
+      checkLease(name, owner, ttlMs, nowMs);
+      return this.#write(() => {
+        const r = this.#stmt(
+          `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+             expires_at = excluded.expires_at
+           WHERE leases.owner = excluded.owner OR leases.expires_at <= ?`,
+        ).run(name, owner, nowMs + ttlMs, nowMs);
+        return Number(r.changes) > 0;
+      });
+    });
+  }
+
+  /** Gives up a lease held by `owner`. */
+  releaseLease(name: string, owner: string): Promise<void> {
+    return this.#run(`release lease ${name}`, () => {
+      checkOwner(owner);
+      this.#write(() => {
+        this.#stmt("DELETE FROM leases WHERE name = ? AND owner = ?").run(name, owner);
+      });
+    });
+  }
+
+  /**
    * Marks the `pending` files among `ids` `vanished` with `reason` as note and
    * resolves their failures; other ids (any other state, unknown) are left alone.
    */
@@ -334,7 +401,7 @@ export class SqliteCatalog implements Catalog {
       checkTime("nowMs", nowMs);
       if (ids.length === 0) return;
       const mark = this.#stmt(
-        `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL
+        `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL, claimed_by = NULL
          WHERE id = ? AND state = 'pending'`,
       );
       this.#write(() => {
@@ -380,11 +447,11 @@ export class SqliteCatalog implements Catalog {
         if (fileState === "pending" && failure.retryAt === null) {
           this.#stmt(
             `UPDATE files SET attempts = attempts + 1, note = ?, state = 'failed',
-               next_attempt_at = NULL WHERE id = ?`,
+               next_attempt_at = NULL, claimed_by = NULL WHERE id = ?`,
           ).run(failure.message, id);
         } else if (fileState === "pending") {
           this.#stmt(
-            "UPDATE files SET attempts = attempts + 1, note = ?, next_attempt_at = ? WHERE id = ?",
+            "UPDATE files SET attempts = attempts + 1, note = ?, next_attempt_at = ?, claimed_by = NULL WHERE id = ?",
           ).run(failure.message, failure.retryAt, id);
         } else if (fileState === "failed") {
           this.#stmt("UPDATE files SET attempts = attempts + 1, note = ? WHERE id = ?")
@@ -422,8 +489,10 @@ export class SqliteCatalog implements Catalog {
    * `archivedAt = committedAt`), resolving its failures. Members in any other
    * state, or unknown, are untouched and returned in `skipped`.
    *
-   * Rejects, changing nothing, with a `PortError` coded `ARCHIVE_EXISTS` when
-   * the archive id is already committed, and with a `RangeError` for an
+   * Committing again an archive already committed with the same remote id
+   * and tree hash changes nothing (a retry after a lost answer); with another
+   * remote id or tree hash it rejects, changing nothing, with a `PortError`
+   * coded `ARCHIVE_EXISTS`; and it rejects with a `RangeError` for an
    * invalid member (md5 not 32 lower-case hex digits, bad offsets, a file
    * listed twice).
    */
@@ -445,15 +514,30 @@ export class SqliteCatalog implements Catalog {
       }
       const archiveMember = this.#stmt(
         `UPDATE files SET state = 'archived', md5 = ?, length = ?, archive_id = ?,
-           header_offset = ?, data_offset = ?, archived_at = ?, next_attempt_at = NULL
+           header_offset = ?, data_offset = ?, archived_at = ?, next_attempt_at = NULL,
+           claimed_by = NULL
          WHERE id = ? AND state IN ('pending', 'superseded')`,
       );
       return this.#write(() => {
-        if (this.#stmt("SELECT 1 AS x FROM archives WHERE id = ?").get(archive.id) !== undefined) {
-          throw new PortError(
-            `Cannot commit archive ${archive.id}: it is already committed`,
-            { code: "ARCHIVE_EXISTS", retryable: false },
-          );
+        const existing = this.#stmt("SELECT remote_id, tree_hash FROM archives WHERE id = ?")
+          .get(archive.id) as Row | undefined;
+        if (existing !== undefined) {
+          if (
+            str(existing, "remote_id") !== archive.remoteId ||
+            str(existing, "tree_hash") !== archive.treeHash
+          ) {
+            throw new PortError(
+              `Cannot commit archive ${archive.id}: it is already committed with another remote id or tree hash`,
+              { code: "ARCHIVE_EXISTS", retryable: false },
+            );
+          }
+          // A retry of a commit whose answer was lost: it is done already.
+          const inIt = this.#stmt("SELECT 1 AS x FROM files WHERE id = ? AND archive_id = ?");
+          return {
+            skipped: members.filter((m) => inIt.get(m.fileId, archive.id) === undefined).map((m) =>
+              m.fileId
+            ),
+          };
         }
         this.#stmt(
           `INSERT INTO archives (${ARCHIVE_COLUMNS}, seq, state)
@@ -1024,4 +1108,21 @@ function wrap(e: unknown, what: string): unknown {
     }
   }
   return new PortError(`Cannot ${what}: ${message}`, { code, retryable, cause: e });
+}
+
+function checkOwner(owner: string): void {
+  if (typeof owner !== "string" || owner.length === 0 || owner.length > 200) {
+    throw new TypeError(`Invalid lease owner: ${JSON.stringify(owner)} (1 to 200 characters)`);
+  }
+}
+
+function checkLease(name: string, owner: string, ttlMs: number, nowMs: number): void {
+  if (typeof name !== "string" || name.length === 0 || name.length > 200) {
+    throw new TypeError(`Invalid lease name: ${JSON.stringify(name)} (1 to 200 characters)`);
+  }
+  checkOwner(owner);
+  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`Invalid lease ttl for ${name}: ${ttlMs} (a positive integer of ms)`);
+  }
+  checkTime("nowMs", nowMs);
 }

@@ -161,7 +161,7 @@ export class LocalVault implements ColdStore {
     const part = join(this.#dir, ".incoming", `${id}.${randomHex(6)}.part`);
     let received: { bytes: number; treeHash: string };
     try {
-      received = await writeBody(archive.body, part, signal);
+      received = await writeBody(archive.body(), part, signal);
     } catch (e) {
       await removeIfPresent(part);
       throw e;
