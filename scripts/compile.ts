@@ -16,6 +16,7 @@ import { BACKUP_PERMISSIONS, V8_FLAGS } from "./runtime_flags.ts";
 /** Permissions per program; a new `cmd/` entry must be added here. */
 const PERMISSIONS: Record<string, { binary: string; flags: string[] }> = {
   backup: { binary: "coldpack-backup", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
+  admin: { binary: "coldpack-admin", flags: [...BACKUP_PERMISSIONS] },
 };
 
 async function main(args: string[]): Promise<number> {
