@@ -26,6 +26,8 @@ export type StoreSpec =
     readonly region: string;
     /** Vault name. */
     readonly vault: string;
+    /** SNS topic ARN told of every retrieval job's completion (`?sns-topic=`), if any. */
+    readonly snsTopic: string | null;
   }
   | {
     readonly kind: "s3";
@@ -33,6 +35,8 @@ export type StoreSpec =
     /** Key prefix without leading or trailing `/`; empty for the bucket root. */
     readonly prefix: string;
     readonly storageClass: S3StorageClass;
+    /** Days a restored copy stays readable (`?restore-days=`, default 7). */
+    readonly restoreDays: number;
   };
 
 /** Default time a local vault retrieval stays readable: 24 hours, as Glacier promises. */
@@ -130,8 +134,17 @@ function parseFile(url: string, parsed: URL): StoreSpec {
   };
 }
 
+const SNS_TOPIC = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
+
 function parseGlacier(url: string, parsed: URL): StoreSpec {
-  queryParams(url, parsed, []);
+  const params = queryParams(url, parsed, ["sns-topic"]);
+  const snsTopic = params.get("sns-topic") ?? null;
+  if (snsTopic !== null && !SNS_TOPIC.test(snsTopic)) {
+    throw new SyntaxError(
+      `Invalid store URL "${url}": sns-topic "${snsTopic}" is not an SNS topic ARN ` +
+        "(arn:aws:sns:REGION:ACCOUNT:NAME)",
+    );
+  }
   const region = parsed.hostname;
   if (region === "") {
     throw new SyntaxError(`Invalid store URL "${url}": missing region (glacier://REGION/VAULT)`);
@@ -152,11 +165,11 @@ function parseGlacier(url: string, parsed: URL): StoreSpec {
       `Invalid store URL "${url}": vault name "${vault}" must be 1-255 characters of A-Z a-z 0-9 _ . -`,
     );
   }
-  return { kind: "glacier", region, vault };
+  return { kind: "glacier", region, vault, snsTopic };
 }
 
 function parseS3(url: string, parsed: URL): StoreSpec {
-  const params = queryParams(url, parsed, ["storage-class"]);
+  const params = queryParams(url, parsed, ["storage-class", "restore-days"]);
   const bucket = parsed.hostname;
   if (bucket === "") {
     throw new SyntaxError(`Invalid store URL "${url}": missing bucket (s3://BUCKET/PREFIX)`);
@@ -178,7 +191,17 @@ function parseS3(url: string, parsed: URL): StoreSpec {
     }
     storageClass = found;
   }
-  return { kind: "s3", bucket, prefix, storageClass };
+  const days = params.get("restore-days");
+  let restoreDays = 7;
+  if (days !== undefined) {
+    restoreDays = Number(days);
+    if (!/^\d+$/.test(days) || restoreDays < 1 || restoreDays > 365) {
+      throw new RangeError(
+        `Invalid store URL "${url}": restore-days "${days}" must be a whole number from 1 to 365`,
+      );
+    }
+  }
+  return { kind: "s3", bucket, prefix, storageClass, restoreDays };
 }
 
 /** The query as a map, refusing unknown and repeated parameters. */

@@ -58,12 +58,26 @@ Deno.test("parseStoreUrl reads a glacier URL", () => {
     kind: "glacier",
     region: "eu-west-1",
     vault: "ugc-archive",
+    snsTopic: null,
   });
   assert.deepEqual(parseStoreUrl("glacier://us-gov-west-1/v.1_a"), {
     kind: "glacier",
     region: "us-gov-west-1",
     vault: "v.1_a",
+    snsTopic: null,
   });
+  const topic = "arn:aws:sns:us-east-1:123456789012:coldpack-restores";
+  assert.deepEqual(parseStoreUrl(`glacier://us-east-1/v?sns-topic=${topic}`), {
+    kind: "glacier",
+    region: "us-east-1",
+    vault: "v",
+    snsTopic: topic,
+  });
+  rejects(
+    "glacier://us-east-1/v?sns-topic=coldpack",
+    SyntaxError,
+    `sns-topic "coldpack" is not an SNS topic ARN`,
+  );
 });
 
 Deno.test("parseStoreUrl reads an s3 URL with the default storage class", () => {
@@ -72,12 +86,14 @@ Deno.test("parseStoreUrl reads an s3 URL with the default storage class", () => 
     bucket: "backups",
     prefix: "ugc/archives",
     storageClass: "DEEP_ARCHIVE",
+    restoreDays: 7,
   });
   assert.deepEqual(parseStoreUrl("s3://backups"), {
     kind: "s3",
     bucket: "backups",
     prefix: "",
     storageClass: "DEEP_ARCHIVE",
+    restoreDays: 7,
   });
 });
 
@@ -88,8 +104,16 @@ Deno.test("parseStoreUrl reads each storage class", () => {
       bucket: "my.bucket-1",
       prefix: "p",
       storageClass,
+      restoreDays: 7,
     });
   }
+  const days = parseStoreUrl("s3://bkt/p?restore-days=2");
+  assert.equal(days.kind === "s3" && days.restoreDays, 2);
+  rejects(
+    "s3://bkt/p?restore-days=0",
+    RangeError,
+    `restore-days "0" must be a whole number from 1 to 365`,
+  );
   const lower = parseStoreUrl("s3://bkt/p?storage-class=glacier_ir");
   assert.equal(lower.kind === "s3" && lower.storageClass, "GLACIER_IR");
 });
