@@ -197,6 +197,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       rescanMs: config.rescanMs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       owner: config.owner ?? `backup@${Deno.hostname()}`,
+      leaseTtlMs: config.leaseTtlMs,
       signal: stop.signal,
     });
   } finally {

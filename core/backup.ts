@@ -839,7 +839,9 @@ class BackupRun {
         retryAt: now + this.#backoff(row.attempts + 1),
       });
     }
-    if (this.#once) throw lastError;
+    // A store that refuses a well-formed archive for good (no vault, access
+    // denied) refuses the next one too: stop and say why, daemon or not.
+    if (this.#once || !isRetryable(lastError)) throw lastError;
   }
 
   async #commit(

@@ -211,6 +211,14 @@ export const BACKUP_SETTINGS = {
       "sharing one catalog need distinct names",
     parse: nonEmpty,
   },
+  leaseTtl: {
+    flag: "lease-ttl",
+    env: "COLDPACK_LEASE_TTL",
+    file: "lease_ttl",
+    help: "how long a dead daemon's claimed files and discovery turn stay its own before " +
+      "another daemon takes them over (default 60s)",
+    parse: duration,
+  },
   shutdownTimeout: {
     flag: "shutdown-timeout",
     env: "COLDPACK_SHUTDOWN_TIMEOUT",
@@ -297,6 +305,7 @@ export interface BackupConfig {
   readonly shutdownTimeoutMs: number;
   /** Lease owner name; `null`: the caller derives it from the host name. */
   readonly owner: string | null;
+  readonly leaseTtlMs: number;
   readonly autoMigrate: boolean;
   readonly storeAttempts: number;
   readonly storeTimeoutMs: number;
@@ -350,6 +359,7 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     bufferBytes: v.buffer ?? 64 * 1024 * 1024,
     shutdownTimeoutMs: v.shutdownTimeout ?? 60_000,
     owner: v.owner ?? null,
+    leaseTtlMs: Math.max(1_000, v.leaseTtl ?? 60_000),
     autoMigrate: v.autoMigrate ?? true,
     storeAttempts: v.storeAttempts ?? 8,
     storeTimeoutMs: v.storeTimeout ?? 30 * 60_000,

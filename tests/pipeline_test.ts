@@ -284,3 +284,79 @@ Deno.test("the daemon closes a bundle by max age and stops gracefully on abort",
     await r.cleanup();
   }
 });
+
+Deno.test("a daemon stops on a store error that will not go away, naming it", async () => {
+  const r = await rig();
+  try {
+    for (let i = 0; i < 3; i++) await put(r.src, `f${i}`, bytesOf(i, 1000));
+    const store = flakyStore(
+      r.store,
+      100,
+      () =>
+        new PortError(
+          "glacier://us-east-1/gone: UploadArchive: ResourceNotFoundException: no vault",
+          {
+            code: "ResourceNotFoundException",
+            retryable: false,
+          },
+        ),
+    );
+    const s = await backupOnce(r, { store }, { once: false, maxAgeMs: 50 });
+    assert.equal(store.puts, 1, "a non-retryable error is not tried again");
+    assert.match(s.fatal ?? "", /glacier:\/\/us-east-1\/gone: .*ResourceNotFoundException/);
+    assert.equal(s.archivedFiles, 0);
+    assert.equal((await r.catalog.status()).files.pending, 3, "the files stay pending");
+  } finally {
+    await r.cleanup();
+  }
+});
+
+Deno.test("two runs sharing one catalog: one discovers, both archive, no file twice", async () => {
+  const r = await rig();
+  try {
+    for (let i = 0; i < 40; i++) {
+      await put(r.src, `f${String(i).padStart(2, "0")}`, bytesOf(i, 20_000));
+    }
+    // Run b holds the discovery lease, as a daemon on another host would.
+    assert.ok(await r.catalog.acquireLease(`discover:${r.source.id}`, "b", 60_000, Date.now()));
+    const notes: string[] = [];
+    const a = await runBackup({
+      source: r.source,
+      packer: new InlinePacker(await SpoolFetcher.open(r.source, `${r.state}/spool-a`)),
+      store: r.store,
+      catalog: r.catalog,
+      clock: systemClock,
+      random: randomBytes,
+      progress: { update() {}, note: (m) => notes.push(m) },
+    }, { once: true, owner: "a", targetSize: 64 * 1024 });
+    assert.equal(a.discovered, 0, "a does not discover while b holds the lease");
+    assert.ok(notes.some((n) => n.includes("Another daemon is discovering")), notes.join("\n"));
+    assert.equal(a.archivedFiles, 0);
+    // b discovers and claims half the files, then "dies" holding them.
+    await r.catalog.releaseLease(`discover:${r.source.id}`, "b");
+    for await (const page of r.source.list()) {
+      await r.catalog.addDiscovered(r.source.id, page.entries, Date.now());
+    }
+    assert.ok(await r.catalog.acquireLease("worker:b", "b", 60_000, Date.now()));
+    const held = await r.catalog.claimFiles(r.source.id, {
+      owner: "b",
+      limit: 20,
+      nowMs: Date.now(),
+    });
+    assert.equal(held.length, 20);
+    const a2 = await backupOnce(r, {}, { owner: "a" });
+    assert.equal(a2.archivedFiles, 20, "a archives only the files b does not hold");
+    const heldIds = new Set(held.map((f) => f.id));
+    for (const f of held) assert.equal((await r.catalog.file(f.id))?.state, "pending");
+    // b's lease ends (released here; expiry does the same): a takes the rest.
+    await r.catalog.releaseLease("worker:b", "b");
+    const a3 = await backupOnce(r, {}, { owner: "a" });
+    assert.equal(a3.archivedFiles, 20);
+    const status = await r.catalog.status();
+    assert.equal(status.files.archived, 40);
+    assert.equal(status.files.pending, 0);
+    for (const id of heldIds) assert.equal((await r.catalog.file(id))?.state, "archived");
+  } finally {
+    await r.cleanup();
+  }
+});
