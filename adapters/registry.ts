@@ -12,6 +12,7 @@ import { parseStoreUrl } from "../core/store_url.ts";
 import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
 import { LocalVault } from "./store/local_vault.ts";
+import { S3GlacierStore } from "./store/s3_glacier.ts";
 import { SpoolFetcher } from "./fetch/spool_fetcher.ts";
 import { WorkerPacker } from "./pack/worker_packer.ts";
 import { InlinePacker } from "../core/pack.ts";
@@ -65,11 +66,37 @@ export async function openStore(url: string, where = "--store"): Promise<ColdSto
         );
       }
     case "glacier":
-    case "s3":
       throw new ConfigError(
         where,
         `${spec.kind} stores are not available in this version yet (use file:///DIR)`,
       );
+    case "s3":
+      try {
+        return await S3GlacierStore.open(url, {
+          restoreDays: spec.restoreDays,
+          forcePathStyle: pathStyle("S3"),
+        });
+      } catch (e) {
+        throw new ConfigError(where, e instanceof Error ? e.message : String(e));
+      }
+  }
+}
+
+/**
+ * Path-style S3 addressing (`http://HOST/BUCKET/KEY`): on when
+ * `COLDPACK_S3_PATH_STYLE` is true, or when the endpoint is overridden to a
+ * host that is not AWS (MinIO, LocalStack, s3rver cannot serve
+ * `BUCKET.HOST` names); AWS itself gets virtual-hosted names.
+ */
+function pathStyle(service: string): boolean {
+  const flag = Deno.env.get("COLDPACK_S3_PATH_STYLE");
+  if (flag !== undefined) return ["1", "true", "yes", "on"].includes(flag.toLowerCase());
+  const endpoint = Deno.env.get(`AWS_ENDPOINT_URL_${service}`) ?? Deno.env.get("AWS_ENDPOINT_URL");
+  if (endpoint === undefined) return false;
+  try {
+    return !new URL(endpoint).hostname.endsWith(".amazonaws.com");
+  } catch {
+    return true;
   }
 }
 

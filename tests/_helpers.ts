@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { sourceId } from "../core/ids.ts";
-import type { FileRow } from "../core/ports.ts";
+import type { ArchiveRow, Catalog, FileRow } from "../core/ports.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -160,36 +160,51 @@ export async function checkCatalogAgainstVault(
   sourceRoot: string,
 ): Promise<Map<string, FileRow>> {
   const catalog = await SqliteCatalog.open(catalogPath, { migrate: false });
-  const src = sourceId(`dir:${await Deno.realPath(sourceRoot)}`);
-  const byKey = new Map<string, FileRow>();
   try {
-    const tars = new Map<string, Uint8Array>();
-    let after: string | undefined;
-    for (;;) {
-      const page = await catalog.archives({
-        limit: 100,
-        ...(after === undefined ? {} : { afterId: after as never }),
-      });
-      if (page.length === 0) break;
-      for (const a of page) {
-        const bytes = await Deno.readFile(`${vault}/${a.remoteId}`);
-        assert.equal(bytes.length, a.size, `archive ${a.id} size`);
-        tars.set(a.id, bytes);
-        const files = await catalog.archiveFiles(a.id);
-        assert.equal(files.length > 0, true, `archive ${a.id} has files`);
-        for (const f of files) {
-          assert.equal(f.state, "archived");
-          assert.equal(f.source, src);
-          const data = bytes.subarray(f.dataOffset!, f.dataOffset! + f.length);
-          assert.equal(md5(data), f.md5, `md5 of ${f.key} in ${a.id}`);
-          const prev = byKey.get(f.key);
-          if (!prev || prev.id < f.id) byKey.set(f.key, f);
-        }
-      }
-      after = page[page.length - 1]!.id;
-    }
+    return await checkCatalogArchives(
+      catalog,
+      sourceRoot,
+      (a) => Deno.readFile(`${vault}/${a.remoteId}`),
+    );
   } finally {
     await catalog.close();
+  }
+}
+
+/**
+ * {@linkcode checkCatalogAgainstVault} for any catalog and any store:
+ * `read` fetches an archive's bytes (from a double's memory, or through a
+ * retrieval).
+ */
+export async function checkCatalogArchives(
+  catalog: Catalog,
+  sourceRoot: string,
+  read: (archive: ArchiveRow) => Promise<Uint8Array>,
+): Promise<Map<string, FileRow>> {
+  const src = sourceId(`dir:${await Deno.realPath(sourceRoot)}`);
+  const byKey = new Map<string, FileRow>();
+  let after: string | undefined;
+  for (;;) {
+    const page = await catalog.archives({
+      limit: 100,
+      ...(after === undefined ? {} : { afterId: after as never }),
+    });
+    if (page.length === 0) break;
+    for (const a of page) {
+      const bytes = await read(a);
+      assert.equal(bytes.length, a.size, `archive ${a.id} size`);
+      const files = await catalog.archiveFiles(a.id);
+      assert.equal(files.length > 0, true, `archive ${a.id} has files`);
+      for (const f of files) {
+        assert.equal(f.state, "archived");
+        assert.equal(f.source, src);
+        const data = bytes.subarray(f.dataOffset!, f.dataOffset! + f.length);
+        assert.equal(md5(data), f.md5, `md5 of ${f.key} in ${a.id}`);
+        const prev = byKey.get(f.key);
+        if (!prev || prev.id < f.id) byKey.set(f.key, f);
+      }
+    }
+    after = page[page.length - 1]!.id;
   }
   return byKey;
 }

@@ -1,0 +1,1153 @@
+/**
+ * A cold store in an S3 bucket, in one of the Glacier storage classes
+ * (`s3://BUCKET/PREFIX?storage-class=DEEP_ARCHIVE|GLACIER|GLACIER_IR`),
+ * through `@aws-sdk/client-s3` (PROTOCOLS.md section 3).
+ *
+ * - Object key: `PREFIX/<archiveId>` (just `<archiveId>` at the bucket
+ *   root). The remote id is that key.
+ * - Integrity: S3 keeps no tree hash. Every upload carries our SHA-256
+ *   (`x-amz-checksum-sha256`, a header: never `aws-chunked` trailers), S3
+ *   checks it against the bytes (`BadDigest`) and answers it back; a
+ *   multipart upload answers the composite checksum of its parts. Only when
+ *   S3's answer equals ours does `put` resolve, with *our* tree hash of the
+ *   bytes we sent (computed while reading them, and checked against the
+ *   declared one before anything is completed). The tree hash and the
+ *   description are kept in the object's metadata
+ *   (`x-amz-meta-coldpack-tree-hash`, `x-amz-meta-coldpack-description`).
+ * - Retrievals: S3 restores whole objects (`capabilities.rangedRetrieval` is
+ *   false); a restored copy then serves ranged GETs until it expires. A job
+ *   id is the base64url JSON of the key, the description, the start time
+ *   and the restore days, so any process can follow a job with no state of
+ *   its own; its state is read from `HeadObject` (`x-amz-restore`).
+ * - Errors: every SDK error becomes a `PortError` with S3's own code
+ *   (`NoSuchBucket`, `AccessDenied`, `SlowDown`, `InternalError`,
+ *   `BadDigest`...), naming the store location, the operation and the key;
+ *   `retryable` only for throttling, timeouts, 5xx and connection resets.
+ *   Retries are the job of `withRetryStore` (core/retry.ts); the client
+ *   makes one attempt per call (`maxAttempts: 1`). The one exception is
+ *   multipart parts, each retried on its own.
+ *
+ * @example
+ * ```ts
+ * const store = await S3GlacierStore.open("s3://backups/ugc?storage-class=DEEP_ARCHIVE");
+ * const put = await store.put({ archiveId, size, treeHash, description, body });
+ * const job = await store.startRetrieval(put.remoteId, { description: "r1", tier: "Bulk" });
+ * ```
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  type CompleteMultipartUploadCommandOutput,
+  CreateMultipartUploadCommand,
+  type CreateMultipartUploadCommandOutput,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  type PutObjectCommandOutput,
+  RestoreObjectCommand,
+  type RestoreObjectCommandOutput,
+  S3Client,
+  type S3ClientConfig,
+  UploadPartCommand,
+  type UploadPartCommandOutput,
+} from "@aws-sdk/client-s3";
+import type {
+  ByteRange,
+  Clock,
+  ColdStore,
+  PutArchive,
+  PutResult,
+  RetrievalJob,
+  StoreCapabilities,
+  StoredArchive,
+  Tier,
+} from "../../core/ports.ts";
+import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
+import { type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
+import { Limiter, retry, type RetryPolicy } from "../../core/retry.ts";
+import { parseStoreUrl, type S3StorageClass } from "../../core/store_url.ts";
+import { TreeHasher } from "../../core/tree_hash.ts";
+import { systemClock } from "../clock.ts";
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+const DAY = 24 * 3_600_000;
+/** S3's smallest part but the last. */
+const MIN_PART = 5 * MIB;
+/** S3's largest part, and largest single PUT. */
+const MAX_PART = 5 * GIB;
+const MAX_PARTS = 10_000;
+const ARCHIVE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const TREE_HASH = /^[0-9a-f]{64}$/;
+const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
+const META_DESCRIPTION = "coldpack-description";
+const META_TREE_HASH = "coldpack-tree-hash";
+
+/** Codes that mean "try again later" (throttling, timeouts, server trouble). */
+const RETRYABLE_CODES = new Set([
+  "SlowDown",
+  "InternalError",
+  "ServiceUnavailable",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "Throttling",
+  "ThrottlingException",
+  "ThrottledException",
+  "TooManyRequestsException",
+  "RequestLimitExceeded",
+  "BandwidthLimitExceeded",
+  "GlacierExpeditedRetrievalNotAvailable",
+  "TimeoutError",
+  "Timeout",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ECONNABORTED",
+]);
+
+/** Options for {@linkcode S3GlacierStore.open}. */
+export interface S3GlacierStoreOptions {
+  /** S3 endpoint URL; default from the SDK chain (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, AWS). */
+  readonly endpoint?: string;
+  /** Path-style addressing (needed by most S3 look-alikes); default false. */
+  readonly forcePathStyle?: boolean;
+  /** AWS region; default from the SDK chain (`AWS_REGION`, profile). */
+  readonly region?: string;
+  /** Credentials; default from the SDK chain (environment, profile, instance role). */
+  readonly credentials?: {
+    readonly accessKeyId: string;
+    readonly secretAccessKey: string;
+    readonly sessionToken?: string;
+  };
+  /** Archives of at least this many bytes go up in parts; default 64 MiB (at most 5 GiB). */
+  readonly multipartThreshold?: number;
+  /** Part size, raised as needed to keep at most 10,000 parts; default 16 MiB (at least 5 MiB). */
+  readonly partSize?: number;
+  /** Parts in flight at once (each holds one part in memory); default 2. */
+  readonly partConcurrency?: number;
+  /** How one failed part is retried; default 4 attempts, 0.5 s to 10 s on the system clock. */
+  readonly partRetry?: RetryPolicy;
+  /** Days a restored copy stays readable; default 7. */
+  readonly restoreDays?: number;
+  /** HeadObject calls in flight while listing; default 8. */
+  readonly listConcurrency?: number;
+  /** Keys per ListObjectsV2 page; default 1,000 (S3's maximum). */
+  readonly listPageSize?: number;
+  /** The clock for job start times and expiry checks; default the system clock. */
+  readonly clock?: Clock;
+}
+
+/** What a job id carries (base64url JSON). */
+interface JobToken {
+  readonly v: 1;
+  /** The object key. */
+  readonly k: string;
+  /** Our description. */
+  readonly d: string;
+  /** Started at, ms. */
+  readonly t: number;
+  /** Restore days asked for. */
+  readonly n: number;
+}
+
+/** What `x-amz-restore` says. */
+interface RestoreHeader {
+  readonly ongoing: boolean;
+  readonly expiresAt: number | null;
+}
+
+/**
+ * A {@linkcode ColdStore} in S3 Glacier Flexible Retrieval (`GLACIER`),
+ * Deep Archive (`DEEP_ARCHIVE`) or Instant Retrieval (`GLACIER_IR`).
+ *
+ * - `put`: below the multipart threshold the body is read once to compute
+ *   its size, SHA-256 and tree hash (size or tree hash differing from the
+ *   archive's is `ArchiveMismatchError`, before anything is sent), then read
+ *   again and streamed to PutObject with that SHA-256. Above it, parts are
+ *   cut from one read of the body, each buffered (one per slot), sent with
+ *   its SHA-256 and retried on its own; a failure or an abort aborts the
+ *   multipart upload; the size and tree hash are checked before Complete,
+ *   and S3's composite checksum after it. A checksum S3 answers that is not
+ *   ours deletes the object and is `ArchiveMismatchError`. The tree hash
+ *   answered is ours, of the bytes S3 confirmed by SHA-256.
+ * - `startRetrieval`: `GLACIER_IR` (and any class readable at once) is
+ *   ready with no restore; `GLACIER`/`DEEP_ARCHIVE` send RestoreObject with
+ *   the configured days and the tier (`Expedited` becomes `Standard` for
+ *   `DEEP_ARCHIVE`, which has no Expedited); 202 (started), 409
+ *   `RestoreAlreadyInProgress` and 200 (already restored) all give a job. A
+ *   `range` is a `RangeError`: S3 restores whole objects.
+ * - `retrieval`: from `x-amz-restore`: `ongoing-request="true"` is
+ *   in progress, `"false"` with an expiry date in the future is ready, none
+ *   (or a past expiry) is expired. `completedAt` is estimated as the expiry
+ *   minus the restore days (S3 gives no completion time), within
+ *   [startedAt, now]. A missing object is `ResourceNotFoundException`.
+ * - `readRetrieval`: a GET (ranged when asked, relative to the whole
+ *   object); `InvalidObjectState` becomes `RetrievalNotReady`, or
+ *   `RetrievalExpired` when the restore is gone; a body that ends early is a
+ *   retryable `TruncatedBody`.
+ *
+ * Job ids hold the key and the description (base64url JSON), so they are
+ * about 4/3 x (key + description + 60) characters long.
+ */
+export class S3GlacierStore implements ColdStore {
+  readonly location: string;
+  readonly capabilities: StoreCapabilities = { rangedRetrieval: false, rangeAlignment: 1 };
+  readonly #client: S3Client;
+  /** For streamed PutObject bodies only: no keep-alive (see the constructor). */
+  readonly #streamClient: S3Client;
+  readonly #streamAgents = [
+    new http.Agent({ keepAlive: false }),
+    new https.Agent({ keepAlive: false }),
+  ] as const;
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #storageClass: S3StorageClass;
+  readonly #threshold: number;
+  readonly #partSize: number;
+  readonly #partConcurrency: number;
+  readonly #partRetry: RetryPolicy;
+  readonly #days: number;
+  readonly #listConcurrency: number;
+  readonly #listPageSize: number;
+  readonly #clock: Clock;
+
+  private constructor(
+    bucket: string,
+    prefix: string,
+    storageClass: S3StorageClass,
+    options: S3GlacierStoreOptions,
+  ) {
+    this.#bucket = bucket;
+    this.#prefix = prefix;
+    this.#storageClass = storageClass;
+    this.location = `s3://${bucket}${
+      prefix === "" ? "" : `/${prefix.split("/").map(encodeURIComponent).join("/")}`
+    }?storage-class=${storageClass}`;
+    this.#threshold = wholeNumber(
+      "multipart threshold",
+      options.multipartThreshold ?? 64 * MIB,
+      1,
+      MAX_PART,
+    );
+    this.#partSize = wholeNumber("part size", options.partSize ?? 16 * MIB, MIN_PART, MAX_PART);
+    this.#partConcurrency = wholeNumber("part concurrency", options.partConcurrency ?? 2, 1, 64);
+    this.#days = wholeNumber("restore days", options.restoreDays ?? 7, 1, 30_000);
+    this.#listConcurrency = wholeNumber("list concurrency", options.listConcurrency ?? 8, 1, 256);
+    this.#listPageSize = wholeNumber("list page size", options.listPageSize ?? 1000, 1, 1000);
+    this.#clock = options.clock ?? systemClock;
+    this.#partRetry = options.partRetry ??
+      { attempts: 4, baseMs: 500, maxMs: 10_000, clock: systemClock };
+    const config: S3ClientConfig = {
+      // One attempt per call: withRetryStore retries; every error is mapped here.
+      maxAttempts: 1,
+      logger: QUIET,
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+    };
+    if (options.endpoint !== undefined) config.endpoint = options.endpoint;
+    if (options.forcePathStyle !== undefined) config.forcePathStyle = options.forcePathStyle;
+    if (options.region !== undefined) config.region = options.region;
+    if (options.credentials !== undefined) config.credentials = { ...options.credentials };
+    this.#client = new S3Client(config);
+    // Deno's node:http client re-sends a request transparently when the
+    // kept-alive connection it reused turns out closed; a streamed body cannot
+    // be sent twice and that retry hangs. Streamed puts use fresh connections,
+    // so a reset reaches us as ECONNRESET. Buffered requests may keep alive.
+    const [httpAgent, httpsAgent] = this.#streamAgents;
+    this.#streamClient = new S3Client({ ...config, requestHandler: { httpAgent, httpsAgent } });
+  }
+
+  /**
+   * Opens the store an `s3://BUCKET[/PREFIX][?storage-class=...]` URL names.
+   * Makes no request: a missing bucket or a lack of permission shows at the
+   * first call, as a `PortError` naming the bucket.
+   *
+   * @throws {SyntaxError} for a URL that is not an `s3://` store URL
+   * @throws {RangeError} for an option out of range
+   */
+  static open(url: string, options: S3GlacierStoreOptions = {}): Promise<S3GlacierStore> {
+    const spec = parseStoreUrl(url);
+    if (spec.kind !== "s3") {
+      throw new SyntaxError(`Invalid S3 store URL "${url}": expected s3://BUCKET/PREFIX`);
+    }
+    return Promise.resolve(
+      new S3GlacierStore(spec.bucket, spec.prefix, spec.storageClass, options),
+    );
+  }
+
+  /** Stores an archive as one object (see the class notes for how it is checked). */
+  async put(archive: PutArchive, options: { signal?: AbortSignal } = {}): Promise<PutResult> {
+    const { signal } = options;
+    const id = archive.archiveId as string;
+    if (!ARCHIVE_ID.test(id)) {
+      throw new RangeError(`Invalid archive id for ${this.location}: "${id}"`);
+    }
+    if (!Number.isSafeInteger(archive.size) || archive.size < 1) {
+      throw new RangeError(
+        `Invalid archive size for ${id}: ${archive.size} (must be at least 1 byte)`,
+      );
+    }
+    if (!TREE_HASH.test(archive.treeHash)) {
+      throw new RangeError(
+        `Invalid tree hash for ${id}: "${archive.treeHash}" is not 64 lower-case hex digits`,
+      );
+    }
+    checkDescription(archive.description, `archive ${id}`);
+    signal?.throwIfAborted();
+    const key = this.#key(id);
+    try {
+      return archive.size < this.#threshold
+        ? await this.#putSingle(archive, key, signal)
+        : await this.#putMultipart(archive, key, signal);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw e;
+    }
+  }
+
+  /**
+   * Starts restoring the whole object (or notes that it is readable at
+   * once). A `range` is a `RangeError`: S3 has no ranged restore.
+   */
+  async startRetrieval(
+    remoteId: RemoteArchiveId,
+    options: {
+      readonly range?: ByteRange;
+      readonly tier?: Tier;
+      readonly description: string;
+      readonly signal?: AbortSignal;
+    },
+  ): Promise<RetrievalJob> {
+    const { signal } = options;
+    const key = this.#checkKey(remoteId);
+    checkDescription(options.description, "retrieval");
+    const tier = options.tier ?? "Standard";
+    if (!TIERS.includes(tier)) {
+      throw new RangeError(`Invalid retrieval tier "${tier}": must be Expedited, Standard or Bulk`);
+    }
+    if (options.range !== undefined) {
+      const { start, end } = options.range;
+      throw new RangeError(
+        `Cannot retrieve range ${start}-${end} of ${key} from ${this.location}: S3 restores whole objects (rangedRetrieval is false); restore the archive, then read the range`,
+      );
+    }
+    const head = await this.#head(key, "startRetrieval", signal);
+    const token: JobToken = {
+      v: 1,
+      k: key,
+      d: options.description,
+      t: this.#clock.now(),
+      n: this.#days,
+    };
+    const storageClass = head.StorageClass ?? "STANDARD";
+    if (!isArchived(storageClass)) return this.#describe(token, head);
+    const s3Tier = storageClass === "DEEP_ARCHIVE" && tier === "Expedited" ? "Standard" : tier;
+    let status: number | undefined;
+    try {
+      const out = await this.#send<RestoreObjectCommandOutput>(
+        "RestoreObject",
+        key,
+        new RestoreObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          RestoreRequest: { Days: this.#days, GlacierJobParameters: { Tier: s3Tier } },
+        }),
+        signal,
+      );
+      status = out.$metadata.httpStatusCode;
+    } catch (e) {
+      if (!(e instanceof PortError) || e.code !== "RestoreAlreadyInProgress") {
+        throw this.#notFound(e, key);
+      }
+      status = 409;
+    }
+    if (status === 200) {
+      return this.#describe(token, await this.#head(key, "startRetrieval", signal));
+    }
+    return this.#job(token, "in-progress", null);
+  }
+
+  /** The job's state now, from the object's `x-amz-restore`. */
+  async retrieval(id: JobId, options: { signal?: AbortSignal } = {}): Promise<RetrievalJob> {
+    const token = this.#decodeJob(id);
+    return this.#describe(token, await this.#head(token.k, "retrieval", options.signal));
+  }
+
+  /**
+   * Reads the restored object, or `range` of it (relative to the whole
+   * object; `RangeError` naming `a-b` when outside it). Not restored yet:
+   * `RetrievalNotReady`; restore gone: `RetrievalExpired`; a body that ends
+   * early: `TruncatedBody` (retryable), raised by the stream.
+   */
+  async readRetrieval(
+    id: JobId,
+    options: { readonly range?: ByteRange; readonly signal?: AbortSignal } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const { signal, range } = options;
+    const token = this.#decodeJob(id);
+    const key = token.k;
+    if (range !== undefined) {
+      const { start, end } = range;
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end) {
+        throw new RangeError(
+          `Invalid read range ${start}-${end} for retrieval of ${key} in ${this.location}: bounds must be whole numbers with 0 <= start <= end`,
+        );
+      }
+    }
+    let out;
+    try {
+      out = await this.#send<GetObjectCommandOutput>(
+        "GetObject",
+        key,
+        new GetObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          ...(range === undefined ? {} : { Range: `bytes=${range.start}-${range.end}` }),
+        }),
+        signal,
+      );
+    } catch (e) {
+      if (e instanceof PortError && e.code === "InvalidObjectState") {
+        const job = this.#describe(token, await this.#head(key, "readRetrieval", signal));
+        const [code, why] = job.state === "expired"
+          ? ["RetrievalExpired", "its restored copy has expired; start a new retrieval"]
+          : ["RetrievalNotReady", "the restore has not completed yet"];
+        throw new PortError(
+          `Cannot read retrieval of ${key} from ${this.location}: ${why} (S3 answered InvalidObjectState)`,
+          { code, retryable: false, cause: e },
+        );
+      }
+      if (e instanceof PortError && e.code === "InvalidRange" && range !== undefined) {
+        throw new RangeError(
+          `Invalid read range ${range.start}-${range.end} for retrieval of ${key} in ${this.location}: it starts past the object's end`,
+        );
+      }
+      throw this.#notFound(e, key);
+    }
+    const body = out.Body as unknown as NodeBody | undefined;
+    const length = out.ContentLength ?? 0;
+    const fail = (e: Error): never => {
+      body?.destroy();
+      throw e;
+    };
+    if (range !== undefined) {
+      const total = totalOf(out.ContentRange) ?? (out.ContentRange === undefined ? length : null);
+      if (total === null) {
+        fail(
+          new PortError(
+            `Unexpected answer to GetObject of ${key} in ${this.location}: Content-Range "${out.ContentRange}"`,
+            { code: "InvalidResponse", retryable: false },
+          ),
+        );
+      } else if (range.end >= total) {
+        fail(
+          new RangeError(
+            `Invalid read range ${range.start}-${range.end} for retrieval of ${key} in ${this.location}: the object holds bytes 0-${
+              total - 1
+            }`,
+          ),
+        );
+      } else if (out.ContentRange === undefined && (range.start !== 0 || range.end !== total - 1)) {
+        fail(
+          new PortError(
+            `Unexpected answer to GetObject of ${key} in ${this.location}: the whole object instead of bytes ${range.start}-${range.end}`,
+            { code: "InvalidResponse", retryable: false },
+          ),
+        );
+      }
+    }
+    if (body === undefined) {
+      if (length === 0) return new ReadableStream({ start: (c) => c.close() });
+      throw new PortError(`GetObject of ${key} in ${this.location} answered no body`, {
+        code: "TruncatedBody",
+        retryable: true,
+      });
+    }
+    const what = range === undefined ? key : `${key} bytes ${range.start}-${range.end}`;
+    return checkedBody(body, length, `${what} from ${this.location}`, signal);
+  }
+
+  /** Lists the archives under the prefix, with description and tree hash from their metadata. */
+  async *list(options: { signal?: AbortSignal } = {}): AsyncIterable<StoredArchive> {
+    const { signal } = options;
+    const prefix = this.#prefix === "" ? "" : `${this.#prefix}/`;
+    const limiter = new Limiter(this.#listConcurrency);
+    let token: string | undefined;
+    do {
+      const page = await this.#send<ListObjectsV2CommandOutput>(
+        "ListObjectsV2",
+        prefix,
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          Prefix: prefix,
+          Delimiter: "/",
+          MaxKeys: this.#listPageSize,
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+        }),
+        signal,
+      );
+      const entries = (page.Contents ?? []).filter((c) =>
+        c.Key !== undefined && ARCHIVE_ID.test(c.Key.slice(prefix.length))
+      );
+      const heads = await Promise.all(entries.map((c) =>
+        limiter.run(async () => {
+          try {
+            return await this.#head(c.Key!, "list", signal);
+          } catch (e) {
+            if (e instanceof PortError && e.code === "ResourceNotFoundException") return null;
+            throw e;
+          }
+        }, signal)
+      ));
+      for (const [i, c] of entries.entries()) {
+        const head = heads[i];
+        if (head === null || head === undefined) continue; // deleted while listing
+        const meta = head.Metadata ?? {};
+        const treeHash = meta[META_TREE_HASH];
+        yield {
+          remoteId: remoteArchiveId(c.Key!),
+          size: head.ContentLength ?? c.Size ?? 0,
+          treeHash: treeHash !== undefined && TREE_HASH.test(treeHash) ? treeHash : null,
+          description: decodeMeta(meta[META_DESCRIPTION] ?? ""),
+          createdAt: (head.LastModified ?? c.LastModified)?.getTime() ?? 0,
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  /** Deletes the object; one already gone is fine (S3 answers 204 either way). */
+  async delete(remoteId: RemoteArchiveId, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const key = this.#checkKey(remoteId);
+    await this.#send(
+      "DeleteObject",
+      key,
+      new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }),
+      options.signal,
+    );
+  }
+
+  /** Closes the client's connections. */
+  close(): Promise<void> {
+    this.#client.destroy();
+    this.#streamClient.destroy();
+    for (const agent of this.#streamAgents) agent.destroy();
+    return Promise.resolve();
+  }
+
+  // -------------------------------------------------------------------------
+
+  async #putSingle(archive: PutArchive, key: string, signal?: AbortSignal): Promise<PutResult> {
+    const id = archive.archiveId as string;
+    const first = await digestBody(archive.body(), signal);
+    this.#checkBody(id, archive, first.bytes, first.treeHash);
+    let bodyError: Error | null = null;
+    const stream = exactStream(archive.body(), archive.size, (sent) => {
+      bodyError = this.#sizeMismatch(id, sent, archive.size, sent > archive.size);
+      return bodyError;
+    });
+    let out;
+    try {
+      out = await this.#send<PutObjectCommandOutput>(
+        "PutObject",
+        key,
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          Body: Readable.fromWeb(stream as import("node:stream/web").ReadableStream<Uint8Array>),
+          ContentLength: archive.size,
+          ChecksumSHA256: first.sha256,
+          StorageClass: this.#storageClass,
+          Metadata: this.#metadata(archive.description, first.treeHash),
+        }),
+        signal,
+        this.#streamClient,
+      );
+    } catch (e) {
+      throw bodyError ?? e;
+    }
+    if (out.ChecksumSHA256 !== first.sha256) {
+      await this.#deleteQuietly(key);
+      throw new ArchiveMismatchError(
+        `Cannot put archive ${id} in ${this.location}: S3 answered SHA-256 ${
+          out.ChecksumSHA256 ?? "(none)"
+        } for ${key}, but the bytes sent have ${first.sha256}; the object was deleted`,
+      );
+    }
+    return { remoteId: remoteArchiveId(key), size: first.bytes, treeHash: first.treeHash };
+  }
+
+  async #putMultipart(archive: PutArchive, key: string, signal?: AbortSignal): Promise<PutResult> {
+    const id = archive.archiveId as string;
+    const partSize = Math.max(this.#partSize, Math.ceil(archive.size / MAX_PARTS / MIB) * MIB);
+    const created = await this.#send<CreateMultipartUploadCommandOutput>(
+      "CreateMultipartUpload",
+      key,
+      new CreateMultipartUploadCommand({
+        Bucket: this.#bucket,
+        Key: key,
+        StorageClass: this.#storageClass,
+        ChecksumAlgorithm: "SHA256",
+        ChecksumType: "COMPOSITE",
+        Metadata: this.#metadata(archive.description, archive.treeHash),
+      }),
+      signal,
+    );
+    const uploadId = created.UploadId;
+    if (uploadId === undefined) {
+      throw new PortError(
+        `CreateMultipartUpload of ${key} in ${this.location} answered no upload id`,
+        { code: "InvalidResponse", retryable: true },
+      );
+    }
+    let completed = false;
+    try {
+      const sent = await this.#uploadParts(archive, key, uploadId, partSize, signal);
+      this.#checkBody(id, archive, sent.bytes, sent.treeHash);
+      const all = createHash("sha256");
+      for (const p of sent.parts) all.update(Buffer.from(p.ChecksumSHA256!, "base64"));
+      const composite = `${all.digest("base64")}-${sent.parts.length}`;
+      const out = await this.#send<CompleteMultipartUploadCommandOutput>(
+        "CompleteMultipartUpload",
+        key,
+        new CompleteMultipartUploadCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: sent.parts },
+        }),
+        signal,
+      );
+      completed = true;
+      if (out.ChecksumSHA256 !== composite) {
+        await this.#deleteQuietly(key);
+        throw new ArchiveMismatchError(
+          `Cannot put archive ${id} in ${this.location}: S3 answered composite SHA-256 ${
+            out.ChecksumSHA256 ?? "(none)"
+          } for ${key}, but the ${sent.parts.length} parts sent make ${composite}; the object was deleted`,
+        );
+      }
+      return { remoteId: remoteArchiveId(key), size: sent.bytes, treeHash: sent.treeHash };
+    } catch (e) {
+      if (!completed) await this.#abortUpload(key, uploadId);
+      throw e;
+    }
+  }
+
+  /**
+   * Reads the body once, cutting it into parts, and sends them with at most
+   * `partConcurrency` in flight (each holding its own buffer). The first
+   * failure stops the reading and cancels the parts in flight.
+   */
+  async #uploadParts(
+    archive: PutArchive,
+    key: string,
+    uploadId: string,
+    partSize: number,
+    signal?: AbortSignal,
+  ): Promise<{ parts: CompletedPart[]; bytes: number; treeHash: string }> {
+    const id = archive.archiveId as string;
+    const stop = new AbortController();
+    const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const reader = archive.body().getReader();
+    const onAbort = () => {
+      reader.cancel(signal?.reason).catch(() => {});
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const hasher = new TreeHasher();
+    const free: Uint8Array[] = [];
+    let allocated = 0;
+    const inflight = new Set<Promise<void>>();
+    const parts: CompletedPart[] = [];
+    let failure: { error: unknown } | null = null;
+    let bytes = 0;
+    let pending: Uint8Array | null = null;
+    let ended = false;
+    let partNumber = 0;
+    try {
+      while (!ended && failure === null) {
+        while (free.length === 0 && allocated >= this.#partConcurrency && failure === null) {
+          await Promise.race(inflight);
+        }
+        if (failure !== null) break;
+        let buf = free.pop();
+        if (buf === undefined) {
+          buf = new Uint8Array(partSize);
+          allocated++;
+        }
+        let filled = 0;
+        while (filled < partSize) {
+          if (pending !== null) {
+            const take = Math.min(pending.length, partSize - filled);
+            buf.set(pending.subarray(0, take), filled);
+            filled += take;
+            pending = take < pending.length ? pending.subarray(take) : null;
+            continue;
+          }
+          const { done, value } = await reader.read();
+          signal?.throwIfAborted();
+          if (done) {
+            ended = true;
+            break;
+          }
+          bytes += value.length;
+          if (bytes > archive.size) throw this.#sizeMismatch(id, bytes, archive.size, true);
+          hasher.update(value);
+          pending = value;
+        }
+        if (filled === 0) {
+          free.push(buf);
+          break;
+        }
+        const number = ++partNumber;
+        const body = buf.subarray(0, filled);
+        const slot = buf;
+        const sha256 = createHash("sha256").update(body).digest("base64");
+        const task: Promise<void> = retry(
+          () =>
+            this.#send<UploadPartCommandOutput>(
+              "UploadPart",
+              key,
+              new UploadPartCommand({
+                Bucket: this.#bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: number,
+                Body: body,
+                ContentLength: filled,
+                ChecksumSHA256: sha256,
+              }),
+              partSignal,
+            ),
+          this.#partRetry,
+          partSignal,
+        ).then((out) => {
+          if (out.ChecksumSHA256 !== sha256) {
+            throw new ArchiveMismatchError(
+              `Cannot put archive ${id} in ${this.location}: S3 answered SHA-256 ${
+                out.ChecksumSHA256 ?? "(none)"
+              } for part ${number} of ${key}, but the part sent has ${sha256}`,
+            );
+          }
+          parts.push({ PartNumber: number, ETag: out.ETag, ChecksumSHA256: sha256 });
+        }).catch((e) => {
+          if (failure === null) {
+            failure = { error: e };
+            stop.abort();
+          }
+        }).finally(() => {
+          inflight.delete(task);
+          free.push(slot);
+        });
+        inflight.add(task);
+      }
+    } catch (e) {
+      failure ??= { error: e };
+      stop.abort();
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      await Promise.allSettled(inflight);
+      if (failure !== null) await reader.cancel().catch(() => {});
+      reader.releaseLock();
+    }
+    if (failure !== null) throw (failure as { error: unknown }).error;
+    parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
+    return { parts, bytes, treeHash: hasher.digest() };
+  }
+
+  async #abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await retry(
+        () =>
+          this.#send(
+            "AbortMultipartUpload",
+            key,
+            new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }),
+            undefined,
+          ),
+        this.#partRetry,
+      );
+    } catch {
+      // The put fails with its own error; an upload left behind is removed by
+      // the bucket's AbortIncompleteMultipartUpload lifecycle rule.
+    }
+  }
+
+  async #deleteQuietly(key: string): Promise<void> {
+    try {
+      await this.#send(
+        "DeleteObject",
+        key,
+        new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }),
+        undefined,
+      );
+    } catch {
+      // The caller learns of the mismatch; an object left behind is overwritten by the retry.
+    }
+  }
+
+  #checkBody(id: string, archive: PutArchive, bytes: number, treeHash: string): void {
+    if (bytes !== archive.size) throw this.#sizeMismatch(id, bytes, archive.size, false);
+    if (treeHash !== archive.treeHash) {
+      throw new ArchiveMismatchError(
+        `Cannot put archive ${id} in ${this.location}: the body's tree hash is ${treeHash} but the archive declares ${archive.treeHash}`,
+      );
+    }
+  }
+
+  #sizeMismatch(id: string, bytes: number, size: number, atLeast: boolean): ArchiveMismatchError {
+    return new ArchiveMismatchError(
+      `Cannot put archive ${id} in ${this.location}: the body has ${
+        atLeast ? "at least " : ""
+      }${bytes} bytes but the archive declares ${size}`,
+    );
+  }
+
+  #metadata(description: string, treeHash: string): Record<string, string> {
+    return { [META_DESCRIPTION]: encodeMeta(description), [META_TREE_HASH]: treeHash };
+  }
+
+  #key(archiveId: string): string {
+    return this.#prefix === "" ? archiveId : `${this.#prefix}/${archiveId}`;
+  }
+
+  /** The key of a remote id, which must be an archive key under this store's prefix. */
+  #checkKey(remoteId: RemoteArchiveId): string {
+    const prefix = this.#prefix === "" ? "" : `${this.#prefix}/`;
+    if (!remoteId.startsWith(prefix) || !ARCHIVE_ID.test(remoteId.slice(prefix.length))) {
+      throw new PortError(
+        `Invalid remote archive id "${remoteId}" for ${this.location}: expected ${prefix}<archiveId>`,
+        { code: "InvalidParameterValueException", retryable: false },
+      );
+    }
+    return remoteId;
+  }
+
+  async #head(key: string, op: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput> {
+    try {
+      return await this.#send<HeadObjectCommandOutput>(
+        `HeadObject (${op})`,
+        key,
+        new HeadObjectCommand({ Bucket: this.#bucket, Key: key }),
+        signal,
+      );
+    } catch (e) {
+      throw this.#notFound(e, key);
+    }
+  }
+
+  /** `NoSuchKey`/404 as `ResourceNotFoundException`; other errors as they are. */
+  #notFound(e: unknown, key: string): unknown {
+    if (e instanceof PortError && (e.code === "NoSuchKey" || e.code === "NotFound")) {
+      return new PortError(`Archive not found in ${this.location}: ${key} (${e.code})`, {
+        code: "ResourceNotFoundException",
+        retryable: false,
+        cause: e,
+      });
+    }
+    return e;
+  }
+
+  #decodeJob(id: JobId): JobToken {
+    const notFound = () =>
+      new PortError(`Unknown retrieval job in ${this.location}: "${id}"`, {
+        code: "ResourceNotFoundException",
+        retryable: false,
+      });
+    let value: unknown;
+    try {
+      const raw = Buffer.from(id, "base64url");
+      if (raw.toString("base64url") !== id) throw notFound();
+      value = JSON.parse(raw.toString("utf8"));
+    } catch {
+      throw notFound();
+    }
+    if (!isJobToken(value)) throw notFound();
+    try {
+      this.#checkKey(value.k as RemoteArchiveId);
+    } catch {
+      throw notFound();
+    }
+    return value;
+  }
+
+  #describe(token: JobToken, head: HeadObjectCommandOutput): RetrievalJob {
+    const storageClass = head.StorageClass ?? "STANDARD";
+    if (!isArchived(storageClass)) return this.#job(token, "ready", null, token.t);
+    const restore = parseRestore(head.Restore);
+    const now = this.#clock.now();
+    if (restore === null) return this.#job(token, "expired", null);
+    if (restore.ongoing) return this.#job(token, "in-progress", null);
+    if (restore.expiresAt !== null && restore.expiresAt <= now) {
+      return this.#job(token, "expired", restore.expiresAt);
+    }
+    const estimate = restore.expiresAt === null ? token.t : restore.expiresAt - token.n * DAY;
+    const completedAt = Math.min(Math.max(estimate, token.t), Math.max(now, token.t));
+    return this.#job(token, "ready", restore.expiresAt, completedAt);
+  }
+
+  #job(
+    token: JobToken,
+    state: RetrievalJob["state"],
+    expiresAt: number | null,
+    completedAt: number | null = null,
+  ): RetrievalJob {
+    return {
+      jobId: jobId(Buffer.from(JSON.stringify(token)).toString("base64url")),
+      remoteId: remoteArchiveId(token.k),
+      range: null,
+      state,
+      treeHash: null,
+      description: token.d,
+      startedAt: token.t,
+      completedAt,
+      expiresAt,
+    };
+  }
+
+  /** Sends a command; an SDK error becomes a `PortError`, an abort rejects with the signal's reason. */
+  async #send<O>(
+    op: string,
+    key: string,
+    command: unknown,
+    signal: AbortSignal | undefined,
+    client: S3Client = this.#client,
+  ): Promise<O & { $metadata: { httpStatusCode?: number } }> {
+    const send = client.send.bind(client) as unknown as (
+      c: unknown,
+      o: { abortSignal?: AbortSignal },
+    ) => Promise<O & { $metadata: { httpStatusCode?: number } }>;
+    try {
+      return await send(command, signal === undefined ? {} : { abortSignal: signal });
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw this.#portError(e, op, key);
+    }
+  }
+
+  #portError(e: unknown, op: string, key: string): unknown {
+    if (
+      e instanceof PortError || e instanceof ArchiveMismatchError || e instanceof RangeError ||
+      !(e instanceof Error)
+    ) {
+      return e;
+    }
+    const meta = (e as { $metadata?: { httpStatusCode?: number } }).$metadata;
+    const status = meta?.httpStatusCode;
+    const errno = (e as { code?: unknown }).code;
+    let code = typeof errno === "string" && /^E[A-Z]+$/.test(errno) ? errno : e.name;
+    if (code === "Error" && /socket hang up|ECONNRESET/i.test(e.message)) code = "ECONNRESET";
+    let message = oneLine(e.message);
+    if (
+      (code === "Unknown" || code === "UnknownError" || code === "Error") && status !== undefined
+    ) {
+      // An answer without an error body (HEAD has none): S3's generic code for the status.
+      code = status === 500
+        ? "InternalError"
+        : status === 503
+        ? "ServiceUnavailable"
+        : `HTTP${status}`;
+      if (message === "UnknownError" || message === "") message = "the answer names no error code";
+    }
+    const retryable = RETRYABLE_CODES.has(code) ||
+      (status !== undefined && (status >= 500 || status === 429));
+    const where = key === "" ? "" : ` of ${key}`;
+    const http = status === undefined ? "" : ` (HTTP ${status})`;
+    return new PortError(
+      `S3 ${op}${where} in ${this.location} failed: ${code}${http}: ${message}`,
+      { code, retryable, cause: e },
+    );
+  }
+}
+
+/** The SDK would warn on the console about each failed streaming upload; we report errors ourselves. */
+const QUIET = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** What the SDK's GetObject body is under Node (a Readable). */
+interface NodeBody extends AsyncIterable<Uint8Array> {
+  destroy(error?: Error): void;
+}
+
+function isArchived(storageClass: string): boolean {
+  return storageClass === "GLACIER" || storageClass === "DEEP_ARCHIVE";
+}
+
+/** Parses `ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"`. */
+function parseRestore(header: string | undefined): RestoreHeader | null {
+  if (header === undefined || header === "") return null;
+  const ongoing = /ongoing-request="(true|false)"/i.exec(header)?.[1];
+  if (ongoing === undefined) return null;
+  const expiry = /expiry-date="([^"]+)"/i.exec(header)?.[1];
+  const expiresAt = expiry === undefined ? NaN : Date.parse(expiry);
+  return {
+    ongoing: ongoing.toLowerCase() === "true",
+    expiresAt: Number.isFinite(expiresAt) ? expiresAt : null,
+  };
+}
+
+/** The total of `bytes a-b/total`, or `null`. */
+function totalOf(contentRange: string | undefined): number | null {
+  const m = /^bytes \d+-\d+\/(\d+)$/.exec(contentRange ?? "");
+  return m ? Number(m[1]) : null;
+}
+
+function isJobToken(v: unknown): v is JobToken {
+  if (typeof v !== "object" || v === null) return false;
+  const t = v as Record<string, unknown>;
+  return t.v === 1 && typeof t.k === "string" && typeof t.d === "string" &&
+    typeof t.t === "number" && Number.isFinite(t.t) && Number.isSafeInteger(t.n) &&
+    (t.n as number) >= 1;
+}
+
+function checkDescription(description: string, what: string): void {
+  if (description.length > 1024 || !/^[\x20-\x7e]*$/.test(description)) {
+    throw new RangeError(
+      `Invalid description for ${what}: at most 1,024 characters of printable ASCII (32..126)`,
+    );
+  }
+}
+
+function wholeNumber(what: string, n: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RangeError(`Invalid ${what}: ${n} (must be a whole number from ${min} to ${max})`);
+  }
+  return n;
+}
+
+/**
+ * Metadata values travel as HTTP headers, which lose leading, trailing and
+ * repeated spaces: those spaces and `%` are written as `%20` and `%25`.
+ */
+function encodeMeta(s: string): string {
+  return s.replace(/%/g, "%25").replace(/^ | $|(?<= ) /g, "%20");
+}
+
+function decodeMeta(s: string): string {
+  return s.replace(/%(25|20)/g, (_, h: string) => (h === "25" ? "%" : " "));
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, " ").trim();
+}
+
+/** Reads a body to its end, counting it and computing its SHA-256 (base64) and tree hash. */
+async function digestBody(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal | undefined,
+): Promise<{ bytes: number; sha256: string; treeHash: string }> {
+  const reader = body.getReader();
+  const onAbort = () => {
+    reader.cancel(signal?.reason).catch(() => {});
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const sha = createHash("sha256");
+  const tree = new TreeHasher();
+  let bytes = 0;
+  try {
+    signal?.throwIfAborted();
+    for (;;) {
+      const { done, value } = await reader.read();
+      signal?.throwIfAborted();
+      if (done) break;
+      sha.update(value);
+      tree.update(value);
+      bytes += value.length;
+    }
+  } catch (e) {
+    await reader.cancel(e).catch(() => {});
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    reader.releaseLock();
+  }
+  return { bytes, sha256: sha.digest("base64"), treeHash: tree.digest() };
+}
+
+/**
+ * `body` passed through, failing with `mismatch(bytes)` as soon as it yields
+ * more than `size` bytes, or at its end when it yielded fewer.
+ */
+function exactStream(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  mismatch: (bytes: number) => Error,
+): ReadableStream<Uint8Array> {
+  let bytes = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        bytes += chunk.length;
+        if (bytes > size) controller.error(mismatch(bytes));
+        else controller.enqueue(chunk);
+      },
+      flush(controller) {
+        if (bytes !== size) controller.error(mismatch(bytes));
+      },
+    }),
+  );
+}
+
+/**
+ * A GET body as a web stream that fails with a retryable `TruncatedBody`
+ * when it ends before `length` bytes or breaks off, and with the signal's
+ * reason when aborted.
+ */
+function checkedBody(
+  body: NodeBody,
+  length: number,
+  what: string,
+  signal: AbortSignal | undefined,
+): ReadableStream<Uint8Array> {
+  const it = body[Symbol.asyncIterator]();
+  let got = 0;
+  const onAbort = () => body.destroy(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const done = () => signal?.removeEventListener("abort", onAbort);
+  const truncated = (cause?: unknown) =>
+    new PortError(
+      `Truncated body reading ${what}: got ${got} of ${length} bytes${
+        cause instanceof Error ? ` (${oneLine(cause.message)})` : ""
+      }`,
+      { code: "TruncatedBody", retryable: true, ...(cause === undefined ? {} : { cause }) },
+    );
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await it.next();
+        if (next.done) {
+          done();
+          if (got !== length) throw truncated();
+          controller.close();
+          return;
+        }
+        const chunk = next.value;
+        got += chunk.length;
+        if (got > length) throw truncated();
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } catch (e) {
+        done();
+        body.destroy();
+        controller.error(
+          signal?.aborted ? signal.reason : e instanceof PortError ? e : truncated(e),
+        );
+      }
+    },
+    cancel() {
+      done();
+      body.destroy();
+    },
+  }, { highWaterMark: 0 });
+}
