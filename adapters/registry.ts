@@ -12,6 +12,7 @@ import { parseStoreUrl } from "../core/store_url.ts";
 import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
 import { LocalVault } from "./store/local_vault.ts";
+import { GlacierStore } from "./store/glacier.ts";
 import { S3GlacierStore } from "./store/s3_glacier.ts";
 import { SpoolFetcher } from "./fetch/spool_fetcher.ts";
 import { WorkerPacker } from "./pack/worker_packer.ts";
@@ -66,10 +67,11 @@ export async function openStore(url: string, where = "--store"): Promise<ColdSto
         );
       }
     case "glacier":
-      throw new ConfigError(
-        where,
-        `${spec.kind} stores are not available in this version yet (use file:///DIR)`,
-      );
+      try {
+        return await GlacierStore.open(url);
+      } catch (e) {
+        throw new ConfigError(where, e instanceof Error ? e.message : String(e));
+      }
     case "s3":
       try {
         return await S3GlacierStore.open(url, {
