@@ -22,6 +22,7 @@ import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from
 import type { ArchiveMember, Body, Fetched, FileRow, PackedArchive } from "./ports.ts";
 import { tarHeader, tarHeaderWriter, tarTrailer } from "./tar.ts";
 import { TreeHasher } from "./tree_hash.ts";
+import { createHash } from "node:crypto";
 
 /** One fetched file to put in an archive. */
 export interface ArchiveItem {
@@ -33,7 +34,10 @@ export interface ArchiveItem {
 
 /** A finished archive's facts (those of a packed archive, plus its items). */
 export type BuiltArchive =
-  & Pick<PackedArchive, "id" | "size" | "treeHash" | "description" | "dataBytes" | "members">
+  & Pick<
+    PackedArchive,
+    "id" | "size" | "treeHash" | "sha256" | "description" | "dataBytes" | "members"
+  >
   & { readonly items: readonly ArchiveItem[] };
 
 /**
@@ -81,6 +85,8 @@ export class ArchiveBuilder {
   #fill = 0;
   #size = 0;
   #hasher = new TreeHasher();
+  /** The plain SHA-256 the stores sign or check (Glacier x-amz-content-sha256, S3 checksum). */
+  #linear = createHash("sha256");
   #items: ArchiveItem[] = [];
   #members: ArchiveMember[] = [];
   #files: ManifestFile[] = [];
@@ -180,6 +186,7 @@ export class ArchiveBuilder {
       id: this.id,
       size: this.#size,
       treeHash: this.#hasher.digest(),
+      sha256: this.#linear.digest("hex"),
       description: describeArchive({
         archiveId: this.id,
         fileIds: { min, max },
@@ -239,6 +246,7 @@ export class ArchiveBuilder {
     if (this.#fill === 0) return;
     const full = this.#fill === CHUNK ? this.#chunk : this.#chunk.subarray(0, this.#fill);
     this.#hasher.update(full);
+    this.#linear.update(full);
     this.#segments.push(full);
     // The last flush (from finish) takes no new buffer: none will be filled.
     this.#chunk = this.#closing ? new Uint8Array(0) : this.#newChunk();
@@ -256,6 +264,7 @@ export class ArchiveBuilder {
         const got = await body.read(scratch, n);
         if (got === 0) break;
         this.#hasher.update(scratch.subarray(0, got));
+        this.#linear.update(scratch.subarray(0, got));
         n += got;
       }
     } else {
@@ -264,6 +273,7 @@ export class ArchiveBuilder {
         const r = await reader.read();
         if (r.done) break;
         this.#hasher.update(r.value);
+        this.#linear.update(r.value);
         n += r.value.length;
       }
     }

@@ -778,6 +778,7 @@ class BackupRun {
           archiveId: packed.id,
           size: packed.size,
           treeHash: packed.treeHash,
+          ...(packed.sha256 === "" ? {} : { sha256: packed.sha256 }),
           description: packed.description,
           body: () => packed.body(),
         }, { signal: this.#hard.signal });

@@ -157,6 +157,8 @@ export interface PackedArchive {
   readonly size: number;
   /** SHA-256 tree hash, lower-case hex. */
   readonly treeHash: string;
+  /** Plain SHA-256 of the bytes, lower-case hex ("" when empty). */
+  readonly sha256: string;
   readonly description: string;
   /** Sum of the member files' lengths. */
   readonly dataBytes: number;
@@ -192,6 +194,13 @@ export interface PutArchive {
   readonly treeHash: string;
   /** Archive description: ASCII 32..126, at most 1,024 characters. */
   readonly description: string;
+  /**
+   * Plain SHA-256 of the bytes, lower-case hex, when the packer computed it
+   * along with the tree hash. A store that must know it before sending
+   * (SigV4's payload hash, S3's checksum header) then reads the body once
+   * instead of twice; the service checks it against what it receives.
+   */
+  readonly sha256?: string;
   /**
    * A fresh stream of the bytes each time it is called, so that a retry (of
    * the whole put, or of one multipart part) can read them again.

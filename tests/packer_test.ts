@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { DirectorySource } from "../adapters/source/directory.ts";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
@@ -89,6 +90,7 @@ function packerSuite(name: string, make: Make): void {
       const h = new TreeHasher();
       h.update(bytes);
       assert.equal(h.digest(), packed.treeHash);
+      assert.equal(createHash("sha256").update(bytes).digest("hex"), packed.sha256);
       const seen = new Map<string, Uint8Array>();
       for await (const e of readTar([bytes], { maxEntrySize: 4_000_000 })) seen.set(e.name, e.data);
       for (const [k, v] of want) assert.deepEqual(seen.get(k), v, k);

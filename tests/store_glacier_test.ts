@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { GlacierStore, type GlacierStoreOptions, partSizeFor } from "../adapters/store/glacier.ts";
 import { ArchiveMismatchError, PortError } from "../core/errors.ts";
 import { archiveId, newArchiveId, type RemoteArchiveId } from "../core/ids.ts";
@@ -760,5 +761,32 @@ Deno.test("glacier: random faults under load are all retried away by the wrapper
         clock: { now: Date.now, sleep: () => Promise.resolve() },
       },
     },
+  });
+});
+
+Deno.test("glacier: with the packer's SHA-256 the body is read once; a wrong one is refused", async () => {
+  await withGlacier(async (glacier, store) => {
+    const data = bytes(2 * MIB + 77, 41);
+    let readings = 0;
+    const archive = {
+      archiveId: newArchiveId(Date.now(), crypto.getRandomValues(new Uint8Array(6))),
+      size: data.length,
+      treeHash: referenceTreeHash(data),
+      sha256: createHash("sha256").update(data).digest("hex"),
+      description: "coldpack test",
+      body: () => {
+        readings++;
+        return chunked(data, [65_536]);
+      },
+    };
+    const put = await store.put(archive);
+    assert.equal(readings, 1);
+    assertBytes(glacier.archiveBytes(VAULT, put.remoteId), data, "stored bytes");
+    // A hash that does not match the bytes: Glacier refuses the upload, nothing is kept.
+    await assert.rejects(
+      store.put({ ...archive, sha256: "0".repeat(64) }),
+      (e: unknown) => e instanceof PortError && !e.retryable && e.message.includes(VAULT),
+    );
+    assert.equal(glacier.archives(VAULT).length, 1);
   });
 });

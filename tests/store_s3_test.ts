@@ -728,3 +728,29 @@ Deno.test("s3: under a seeded fault rate, retried puts all land intact", async (
     assert.ok(s3.requestCount("PutObject") > 12, "some puts were faulted and retried");
   });
 });
+
+Deno.test("s3: with the packer's SHA-256 the body is read once; a wrong one is BadDigest", async () => {
+  await withSetup("GLACIER", {}, async ({ s3, store }) => {
+    const data = bytes(300_000, 42);
+    let readings = 0;
+    const archive = {
+      archiveId: newId(),
+      size: data.length,
+      treeHash: referenceTreeHash(data),
+      sha256: createHash("sha256").update(data).digest("hex"),
+      description: "coldpack test",
+      body: () => {
+        readings++;
+        return chunked(data, [65_536]);
+      },
+    };
+    await store.put(archive);
+    assert.equal(readings, 1);
+    assert.equal(s3.objects(BUCKET)[0]?.checksumSHA256, sha256b64(data));
+    await assert.rejects(
+      store.put({ ...archive, archiveId: newId(), sha256: "0".repeat(64) }),
+      (e: unknown) => e instanceof PortError && e.code === "BadDigest" && !e.retryable,
+    );
+    assert.equal(s3.objects(BUCKET).length, 1);
+  });
+});

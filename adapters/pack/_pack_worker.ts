@@ -73,6 +73,7 @@ self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
       meta = {
         size: built.size,
         treeHash: built.treeHash,
+        sha256: built.sha256,
         description: built.description,
         dataBytes: built.dataBytes,
         members: [...built.members],

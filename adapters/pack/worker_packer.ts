@@ -40,6 +40,7 @@ export type PackerReply =
     meta: {
       size: number;
       treeHash: string;
+      sha256: string;
       description: string;
       dataBytes: number;
       members: ArchiveMember[];
@@ -88,6 +89,7 @@ function packedOf(
     id: request.archiveId,
     size: meta?.size ?? 0,
     treeHash: meta?.treeHash ?? "",
+    sha256: meta?.sha256 ?? "",
     description: meta?.description ?? "",
     dataBytes: meta?.dataBytes ?? 0,
     members: meta?.members ?? [],

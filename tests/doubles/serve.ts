@@ -1,0 +1,58 @@
+/**
+ * Runs a test double as its own process, for benchmarks and for trying
+ * coldpack by hand: prints one JSON line with the endpoint, region and
+ * credentials to point the AWS SDK at, then serves until stdin closes or
+ * SIGTERM/SIGINT.
+ *
+ * Usage:
+ *   deno run -A tests/doubles/serve.ts glacier [--vault NAME]...
+ *   deno run -A tests/doubles/serve.ts s3 [--bucket NAME]...
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { GlacierDouble, TEST_CREDENTIALS } from "./glacier.ts";
+import { S3ArchiveDouble } from "./s3_archive.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    vault: { type: "string", multiple: true },
+    bucket: { type: "string", multiple: true },
+  },
+});
+const kind = positionals[0];
+let close: () => Promise<void>;
+if (kind === "glacier") {
+  const g = await GlacierDouble.start({ vaults: values.vault ?? [] });
+  close = () => g.close();
+  console.log(JSON.stringify({
+    endpoint: g.endpoint,
+    region: g.region,
+    credentials: TEST_CREDENTIALS,
+  }));
+} else if (kind === "s3") {
+  const s3 = await S3ArchiveDouble.start();
+  for (const b of values.bucket ?? []) await s3.createBucket(b);
+  close = () => s3.close();
+  console.log(JSON.stringify({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    credentials: s3.credentials,
+  }));
+} else {
+  console.error("usage: serve.ts glacier|s3 [--vault NAME]... [--bucket NAME]...");
+  Deno.exit(2);
+}
+const stop = new Promise<void>((resolve) => {
+  Deno.addSignalListener("SIGTERM", resolve);
+  Deno.addSignalListener("SIGINT", resolve);
+  (async () => {
+    for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
+    resolve();
+  })();
+});
+await stop;
+await close();
+Deno.exit(0);
