@@ -9,6 +9,7 @@ import { ConfigError } from "../core/errors.ts";
 import type { Catalog, ColdStore, Source } from "../core/ports.ts";
 import { parseSourceUrl } from "../core/source_url.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
+import { MysqlCatalog } from "./catalog/mysql.ts";
 import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
 import { LocalVault } from "./store/local_vault.ts";
@@ -127,8 +128,25 @@ export async function openCatalog(
         );
       }
     }
-    case "mysql":
-      throw new ConfigError(where, "the MySQL catalog is not available in this version yet");
+    case "mysql": {
+      const secret = options.password ?? null;
+      if (secret === null) {
+        throw new ConfigError(
+          where,
+          `no password for ${url}: set COLDPACK_MYSQL_PASSWORD or mysql_password in the config file`,
+        );
+      }
+      // Connection and server errors keep their MySQL code (PortError): the
+      // caller tells "cannot reach" from "bad configuration" by it.
+      return await MysqlCatalog.open({
+        host: spec.host,
+        port: spec.port,
+        user: spec.user,
+        password: secret.password,
+        database: spec.database,
+        migrate: options.migrate ?? true,
+      });
+    }
   }
 }
 
