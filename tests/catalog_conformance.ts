@@ -127,9 +127,10 @@ const EMPTY_STATUS: CatalogStatus = {
 export function catalogConformance(
   name: string,
   open: () => Promise<CatalogFixture>,
+  options: { readonly ignore?: boolean } = {},
 ): void {
   function test(title: string, fn: (c: Catalog) => Promise<void>): void {
-    Deno.test(`${name}: ${title}`, async () => {
+    Deno.test({ name: `${name}: ${title}`, ignore: options.ignore ?? false }, async () => {
       const { catalog, cleanup } = await open();
       try {
         await fn(catalog);

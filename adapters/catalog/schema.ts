@@ -183,6 +183,9 @@ const MYSQL_LEASES: readonly string[] = [
  *   `FileState`s; archive fields are set together when archived.
  * - `failures`: one row per (file, stage, code) when a file is concerned.
  * - `cursors`: named listing positions.
+ *
+ * Version 2 adds `files.claimed_by` and the `leases` table, so that several
+ * backup daemons can share one catalog (see `Catalog.claimFiles`).
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -263,6 +266,27 @@ export const MIGRATIONS: readonly Migration[] = [
   updated_at INTEGER NOT NULL
 )`,
       ],
+      mysql: MYSQL_INITIAL,
+    },
+  },
+  {
+    version: 2,
+    name: "leases",
+    sql: {
+      sqlite: [
+        // Which daemon is working on a pending file. A claim is live while
+        // its owner's `worker:<owner>` lease is; it is cleared when the file
+        // leaves `pending` or is scheduled for a retry.
+        `ALTER TABLE files ADD COLUMN claimed_by TEXT`,
+        // Named, expiring leases: `discover:<source>` (one discovering master
+        // at a time) and `worker:<owner>` (a daemon is alive).
+        `CREATE TABLE leases (
+  name TEXT NOT NULL PRIMARY KEY,
+  owner TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+)`,
+      ],
+      mysql: MYSQL_LEASES,
     },
   },
 ];

@@ -1,0 +1,1540 @@
+/**
+ * The MySQL/MariaDB catalog: {@linkcode Catalog} on `mysql2/promise`, for
+ * several daemons (on several hosts) sharing one catalog
+ * (`--catalog mysql://user@host:3306/db`, password from the environment or
+ * the config file).
+ *
+ * Same semantics as the SQLite catalog (`sqlite.ts`), with these MySQL facts
+ * behind them:
+ * - Every write is one InnoDB transaction at READ COMMITTED; rows a write
+ *   decides on are read `FOR UPDATE`. `status()` reads one REPEATABLE READ
+ *   snapshot. Batched statements: `addDiscovered` inserts 500 rows per
+ *   statement, `commitArchive` updates 500 members per statement, all in one
+ *   transaction.
+ * - `claimFiles` is `SELECT ... FOR UPDATE SKIP LOCKED` then `UPDATE`, so two
+ *   daemons claiming at once never get the same file and never wait on each
+ *   other. Live owners are read from `leases` first (a plain read: a locked
+ *   lease row being renewed must not look expired).
+ * - DDL commits at once in MySQL, so a migration is not one transaction:
+ *   `migrate()` holds `GET_LOCK` (one migrator per database at a time), every
+ *   statement can run again, and the version row is written last.
+ * - A `COMMIT` that fails with a lost connection has an unknown outcome: the
+ *   writes are idempotent (a second `commitArchive` of the same archive is a
+ *   no-op, `addDiscovered` ignores known versions), and the retry wrapper
+ *   (`core/retry.ts`) calls again. This adapter never retries by itself.
+ * - A connection that failed (lost, reset, timed out) is destroyed, not put
+ *   back; the pool opens a new one on the next call, so a restarted server
+ *   costs at most the calls that were in flight.
+ *
+ * Errors are `PortError`s coded with the MySQL client's code (`e.code`, e.g.
+ * `ER_LOCK_DEADLOCK`, `ER_ACCESS_DENIED_ERROR`, `ECONNREFUSED`,
+ * `PROTOCOL_CONNECTION_LOST`), retryable for lost or refused connections, a
+ * server shutting down, deadlocks and lock-wait timeouts. Messages name the
+ * catalog as `mysql://user@host:port/db`, never the password.
+ *
+ * @example
+ * ```ts
+ * import { MysqlCatalog } from "./mysql.ts";
+ * const catalog = await MysqlCatalog.open({
+ *   host: "db1.internal",
+ *   port: 3306,
+ *   user: "coldpack",
+ *   password: Deno.env.get("COLDPACK_MYSQL_PASSWORD") ?? "",
+ *   database: "coldpack",
+ * });
+ * console.log(await catalog.status());
+ * await catalog.close();
+ * ```
+ * @module
+ */
+
+import mysql from "mysql2/promise";
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import type {
+  ArchiveMember,
+  ArchiveRow,
+  Catalog,
+  CatalogStatus,
+  FailureRow,
+  FileRow,
+  FileState,
+  KnownVersion,
+  NewFailure,
+  SourceEntry,
+} from "../../core/ports.ts";
+import {
+  type ArchiveId,
+  archiveId,
+  type FileId,
+  fileId,
+  remoteArchiveId,
+  type SourceId,
+  sourceId,
+} from "../../core/ids.ts";
+import { PortError, type Stage } from "../../core/errors.ts";
+import { LATEST_SCHEMA_VERSION, MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
+
+/** Options for {@linkcode MysqlCatalog.open}. */
+export interface MysqlCatalogOptions {
+  /** Server host name or address (also named in messages when `socket` is used). */
+  readonly host: string;
+  /** TCP port. */
+  readonly port: number;
+  readonly user: string;
+  /** Never logged nor put in messages. */
+  readonly password: string;
+  readonly database: string;
+  /** Unix socket path; when set, connections use it instead of `host:port`. */
+  readonly socket?: string;
+  /** Connections in the pool. Default `4`. */
+  readonly poolSize?: number;
+  /** Apply missing migrations while opening. Default `true`. */
+  readonly migrate?: boolean;
+  /** How long opening one connection may take, in ms. Default `10000`. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How long one statement may go without an answer, in ms, before its
+   * connection is dropped (a hung server): a retryable `PROTOCOL_SEQUENCE_TIMEOUT`.
+   * `0` disables it. Default `120000`.
+   */
+  readonly queryTimeoutMs?: number;
+  /** `innodb_lock_wait_timeout` of each connection, in seconds. Default `20`. */
+  readonly lockWaitTimeoutSeconds?: number;
+  /** How long `migrate()` waits for another host's migration, in seconds. Default `300`. */
+  readonly migrateLockTimeoutSeconds?: number;
+}
+
+/** Keys per `IN (...)` list. */
+const KEY_CHUNK = 500;
+/** Rows per multi-row INSERT in `addDiscovered`. */
+const ENTRY_CHUNK = 500;
+/** Members per UPDATE in `commitArchive`. */
+const MEMBER_CHUNK = 500;
+/** Ids per `IN (...)` list in `markVanished`. */
+const ID_CHUNK = 1000;
+
+const FILE_STATES: readonly FileState[] = [
+  "pending",
+  "archived",
+  "vanished",
+  "failed",
+  "superseded",
+];
+const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
+const MD5 = /^[0-9a-f]{32}$/;
+
+const FILE_COLUMNS = "id, source, file_key, version, domain, storage_class, source_fid, length, " +
+  "mtime_ms, discovered_at, state, md5, archive_id, header_offset, data_offset, archived_at, " +
+  "attempts, next_attempt_at, note";
+const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
+  "description, created_at, committed_at";
+const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
+  "attempts, first_at, last_at, resolved_at";
+
+/**
+ * Session settings of every connection: strict mode without
+ * `NO_BACKSLASH_ESCAPES` (the client escapes values with backslashes) nor
+ * MariaDB's `SIMULTANEOUS_ASSIGNMENT` (`acquireLease` relies on assignments
+ * applying left to right).
+ */
+const SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+type Row = Record<string, unknown>;
+type Param = string | number | null | Buffer | readonly Param[];
+/** How to run one statement. */
+interface Statement {
+  /** No inactivity timeout (a lock wait, DDL on a big table). */
+  readonly untimed?: boolean;
+}
+
+/**
+ * A {@linkcode Catalog} in a MySQL or MariaDB database, shared by any number
+ * of daemons.
+ *
+ * Beyond the interface: {@linkcode MysqlCatalog.schemaVersion},
+ * {@linkcode MysqlCatalog.ping} and {@linkcode MysqlCatalog.location}.
+ *
+ * Costs on large catalogs: per-file calls are primary-key or index lookups;
+ * `status` scans the `files_pending` covering index once.
+ */
+export class MysqlCatalog implements Catalog {
+  /** `mysql://user@host:port/db`: what messages name. No password. */
+  readonly location: string;
+  #pool: Pool;
+  #database: string;
+  #queryTimeoutMs: number;
+  #lockWaitTimeoutSeconds: number;
+  #migrateLockTimeoutSeconds: number;
+  /** Connections (the driver's objects) whose session settings are applied. */
+  #ready = new WeakSet<object>();
+  #closed = false;
+
+  private constructor(
+    pool: Pool,
+    options:
+      & Required<
+        Pick<
+          MysqlCatalogOptions,
+          "database" | "queryTimeoutMs" | "lockWaitTimeoutSeconds" | "migrateLockTimeoutSeconds"
+        >
+      >
+      & { location: string },
+  ) {
+    this.#pool = pool;
+    this.location = options.location;
+    this.#database = options.database;
+    this.#queryTimeoutMs = options.queryTimeoutMs;
+    this.#lockWaitTimeoutSeconds = options.lockWaitTimeoutSeconds;
+    this.#migrateLockTimeoutSeconds = options.migrateLockTimeoutSeconds;
+  }
+
+  /**
+   * Opens a pool to the catalog database and checks that it answers (and
+   * migrates it unless `migrate` is false). Rejects with a `PortError` coded
+   * like the server's answer: `ER_ACCESS_DENIED_ERROR`, `ER_BAD_DB_ERROR`,
+   * `ECONNREFUSED`, ...
+   *
+   * @param options see {@linkcode MysqlCatalogOptions}
+   */
+  static async open(options: MysqlCatalogOptions): Promise<MysqlCatalog> {
+    for (const name of ["host", "user", "database"] as const) {
+      if (typeof options[name] !== "string" || options[name].length === 0) {
+        throw new TypeError(`Invalid MySQL catalog ${name}: empty`);
+      }
+    }
+    if (typeof options.password !== "string") {
+      throw new TypeError("Invalid MySQL catalog password: not a string");
+    }
+    if (!Number.isSafeInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new RangeError(`Invalid MySQL catalog port: ${options.port}`);
+    }
+    const poolSize = options.poolSize ?? 4;
+    checkPositive("pool size", poolSize);
+    const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    checkPositive("connect timeout", connectTimeoutMs);
+    const queryTimeoutMs = options.queryTimeoutMs ?? 120_000;
+    if (!isCount(queryTimeoutMs)) {
+      throw new RangeError(
+        `Invalid query timeout: ${queryTimeoutMs} is not a non-negative integer`,
+      );
+    }
+    const lockWaitTimeoutSeconds = options.lockWaitTimeoutSeconds ?? 20;
+    checkPositive("lock wait timeout", lockWaitTimeoutSeconds);
+    const migrateLockTimeoutSeconds = options.migrateLockTimeoutSeconds ?? 300;
+    checkPositive("migrate lock timeout", migrateLockTimeoutSeconds);
+    const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+    const location = `mysql://${options.user}@${host}:${options.port}/${options.database}`;
+
+    const pool = mysql.createPool({
+      host: options.host,
+      port: options.port,
+      user: options.user,
+      password: options.password,
+      database: options.database,
+      ...(options.socket === undefined ? {} : { socketPath: options.socket }),
+      connectionLimit: poolSize,
+      // No idle reaper (its 1 s timer would outlive every call); dead
+      // connections leave the pool when they fail.
+      maxIdle: poolSize,
+      waitForConnections: true,
+      queueLimit: 0,
+      charset: "UTF8MB4_BIN",
+      // BIGINT as numbers when safe (checked on every read), else strings.
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+      connectTimeout: connectTimeoutMs,
+      enableKeepAlive: true,
+      multipleStatements: false,
+      // Stack capture per query costs more than the lookups it would explain.
+      trace: false,
+    });
+    const catalog = new MysqlCatalog(pool, {
+      database: options.database,
+      location,
+      queryTimeoutMs,
+      lockWaitTimeoutSeconds,
+      migrateLockTimeoutSeconds,
+    });
+    try {
+      if (options.migrate ?? true) await catalog.migrate();
+      else await catalog.ping();
+    } catch (e) {
+      await catalog.close().catch(() => {});
+      throw e;
+    }
+    return catalog;
+  }
+
+  /**
+   * One round trip (`SELECT 1`) through the pool: a health check, and the
+   * baseline the catalog benchmark compares lookups with.
+   */
+  ping(): Promise<void> {
+    return this.#run("reach the catalog", async () => {
+      await this.#read((c) => this.#rows(c, "SELECT 1"));
+    });
+  }
+
+  /** The schema version of the database: 0 when no migration was applied. */
+  schemaVersion(): Promise<number> {
+    return this.#run("read the schema version", () => this.#read((c) => this.#schemaVersion(c)));
+  }
+
+  /**
+   * Brings the schema to the newest version; returns it. Holds the
+   * server-wide lock `coldpack_migrate_<hash of the database name>` while it
+   * migrates, so that hosts starting at once migrate one after the other.
+   * A migration cut short (DDL is not transactional in MySQL) is run again
+   * whole: its statements are written to be re-runnable.
+   */
+  migrate(): Promise<number> {
+    return this.#run("migrate the catalog", () =>
+      this.#read(async (c) => {
+        await this.#exec(c, MIGRATIONS_TABLE.mysql);
+        let version = await this.#schemaVersion(c);
+        migrationsToApply("mysql", version); // refuses a newer database
+        if (version >= LATEST_SCHEMA_VERSION) return version;
+        const lock = `coldpack_migrate_${
+          createHash("sha1").update(this.#database).digest("hex").slice(0, 40)
+        }`;
+        // Waiting for the lock and running DDL may take longer than a query.
+        const [got] = await this.#rows(c, "SELECT GET_LOCK(?, ?) AS got", [
+          lock,
+          this.#migrateLockTimeoutSeconds,
+        ], { untimed: true });
+        if (got === undefined || Number(got.got) !== 1) {
+          throw new PortError(
+            `Cannot migrate the catalog in ${this.location}: another migration held the lock ` +
+              `${lock} for ${this.#migrateLockTimeoutSeconds} s`,
+            { code: "MIGRATE_LOCK_TIMEOUT", retryable: true },
+          );
+        }
+        try {
+          version = await this.#schemaVersion(c);
+          for (const step of migrationsToApply("mysql", version)) {
+            for (const sql of step.sql) {
+              try {
+                await this.#exec(c, sql, [], { untimed: true });
+              } catch (e) {
+                // A re-run of a migration cut short: what it adds is there already.
+                if (!ALREADY_THERE.has(errno(e) ?? 0)) throw e;
+              }
+            }
+            await this.#exec(
+              c,
+              "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+              [step.version, step.name, Date.now()],
+            );
+            version = step.version;
+          }
+          return version;
+        } finally {
+          await this.#exec(c, "DO RELEASE_LOCK(?)", [lock]).catch(() => {});
+        }
+      }));
+  }
+
+  /** The latest version (by discovery order) of each known key of `keys`. */
+  latestVersions(source: SourceId, keys: readonly string[]): Promise<Map<string, KnownVersion>> {
+    return this.#run("read latest versions", () =>
+      this.#read(async (c) => {
+        const found = new Map<string, KnownVersion>();
+        const unique = [...new Set(keys)];
+        for (let i = 0; i < unique.length; i += KEY_CHUNK) {
+          const byHash = new Map<string, string>();
+          for (const k of unique.slice(i, i + KEY_CHUNK)) {
+            byHash.set(hashHex(keyHash(source, k)), k);
+          }
+          const rows = await this.#rows(
+            c,
+            `SELECT m.key_hash, f.version, f.state FROM files AS f
+             JOIN (SELECT key_hash, MAX(id) AS id FROM files WHERE key_hash IN (?)
+                   GROUP BY key_hash) AS m ON f.id = m.id`,
+            [[...byHash.keys()].map((h) => Buffer.from(h, "hex"))],
+          );
+          for (const r of rows) {
+            const key = byHash.get(hashHex(bytes(r, "key_hash")));
+            if (key !== undefined) {
+              found.set(key, { version: str(r, "version"), state: state(r) });
+            }
+          }
+        }
+        return found;
+      }));
+  }
+
+  /**
+   * Records new versions as `pending` in one transaction and supersedes older
+   * pending versions of their keys. Returns every row it inserted, in input
+   * order, with its final state: a version followed in the same batch by a
+   * newer version of its key comes back `superseded`.
+   *
+   * Per 500 entries: one read of the versions known for their keys, one
+   * multi-row INSERT, one read of every version of the keys that got a new
+   * one (the new ids), and one UPDATE for the superseded, if any. One
+   * discoverer per source at a time (the `discover:<source>` lease): two
+   * adding the same version at once would both report it as new.
+   */
+  addDiscovered(
+    source: SourceId,
+    entries: readonly SourceEntry[],
+    nowMs: number,
+  ): Promise<FileRow[]> {
+    return this.#run("add discovered files", async () => {
+      checkTime("nowMs", nowMs);
+      entries.forEach(checkEntry);
+      if (entries.length === 0) return [];
+      return await this.#tx(async (c) => {
+        const added: FileRow[] = [];
+        const position = new Map<number, number>();
+        for (let i = 0; i < entries.length; i += ENTRY_CHUNK) {
+          const chunk = entries.slice(i, i + ENTRY_CHUNK).map((e) => {
+            const kh = keyHash(source, e.key);
+            const vh = versionHash(e.version);
+            return { e, kh, ident: hashHex(kh) + hashHex(vh) };
+          });
+          const keyHashes = uniqueBuffers(chunk.map((x) => x.kh));
+          const known = new Set<string>();
+          for (
+            const r of await this.#rows(
+              c,
+              "SELECT key_hash, version_hash FROM files WHERE key_hash IN (?)",
+              [keyHashes],
+            )
+          ) {
+            known.add(hashHex(bytes(r, "key_hash")) + hashHex(bytes(r, "version_hash")));
+          }
+          // New versions, the first of repeats in the batch.
+          const fresh = chunk.filter((x) => {
+            if (known.has(x.ident)) return false;
+            known.add(x.ident);
+            return true;
+          });
+          if (fresh.length === 0) continue;
+          await this.#exec(
+            c,
+            `INSERT INTO files (source, file_key, version, domain, storage_class, source_fid,
+               length, mtime_ms, discovered_at, state, attempts) VALUES ?
+             ON DUPLICATE KEY UPDATE id = id`,
+            [fresh.map(({ e }) => [
+              source,
+              e.key,
+              e.version,
+              e.domain ?? null,
+              e.storageClass ?? null,
+              e.sourceFid ?? null,
+              e.length,
+              e.mtimeMs,
+              nowMs,
+              "pending",
+              0,
+            ])],
+          );
+          // Every version of the keys that got a new one: ids of the new
+          // rows, and which pending versions the newest supersedes.
+          const versions = await this.#rows(
+            c,
+            "SELECT id, key_hash, version_hash, state FROM files WHERE key_hash IN (?)",
+            [uniqueBuffers(fresh.map((x) => x.kh))],
+          );
+          const idOf = new Map<string, number>();
+          const newest = new Map<string, number>();
+          for (const r of versions) {
+            const kh = hashHex(bytes(r, "key_hash"));
+            const id = int(r, "id");
+            idOf.set(kh + hashHex(bytes(r, "version_hash")), id);
+            newest.set(kh, Math.max(id, newest.get(kh) ?? 0));
+          }
+          for (const x of fresh) {
+            const id = idOf.get(x.ident);
+            if (id === undefined) {
+              throw new TypeError(
+                `Cannot find the row just inserted for ${JSON.stringify(x.e.key)}`,
+              );
+            }
+            position.set(id, added.length);
+            added.push(newFileRow(fileId(id), source, x.e, nowMs));
+          }
+          let superseded = versions
+            .filter((r) => {
+              const top = newest.get(hashHex(bytes(r, "key_hash")));
+              return str(r, "state") === "pending" && top !== undefined && int(r, "id") < top;
+            })
+            .map((r) => int(r, "id"));
+          if (superseded.length === 0) continue;
+          const { affectedRows } = await this.#exec(
+            c,
+            `UPDATE files SET state = 'superseded', next_attempt_at = NULL, claimed_by = NULL
+             WHERE id IN (?) AND state = 'pending'`,
+            [superseded],
+          );
+          if (affectedRows < superseded.length) {
+            // Some left pending meanwhile (archived, failed, vanished by
+            // another daemon): only the ones this update changed count.
+            superseded = (await this.#rows(
+              c,
+              "SELECT id FROM files WHERE id IN (?) AND state = 'superseded'",
+              [superseded],
+            )).map((r) => int(r, "id"));
+          }
+          if (superseded.length > 0) await this.#resolveFailures(c, superseded, nowMs);
+          for (const id of superseded) {
+            const at = position.get(id);
+            const earlier = at === undefined ? undefined : added[at];
+            if (at !== undefined && earlier) added[at] = { ...earlier, state: "superseded" };
+          }
+        }
+        return added;
+      });
+    });
+  }
+
+  /** Due pending files of `source`, by id, after `afterId`, at most `limit`. */
+  pendingFiles(
+    source: SourceId,
+    options: { readonly limit: number; readonly afterId?: FileId; readonly nowMs: number },
+  ): Promise<FileRow[]> {
+    return this.#run("read pending files", async () => {
+      checkLimit(options.limit);
+      checkTime("nowMs", options.nowMs);
+      if (options.limit === 0) return [];
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${FILE_COLUMNS} FROM files FORCE INDEX (files_pending)
+           WHERE state = 'pending' AND source = ? AND id > ?
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           ORDER BY id LIMIT ?`,
+          [source, options.afterId ?? 0, options.nowMs, options.limit],
+        )).map(toFileRow)
+      );
+    });
+  }
+
+  /**
+   * Claims due pending files for `owner` (see {@linkcode Catalog.claimFiles}):
+   * reads the live `worker:` leases, then `SELECT ... FOR UPDATE SKIP LOCKED`
+   * on the `files_pending` index and `UPDATE ... SET claimed_by`, in one
+   * transaction. Rows another daemon is claiming at that moment are skipped,
+   * not waited for.
+   */
+  claimFiles(
+    source: SourceId,
+    options: {
+      readonly owner: string;
+      readonly limit: number;
+      readonly afterId?: FileId;
+      readonly nowMs: number;
+    },
+  ): Promise<FileRow[]> {
+    return this.#run("claim pending files", async () => {
+      checkLimit(options.limit);
+      checkTime("nowMs", options.nowMs);
+      checkOwner(options.owner);
+      if (options.limit === 0) return [];
+      return await this.#tx(async (c) => {
+        const live = (await this.#rows(
+          c,
+          "SELECT name FROM leases WHERE name LIKE 'worker:%' AND expires_at > ?",
+          [options.nowMs],
+        )).map((r) => str(r, "name").slice("worker:".length));
+        const free = live.length === 0
+          ? ""
+          : "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_by NOT IN (?))";
+        const rows = await this.#rows(
+          c,
+          `SELECT ${FILE_COLUMNS} FROM files FORCE INDEX (files_pending)
+           WHERE state = 'pending' AND source = ? AND id > ?
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ${free}
+           ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
+          [
+            source,
+            options.afterId ?? 0,
+            options.nowMs,
+            ...(live.length === 0 ? [] : [options.owner, live]),
+            options.limit,
+          ],
+        );
+        if (rows.length === 0) return [];
+        const claimed = rows.map(toFileRow);
+        await this.#exec(c, "UPDATE files SET claimed_by = ? WHERE id IN (?)", [
+          options.owner,
+          claimed.map((r) => r.id),
+        ]);
+        return claimed;
+      });
+    });
+  }
+
+  /**
+   * Takes or renews a lease (see {@linkcode Catalog.acquireLease}): one
+   * upsert that changes the row only when `owner` holds it or it expired,
+   * then a read of the row in the same transaction.
+   */
+  acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean> {
+    return this.#run(`acquire lease ${name}`, async () => {
+      checkLease(name, owner, ttlMs, nowMs);
+      const until = nowMs + ttlMs;
+      return await this.#tx(async (c) => {
+        // Assignments apply left to right: `expires_at` sees the new owner.
+        await this.#exec(
+          c,
+          `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+           ON DUPLICATE KEY UPDATE
+             owner = IF(owner = VALUES(owner) OR expires_at <= ?, VALUES(owner), owner),
+             expires_at = IF(owner = VALUES(owner), VALUES(expires_at), expires_at)`,
+          [name, owner, until, nowMs],
+        );
+        const [r] = await this.#rows(c, "SELECT owner, expires_at FROM leases WHERE name = ?", [
+          name,
+        ]);
+        return r !== undefined && str(r, "owner") === owner && int(r, "expires_at") === until;
+      });
+    });
+  }
+
+  /** Gives up a lease held by `owner`. */
+  releaseLease(name: string, owner: string): Promise<void> {
+    return this.#run(`release lease ${name}`, async () => {
+      checkOwner(owner);
+      await this.#read((c) =>
+        this.#exec(c, "DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
+      );
+    });
+  }
+
+  /**
+   * Marks the `pending` files among `ids` `vanished` with `reason` as note and
+   * resolves their failures; other ids (any other state, unknown) are left alone.
+   */
+  markVanished(ids: readonly FileId[], reason: string, nowMs: number): Promise<void> {
+    return this.#run("mark files vanished", async () => {
+      checkTime("nowMs", nowMs);
+      if (ids.length === 0) return;
+      await this.#tx(async (c) => {
+        const unique = [...new Set(ids)];
+        for (let i = 0; i < unique.length; i += ID_CHUNK) {
+          const pending = (await this.#rows(
+            c,
+            "SELECT id FROM files WHERE id IN (?) AND state = 'pending' FOR UPDATE",
+            [unique.slice(i, i + ID_CHUNK)],
+          )).map((r) => int(r, "id"));
+          if (pending.length === 0) continue;
+          await this.#exec(
+            c,
+            `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL,
+               claimed_by = NULL WHERE id IN (?)`,
+            [reason, pending],
+          );
+          await this.#resolveFailures(c, pending, nowMs);
+        }
+      });
+    });
+  }
+
+  /**
+   * Records a failure, exactly as the SQLite catalog does: with a `fileId`,
+   * one row per (file, stage, code) and the file's retry or final failure
+   * (its claim ends); without, repeats of an open failure merge. Rejects with
+   * a `RangeError` for an unknown file id.
+   */
+  recordFailure(failure: NewFailure): Promise<void> {
+    return this.#run("record a failure", async () => {
+      checkTime("nowMs", failure.nowMs);
+      if (!STAGES.includes(failure.stage)) {
+        throw new RangeError(`Invalid failure stage: "${failure.stage}"`);
+      }
+      if (failure.retryAt !== null) checkTime("retryAt", failure.retryAt);
+      const now = failure.nowMs;
+      await this.#tx(async (c) => {
+        if (failure.fileId === undefined) {
+          await this.#recordLooseFailure(c, failure);
+          return;
+        }
+        const id = failure.fileId;
+        const [file] = await this.#rows(
+          c,
+          "SELECT state, file_key FROM files WHERE id = ? FOR UPDATE",
+          [id],
+        );
+        if (file === undefined) {
+          throw new RangeError(`Cannot record a failure: unknown file fid:${id}`);
+        }
+        const fileState = state(file);
+        if (fileState === "pending" && failure.retryAt === null) {
+          await this.#exec(
+            c,
+            `UPDATE files SET attempts = attempts + 1, note = ?, state = 'failed',
+               next_attempt_at = NULL, claimed_by = NULL WHERE id = ?`,
+            [failure.message, id],
+          );
+        } else if (fileState === "pending") {
+          await this.#exec(
+            c,
+            `UPDATE files SET attempts = attempts + 1, note = ?, next_attempt_at = ?,
+               claimed_by = NULL WHERE id = ?`,
+            [failure.message, failure.retryAt, id],
+          );
+        } else if (fileState === "failed") {
+          await this.#exec(c, "UPDATE files SET attempts = attempts + 1, note = ? WHERE id = ?", [
+            failure.message,
+            id,
+          ]);
+        }
+        const resolvedAt = fileState === "pending" || fileState === "failed" ? null : now;
+        await this.#exec(
+          c,
+          `INSERT INTO failures (stage, code, message, source, file_id, file_key, archive_id,
+             attempts, first_at, last_at, resolved_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+           ON DUPLICATE KEY UPDATE
+             message = VALUES(message), attempts = attempts + 1, last_at = VALUES(last_at),
+             resolved_at = VALUES(resolved_at), source = VALUES(source),
+             file_key = COALESCE(VALUES(file_key), file_key),
+             archive_id = COALESCE(VALUES(archive_id), archive_id)`,
+          [
+            failure.stage,
+            failure.code,
+            failure.message,
+            failure.source,
+            id,
+            failure.key ?? str(file, "file_key"),
+            failure.archiveId ?? null,
+            now,
+            now,
+            resolvedAt,
+          ],
+        );
+      });
+    });
+  }
+
+  /**
+   * In one transaction: inserts the archive and marks every member that is
+   * `pending` or `superseded` as `archived` (500 members per UPDATE),
+   * resolving its failures and ending its claim. Members in any other state,
+   * or unknown, are untouched and returned in `skipped`, in input order.
+   *
+   * Committing again an archive already committed with the same remote id
+   * and tree hash changes nothing and returns the members not in it; with
+   * another remote id or tree hash it rejects with a `PortError` coded
+   * `ARCHIVE_EXISTS`. Invalid members are a `RangeError` before any write.
+   */
+  commitArchive(
+    archive: ArchiveRow,
+    members: readonly ArchiveMember[],
+  ): Promise<{ readonly skipped: FileId[] }> {
+    return this.#run(`commit archive ${archive.id}`, async () => {
+      checkArchive(archive);
+      const seen = new Set<number>();
+      for (const m of members) {
+        checkMember(archive.id, m);
+        if (seen.has(m.fileId)) {
+          throw new RangeError(
+            `Cannot commit archive ${archive.id}: file fid:${m.fileId} is listed twice`,
+          );
+        }
+        seen.add(m.fileId);
+      }
+      // Two daemons committing the same archive at once: the second INSERT
+      // meets the first one's row; run again to answer like a retry.
+      for (let attempt = 1;; attempt++) {
+        try {
+          return await this.#tx((c) => this.#commit(c, archive, members));
+        } catch (e) {
+          if (attempt >= 2 || errno(e) !== ER_DUP_ENTRY) throw e;
+        }
+      }
+    });
+  }
+
+  /** The cursor named `name`, or `null` when never set. */
+  getCursor(name: string): Promise<string | null> {
+    return this.#run(`read cursor ${name}`, () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(c, "SELECT value FROM cursors WHERE name = ?", [name]);
+        return r === undefined ? null : str(r, "value");
+      }));
+  }
+
+  /** Sets the cursor named `name`. */
+  setCursor(name: string, value: string): Promise<void> {
+    return this.#run(`set cursor ${name}`, async () => {
+      if (typeof name !== "string" || name.length === 0) {
+        throw new TypeError("Invalid cursor name: empty");
+      }
+      if (typeof value !== "string") throw new TypeError(`Invalid value for cursor ${name}`);
+      await this.#read((c) =>
+        this.#exec(
+          c,
+          `INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)
+           ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)`,
+          [name, value, Date.now()],
+        )
+      );
+    });
+  }
+
+  /** One file version, or `null`. */
+  file(id: FileId): Promise<FileRow | null> {
+    return this.#run(`read file fid:${id}`, () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(c, `SELECT ${FILE_COLUMNS} FROM files WHERE id = ?`, [id]);
+        return r === undefined ? null : toFileRow(r);
+      }));
+  }
+
+  /** Every version of `key` at `source`, newest (last discovered) first. */
+  fileVersions(source: SourceId, key: string): Promise<FileRow[]> {
+    return this.#run("read file versions", () =>
+      this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${FILE_COLUMNS} FROM files
+           WHERE key_hash = ? AND source = ? AND file_key = ? ORDER BY id DESC`,
+          [keyHash(source, key), source, key],
+        )).map(toFileRow)
+      ));
+  }
+
+  /** One archive, or `null`. */
+  archive(id: ArchiveId): Promise<ArchiveRow | null> {
+    return this.#run(`read archive ${id}`, () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(c, `SELECT ${ARCHIVE_COLUMNS} FROM archives WHERE id = ?`, [
+          id,
+        ]);
+        return r === undefined ? null : toArchiveRow(r);
+      }));
+  }
+
+  /** The files archived in `id`, by data offset. */
+  archiveFiles(id: ArchiveId): Promise<FileRow[]> {
+    return this.#run(`read files of archive ${id}`, () =>
+      this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${FILE_COLUMNS} FROM files WHERE archive_id = ? ORDER BY data_offset, id`,
+          [id],
+        )).map(toFileRow)
+      ));
+  }
+
+  /** Archives in byte-wise id order, after `afterId`, at most `limit`. */
+  archives(
+    options: { readonly limit: number; readonly afterId?: ArchiveId },
+  ): Promise<ArchiveRow[]> {
+    return this.#run("read archives", async () => {
+      checkLimit(options.limit);
+      if (options.limit === 0) return [];
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${ARCHIVE_COLUMNS} FROM archives WHERE id > ? ORDER BY id LIMIT ?`,
+          [options.afterId ?? "", options.limit],
+        )).map(toArchiveRow)
+      );
+    });
+  }
+
+  /**
+   * Counts, from one consistent snapshot. Scans the `files_pending` index
+   * (all files) and the archives table; finds the oldest pending file by index.
+   */
+  status(): Promise<CatalogStatus> {
+    return this.#run("read status", () =>
+      this.#read(async (c) => {
+        await this.#exec(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        await this.#exec(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+        try {
+          const files: Record<FileState, number> = {
+            pending: 0,
+            archived: 0,
+            vanished: 0,
+            failed: 0,
+            superseded: 0,
+          };
+          const sums: Record<FileState, number> = { ...files };
+          const perState = await this.#rows(
+            c,
+            `SELECT state, COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes
+             FROM files FORCE INDEX (files_pending) GROUP BY state`,
+          );
+          for (const r of perState) {
+            const s = state(r);
+            files[s] = int(r, "n");
+            sums[s] = int(r, "bytes");
+          }
+          const [oldest] = await this.#rows(
+            c,
+            "SELECT MIN(discovered_at) AS t FROM files WHERE state = 'pending'",
+          );
+          const [archives] = await this.#rows(
+            c,
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM archives",
+          );
+          const [failures] = await this.#rows(
+            c,
+            "SELECT COUNT(*) AS n FROM failures WHERE resolved_at IS NULL",
+          );
+          if (archives === undefined || failures === undefined) {
+            throw new TypeError("Catalog status: an aggregate query returned no row");
+          }
+          return {
+            files,
+            archives: int(archives, "n"),
+            storedBytes: int(archives, "bytes"),
+            archivedBytes: sums.archived,
+            pendingBytes: sums.pending,
+            oldestPendingAt: oldest === undefined ? null : optInt(oldest, "t"),
+            openFailures: int(failures, "n"),
+          };
+        } finally {
+          await this.#exec(c, "COMMIT");
+        }
+      }));
+  }
+
+  /** Unresolved failures, most recent `lastAt` first, at most `limit`. */
+  recentFailures(limit: number): Promise<FailureRow[]> {
+    return this.#run("read failures", async () => {
+      checkLimit(limit);
+      if (limit === 0) return [];
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${FAILURE_COLUMNS} FROM failures WHERE resolved_at IS NULL
+           ORDER BY last_at DESC, id DESC LIMIT ?`,
+          [limit],
+        )).map(toFailureRow)
+      );
+    });
+  }
+
+  /** Closes the pool. Idempotent; later calls reject with code `CATALOG_CLOSED`. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#pool.end();
+    } catch (e) {
+      throw this.#wrap(e, "close the catalog");
+    }
+  }
+
+  // -------------------------------------------------------------------------
+
+  async #commit(
+    c: PoolConnection,
+    archive: ArchiveRow,
+    members: readonly ArchiveMember[],
+  ): Promise<{ skipped: FileId[] }> {
+    const [existing] = await this.#rows(
+      c,
+      "SELECT remote_id, tree_hash FROM archives WHERE id = ? FOR UPDATE",
+      [archive.id],
+    );
+    if (existing !== undefined) {
+      if (
+        str(existing, "remote_id") !== archive.remoteId ||
+        str(existing, "tree_hash") !== archive.treeHash
+      ) {
+        throw new PortError(
+          `Cannot commit archive ${archive.id} in ${this.location}: ` +
+            "it is already committed with another remote id or tree hash",
+          { code: "ARCHIVE_EXISTS", retryable: false },
+        );
+      }
+      // A retry of a commit whose answer was lost: it is done already.
+      return { skipped: await this.#notIn(c, archive.id, members) };
+    }
+    await this.#exec(
+      c,
+      `INSERT INTO archives (${ARCHIVE_COLUMNS}, state)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed')`,
+      [
+        archive.id,
+        archive.store,
+        archive.remoteId,
+        archive.size,
+        archive.treeHash,
+        archive.fileCount,
+        archive.dataBytes,
+        archive.description,
+        archive.createdAt,
+        archive.committedAt,
+      ],
+    );
+    for (let i = 0; i < members.length; i += MEMBER_CHUNK) {
+      const chunk = members.slice(i, i + MEMBER_CHUNK);
+      // One UPDATE joined to the chunk as a derived table (UNION ALL of
+      // rows); the id list makes it read `files` by primary key, not scan it.
+      const rows = chunk.map((_, j) =>
+        j === 0
+          ? "SELECT ? AS id, ? AS md5, ? AS length, ? AS header_offset, ? AS data_offset"
+          : "SELECT ?, ?, ?, ?, ?"
+      ).join(" UNION ALL ");
+      await this.#exec(
+        c,
+        `UPDATE files AS f JOIN (${rows}) AS m ON f.id = m.id
+         SET f.state = 'archived', f.md5 = m.md5, f.length = m.length, f.archive_id = ?,
+           f.header_offset = m.header_offset, f.data_offset = m.data_offset,
+           f.archived_at = ?, f.next_attempt_at = NULL, f.claimed_by = NULL
+         WHERE f.id IN (?) AND f.state IN ('pending', 'superseded')`,
+        [
+          ...chunk.flatMap((m) => [m.fileId, m.md5, m.length, m.headerOffset, m.dataOffset]),
+          archive.id,
+          archive.committedAt,
+          chunk.map((m) => m.fileId),
+        ],
+      );
+    }
+    // One statement for the archive: only files that were ever retried have failures.
+    await this.#exec(
+      c,
+      `UPDATE failures SET resolved_at = ? WHERE resolved_at IS NULL AND file_id IN
+         (SELECT id FROM files WHERE archive_id = ? AND attempts > 0)`,
+      [archive.committedAt, archive.id],
+    );
+    return { skipped: await this.#notIn(c, archive.id, members) };
+  }
+
+  /** The members (in input order) whose file is not in archive `id`. */
+  async #notIn(
+    c: PoolConnection,
+    id: ArchiveId,
+    members: readonly ArchiveMember[],
+  ): Promise<FileId[]> {
+    if (members.length === 0) return [];
+    const inIt = new Set<number>();
+    for (const r of await this.#rows(c, "SELECT id FROM files WHERE archive_id = ?", [id])) {
+      inIt.add(int(r, "id"));
+    }
+    return members.filter((m) => !inIt.has(m.fileId)).map((m) => m.fileId);
+  }
+
+  async #recordLooseFailure(c: PoolConnection, failure: NewFailure): Promise<void> {
+    const key = failure.key ?? null;
+    const archive = failure.archiveId ?? null;
+    const resolved = failure.resolved === true;
+    // A repeat bumps the same row: an open one, or for a resolved fact, the same fact.
+    const [open] = await this.#rows(
+      c,
+      `SELECT id FROM failures WHERE source = ? AND stage = ? AND code = ? AND file_id IS NULL
+         AND (resolved_at IS NULL) = ? AND file_key <=> ? AND archive_id <=> ?
+       LIMIT 1 FOR UPDATE`,
+      [failure.source, failure.stage, failure.code, resolved ? 0 : 1, key, archive],
+    );
+    if (open !== undefined) {
+      await this.#exec(
+        c,
+        "UPDATE failures SET message = ?, attempts = attempts + 1, last_at = ? WHERE id = ?",
+        [failure.message, failure.nowMs, int(open, "id")],
+      );
+      return;
+    }
+    await this.#exec(
+      c,
+      `INSERT INTO failures (stage, code, message, source, file_id, file_key, archive_id,
+         attempts, first_at, last_at, resolved_at)
+       VALUES (?, ?, ?, ?, NULL, ?, ?, 1, ?, ?, ?)`,
+      [
+        failure.stage,
+        failure.code,
+        failure.message,
+        failure.source,
+        key,
+        archive,
+        failure.nowMs,
+        failure.nowMs,
+        resolved ? failure.nowMs : null,
+      ],
+    );
+  }
+
+  async #resolveFailures(c: PoolConnection, ids: readonly number[], nowMs: number): Promise<void> {
+    await this.#exec(
+      c,
+      "UPDATE failures SET resolved_at = ? WHERE file_id IN (?) AND resolved_at IS NULL",
+      [nowMs, ids],
+    );
+  }
+
+  async #schemaVersion(c: PoolConnection): Promise<number> {
+    const [table] = await this.#rows(
+      c,
+      `SELECT COUNT(*) AS n FROM information_schema.tables
+       WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'`,
+    );
+    if (table === undefined || int(table, "n") === 0) return 0;
+    const [r] = await this.#rows(c, "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations");
+    return r === undefined ? 0 : int(r, "v");
+  }
+
+  /** Runs `fn` unless closed, turning the driver's errors into `PortError`s. */
+  async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) {
+      throw new PortError(`Cannot ${what} in ${this.location}: the catalog is closed`, {
+        code: "CATALOG_CLOSED",
+        retryable: false,
+      });
+    }
+    try {
+      return await fn();
+    } catch (e) {
+      throw this.#wrap(e, what);
+    }
+  }
+
+  /** Runs `fn` on one pooled connection (autocommit). */
+  async #read<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
+    const c = await this.#acquire();
+    try {
+      const result = await fn(c);
+      c.release();
+      return result;
+    } catch (e) {
+      if (isConnectionError(e)) c.destroy();
+      else c.release();
+      throw e;
+    }
+  }
+
+  /** Runs `fn` inside START TRANSACTION ... COMMIT on one connection, rolling back if it throws. */
+  async #tx<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
+    const c = await this.#acquire();
+    try {
+      await this.#exec(c, "START TRANSACTION");
+      const result = await fn(c);
+      await this.#exec(c, "COMMIT");
+      c.release();
+      return result;
+    } catch (e) {
+      let broken = isConnectionError(e);
+      if (!broken) {
+        try {
+          await this.#exec(c, "ROLLBACK");
+        } catch {
+          broken = true;
+        }
+      }
+      if (broken) c.destroy();
+      else c.release();
+      throw e;
+    }
+  }
+
+  /** A pooled connection with this catalog's session settings. */
+  async #acquire(): Promise<PoolConnection> {
+    const c = await this.#pool.getConnection();
+    const driver = (c as unknown as { connection: object }).connection;
+    if (!this.#ready.has(driver)) {
+      try {
+        // A failed connection may report more than one error; the pool
+        // listens for the first only, and an unheard 'error' would throw.
+        (driver as { on?: (event: string, f: () => void) => void }).on?.("error", () => {});
+        await this.#exec(c, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        await this.#exec(
+          c,
+          "SET SESSION sql_mode = ?, SESSION innodb_lock_wait_timeout = ?, " +
+            "SESSION time_zone = '+00:00'",
+          [SQL_MODE, this.#lockWaitTimeoutSeconds],
+        );
+      } catch (e) {
+        c.destroy();
+        throw e;
+      }
+      this.#ready.add(driver);
+    }
+    return c;
+  }
+
+  /** Query options: the inactivity timeout unless `untimed` (migrations). */
+  #options(sql: string, how: Statement): { sql: string; timeout?: number } {
+    return this.#queryTimeoutMs === 0 || how.untimed === true
+      ? { sql }
+      : { sql, timeout: this.#queryTimeoutMs };
+  }
+
+  /** Rows of a SELECT; `?` placeholders are escaped by the client. */
+  async #rows(
+    c: PoolConnection,
+    sql: string,
+    params: readonly Param[] = [],
+    how: Statement = {},
+  ): Promise<Row[]> {
+    const [rows] = await c.query<RowDataPacket[]>(this.#options(sql, how), [...params]);
+    return rows as Row[];
+  }
+
+  /** The result of a statement that returns no rows. */
+  async #exec(
+    c: PoolConnection,
+    sql: string,
+    params: readonly Param[] = [],
+    how: Statement = {},
+  ): Promise<ResultSetHeader> {
+    const [result] = await c.query<ResultSetHeader>(this.#options(sql, how), [...params]);
+    return result;
+  }
+
+  /**
+   * Our own validation errors and `PortError`s pass unchanged; the driver's
+   * errors become a `PortError` with its code, naming the catalog and `what`.
+   */
+  #wrap(e: unknown, what: string): unknown {
+    if (
+      e instanceof PortError || e instanceof RangeError || e instanceof TypeError ||
+      e instanceof SyntaxError || !(e instanceof Error)
+    ) {
+      return e;
+    }
+    const { code, retryable } = classify(e);
+    const detail = e.message.replace(/\s+/g, " ").trim() || code;
+    return new PortError(`Cannot ${what} in ${this.location}: ${detail} (${code})`, {
+      code,
+      retryable,
+      cause: e,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+const ER_DUP_ENTRY = 1062;
+/** Duplicate column name, duplicate key name: a re-run migration statement. */
+const ALREADY_THERE = new Set([1060, 1061]);
+
+/** Codes by number for errors the driver does not name (MariaDB's own, client numbers). */
+const CODES_BY_ERRNO: Readonly<Record<number, string>> = {
+  1053: "ER_SERVER_SHUTDOWN",
+  1927: "ER_CONNECTION_KILLED",
+  2006: "CR_SERVER_GONE_ERROR",
+  2013: "CR_SERVER_LOST",
+};
+
+/** Codes after which the same call may succeed. */
+const RETRYABLE = new Set([
+  // the connection: lost, refused, reset, timed out, server restarting
+  "PROTOCOL_CONNECTION_LOST",
+  "PROTOCOL_SEQUENCE_TIMEOUT",
+  "MYSQL_CONNECTION_CLOSED",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EAI_AGAIN",
+  "ER_SERVER_SHUTDOWN",
+  "ER_CONNECTION_KILLED",
+  "ER_CON_COUNT_ERROR",
+  "ER_NET_READ_ERROR",
+  "ER_NET_READ_INTERRUPTED",
+  "ER_NET_ERROR_ON_WRITE",
+  "ER_NET_WRITE_INTERRUPTED",
+  "ER_CLIENT_INTERACTION_TIMEOUT",
+  "CR_SERVER_GONE_ERROR",
+  "CR_SERVER_LOST",
+  // the transaction was rolled back or never got its locks
+  "ER_LOCK_DEADLOCK",
+  "ER_LOCK_WAIT_TIMEOUT",
+  "ER_QUERY_INTERRUPTED",
+]);
+
+/** Codes after which a connection is not to be used again. */
+const CONNECTION_CODES = new Set(
+  [...RETRYABLE].filter((c) => c !== "ER_LOCK_DEADLOCK" && c !== "ER_LOCK_WAIT_TIMEOUT"),
+);
+
+function errno(e: unknown): number | undefined {
+  const n = (e as { errno?: unknown } | null)?.errno;
+  return typeof n === "number" ? n : undefined;
+}
+
+function classify(e: Error): { code: string; retryable: boolean } {
+  const raw = (e as { code?: unknown }).code;
+  const n = errno(e);
+  let code = typeof raw === "string" && raw.length > 0
+    ? raw
+    : n !== undefined
+    ? CODES_BY_ERRNO[n] ?? `ER_${n}`
+    : undefined;
+  const fatal = (e as { fatal?: unknown }).fatal === true;
+  if (code === undefined) {
+    if (e.message === "Pool is closed.") return { code: "CATALOG_CLOSED", retryable: false };
+    code = fatal ? "MYSQL_CONNECTION_CLOSED" : "MYSQL_ERROR";
+  }
+  // A socket path that is not there (yet) while the server restarts.
+  if (code === "ENOENT" && (e as { syscall?: unknown }).syscall === "connect") {
+    return { code, retryable: true };
+  }
+  return { code, retryable: RETRYABLE.has(code) };
+}
+
+function isConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if ((e as { fatal?: unknown }).fatal === true) return true;
+  const { code } = classify(e);
+  return CONNECTION_CODES.has(code);
+}
+
+// ---------------------------------------------------------------------------
+// Hashes (the same as the generated columns in schema.ts)
+
+const NUL = Buffer.from([0]);
+
+/** First 16 bytes of SHA-256(source, NUL, key): the `files.key_hash` column. */
+function keyHash(source: string, key: string): Buffer {
+  return createHash("sha256").update(Buffer.from(source, "utf8")).update(NUL)
+    .update(Buffer.from(key, "utf8")).digest().subarray(0, 16);
+}
+
+/** First 16 bytes of SHA-256(version): the `files.version_hash` column. */
+function versionHash(version: string): Buffer {
+  return createHash("sha256").update(Buffer.from(version, "utf8")).digest().subarray(0, 16);
+}
+
+function hashHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+function uniqueBuffers(xs: readonly Buffer[]): Buffer[] {
+  const seen = new Map<string, Buffer>();
+  for (const x of xs) seen.set(hashHex(x), x);
+  return [...seen.values()];
+}
+
+// ---------------------------------------------------------------------------
+// Validation (the SQLite catalog's rules and messages)
+
+function checkTime(name: string, v: number): void {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new RangeError(`Invalid ${name}: ${v} is not a finite number`);
+  }
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new RangeError(`Invalid limit: ${limit} is not a non-negative integer`);
+  }
+}
+
+function checkPositive(what: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw new RangeError(`Invalid ${what}: ${v} is not a positive integer`);
+  }
+}
+
+function isCount(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 0;
+}
+
+function checkCount(what: string, v: number): void {
+  if (!isCount(v)) throw new RangeError(`${what}: ${v} is not a non-negative integer`);
+}
+
+function checkEntry(e: SourceEntry): void {
+  if (typeof e.key !== "string" || e.key.length === 0) {
+    throw new TypeError(
+      `Invalid source entry: key ${JSON.stringify(e.key)} is not a non-empty string`,
+    );
+  }
+  const what = () => `source entry ${JSON.stringify(e.key)}`;
+  if (typeof e.version !== "string") {
+    throw new TypeError(`Invalid ${what()}: version is not a string`);
+  }
+  if (!isCount(e.length)) checkCount(`Invalid length of ${what()}`, e.length);
+  if (typeof e.mtimeMs !== "number" || !Number.isFinite(e.mtimeMs)) {
+    checkTime(`mtimeMs of ${what()}`, e.mtimeMs);
+  }
+  if (e.sourceFid !== undefined && !isCount(e.sourceFid)) {
+    checkCount(`Invalid sourceFid of ${what()}`, e.sourceFid);
+  }
+}
+
+function checkArchive(a: ArchiveRow): void {
+  const what = `Cannot commit archive ${a.id}`;
+  checkCount(`${what}: invalid size`, a.size);
+  checkCount(`${what}: invalid fileCount`, a.fileCount);
+  checkCount(`${what}: invalid dataBytes`, a.dataBytes);
+  checkTime("createdAt", a.createdAt);
+  checkTime("committedAt", a.committedAt);
+}
+
+function checkMember(id: ArchiveId, m: ArchiveMember): void {
+  const what = `Cannot commit archive ${id}: member fid:${m.fileId}`;
+  if (typeof m.md5 !== "string" || !MD5.test(m.md5)) {
+    throw new RangeError(`${what} has an invalid md5 ${JSON.stringify(m.md5)}`);
+  }
+  checkCount(`${what} has an invalid length`, m.length);
+  checkCount(`${what} has an invalid header offset`, m.headerOffset);
+  checkCount(`${what} has an invalid data offset`, m.dataOffset);
+  if (m.dataOffset <= m.headerOffset) {
+    throw new RangeError(
+      `${what} has its data offset ${m.dataOffset} before its header offset ${m.headerOffset}`,
+    );
+  }
+}
+
+function checkOwner(owner: string): void {
+  if (typeof owner !== "string" || owner.length === 0 || owner.length > 200) {
+    throw new TypeError(`Invalid lease owner: ${JSON.stringify(owner)} (1 to 200 characters)`);
+  }
+}
+
+function checkLease(name: string, owner: string, ttlMs: number, nowMs: number): void {
+  if (typeof name !== "string" || name.length === 0 || name.length > 200) {
+    throw new TypeError(`Invalid lease name: ${JSON.stringify(name)} (1 to 200 characters)`);
+  }
+  checkOwner(owner);
+  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`Invalid lease ttl for ${name}: ${ttlMs} (a positive integer of ms)`);
+  }
+  checkTime("nowMs", nowMs);
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+
+function newFileRow(id: FileId, source: SourceId, e: SourceEntry, nowMs: number): FileRow {
+  return {
+    id,
+    source,
+    key: e.key,
+    version: e.version,
+    domain: e.domain ?? null,
+    storageClass: e.storageClass ?? null,
+    sourceFid: e.sourceFid ?? null,
+    length: e.length,
+    mtimeMs: e.mtimeMs,
+    discoveredAt: nowMs,
+    state: "pending",
+    md5: null,
+    archiveId: null,
+    headerOffset: null,
+    dataOffset: null,
+    archivedAt: null,
+    attempts: 0,
+    nextAttemptAt: null,
+    note: null,
+  };
+}
+
+function toFileRow(r: Row): FileRow {
+  const archive = optStr(r, "archive_id");
+  return {
+    id: fileId(int(r, "id")),
+    source: sourceId(str(r, "source")),
+    key: str(r, "file_key"),
+    version: str(r, "version"),
+    domain: optStr(r, "domain"),
+    storageClass: optStr(r, "storage_class"),
+    sourceFid: optInt(r, "source_fid"),
+    length: int(r, "length"),
+    mtimeMs: int(r, "mtime_ms"),
+    discoveredAt: int(r, "discovered_at"),
+    state: state(r),
+    md5: optStr(r, "md5"),
+    archiveId: archive === null ? null : archiveId(archive),
+    headerOffset: optInt(r, "header_offset"),
+    dataOffset: optInt(r, "data_offset"),
+    archivedAt: optInt(r, "archived_at"),
+    attempts: int(r, "attempts"),
+    nextAttemptAt: optInt(r, "next_attempt_at"),
+    note: optStr(r, "note"),
+  };
+}
+
+function toArchiveRow(r: Row): ArchiveRow {
+  return {
+    id: archiveId(str(r, "id")),
+    store: str(r, "store"),
+    remoteId: remoteArchiveId(str(r, "remote_id")),
+    size: int(r, "size"),
+    treeHash: str(r, "tree_hash"),
+    fileCount: int(r, "file_count"),
+    dataBytes: int(r, "data_bytes"),
+    description: str(r, "description"),
+    createdAt: int(r, "created_at"),
+    committedAt: int(r, "committed_at"),
+  };
+}
+
+function toFailureRow(r: Row): FailureRow {
+  const stage = str(r, "stage") as Stage;
+  if (!STAGES.includes(stage)) throw new TypeError(`Unknown failure stage in catalog: ${stage}`);
+  const file = optInt(r, "file_id");
+  const archive = optStr(r, "archive_id");
+  return {
+    id: int(r, "id"),
+    stage,
+    code: str(r, "code"),
+    message: str(r, "message"),
+    source: sourceId(str(r, "source")),
+    fileId: file === null ? null : fileId(file),
+    key: optStr(r, "file_key"),
+    archiveId: archive === null ? null : archiveId(archive),
+    attempts: int(r, "attempts"),
+    firstAt: int(r, "first_at"),
+    lastAt: int(r, "last_at"),
+    resolvedAt: optInt(r, "resolved_at"),
+  };
+}
+
+function state(r: Row): FileState {
+  const s = str(r, "state");
+  if (!FILE_STATES.includes(s as FileState)) {
+    throw new TypeError(`Unknown file state in catalog: ${s}`);
+  }
+  return s as FileState;
+}
+
+const UTF8 = new TextDecoder();
+
+/** Text, from a text column (string) or a byte column (the string's UTF-8). */
+function str(r: Row, column: string): string {
+  const v = r[column];
+  if (typeof v === "string") return v;
+  if (v instanceof Uint8Array) return UTF8.decode(v);
+  throw new TypeError(`Catalog column ${column} is not text: ${v}`);
+}
+
+function optStr(r: Row, column: string): string | null {
+  return r[column] === null ? null : str(r, column);
+}
+
+function bytes(r: Row, column: string): Uint8Array {
+  const v = r[column];
+  if (v instanceof Uint8Array) return v;
+  throw new TypeError(`Catalog column ${column} is not bytes: ${v}`);
+}
+
+/**
+ * An integer column: BIGINTs arrive as numbers when they are safe integers
+ * and as strings otherwise, DECIMAL sums as strings; anything that is not a
+ * safe integer is refused rather than rounded.
+ */
+function int(r: Row, column: string): number {
+  const v = r[column];
+  const n = typeof v === "number"
+    ? v
+    : typeof v === "bigint"
+    ? Number(v)
+    : typeof v === "string" && /^-?\d+$/.test(v)
+    ? Number(v)
+    : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new TypeError(`Catalog column ${column} is not a safe integer: ${v}`);
+  }
+  return n;
+}
+
+function optInt(r: Row, column: string): number | null {
+  return r[column] === null || r[column] === undefined ? null : int(r, column);
+}

@@ -1,0 +1,566 @@
+/**
+ * The MySQL catalog against a real MariaDB (Debian's `mariadb-server`, one
+ * throwaway server for this file, a fresh database per test): the shared
+ * conformance suite, then what only a client/server database has to get
+ * right: concurrent migrations, credentials, restarts, a server killed
+ * mid-commit, concurrent claimers, byte-exact keys.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import mysql from "mysql2/promise";
+import { catalogConformance } from "./catalog_conformance.ts";
+import { lazyMariaDB, type MariaDB, mariadbTestOptions } from "./_mariadb.ts";
+import { MysqlCatalog, type MysqlCatalogOptions } from "../adapters/catalog/mysql.ts";
+import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
+import { PortError } from "../core/errors.ts";
+import { archiveId, type FileId, remoteArchiveId, sourceId } from "../core/ids.ts";
+import type { ArchiveMember, ArchiveRow, FileRow, SourceEntry } from "../core/ports.ts";
+
+const { ignore } = mariadbTestOptions("catalog mysql");
+const mariadb = lazyMariaDB();
+
+const T0 = 1_760_000_000_000;
+const SRC = sourceId("dir:/srv/uploads");
+
+function entry(key: string, version = "v1"): SourceEntry {
+  return { key, version, length: 100, mtimeMs: T0 - 60_000 };
+}
+
+function archiveRow(id: string, extra: Partial<ArchiveRow> = {}): ArchiveRow {
+  return {
+    id: archiveId(id),
+    store: "file:///srv/vault",
+    remoteId: remoteArchiveId(`${id}.tar`),
+    size: 10_240,
+    treeHash: "ab".repeat(32),
+    fileCount: 1,
+    dataBytes: 100,
+    description: `coldpack v1 ${id}`,
+    createdAt: T0 + 50,
+    committedAt: T0 + 100,
+    ...extra,
+  };
+}
+
+function membersOf(rows: readonly FileRow[]): ArchiveMember[] {
+  return rows.map((r, i) => ({
+    fileId: r.id,
+    md5: (r.id * 7 + i).toString(16).padStart(32, "0"),
+    length: r.length,
+    headerOffset: i * 1024,
+    dataOffset: i * 1024 + 512,
+  }));
+}
+
+/** Connection options for `database` on the shared server. */
+function optionsFor(server: MariaDB, database: string): MysqlCatalogOptions {
+  return {
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    database,
+  };
+}
+
+/** A fresh database and a catalog on it, both disposed of after `fn`. */
+async function withCatalog(
+  fn: (c: MysqlCatalog, server: MariaDB, database: string) => Promise<void>,
+  extra: Partial<MysqlCatalogOptions> = {},
+): Promise<void> {
+  const server = await mariadb.get();
+  const database = await server.createDatabase();
+  const catalog = await MysqlCatalog.open({ ...optionsFor(server, database), ...extra });
+  try {
+    await fn(catalog, server, database);
+  } finally {
+    await catalog.close();
+    await server.dropDatabase(database);
+  }
+}
+
+function test(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name: `mysql: ${name}`, ignore, fn });
+}
+
+function isPortError(code: string, retryable: boolean): (e: unknown) => boolean {
+  return (e: unknown) => {
+    assert.ok(e instanceof PortError, `expected a PortError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    assert.equal(e.retryable, retryable, e.message);
+    return true;
+  };
+}
+
+catalogConformance("mysql", async () => {
+  const server = await mariadb.get();
+  const database = await server.createDatabase();
+  const catalog = await MysqlCatalog.open(optionsFor(server, database));
+  return {
+    catalog,
+    cleanup: async () => {
+      await catalog.close();
+      await server.dropDatabase(database);
+    },
+  };
+}, { ignore });
+
+test("migrations are recorded once and a migration cut short runs again", async () => {
+  await withCatalog(async (c, server, db) => {
+    const applied = async () =>
+      (await server.rootQuery(
+        `SELECT version, name FROM \`${db}\`.schema_migrations ORDER BY version`,
+      )).map((r) => [Number(r.version), r.name]);
+    assert.deepEqual(await applied(), MIGRATIONS.map((m) => [m.version, m.name]));
+    assert.equal(await c.migrate(), LATEST_SCHEMA_VERSION);
+    assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
+    assert.deepEqual(await applied(), MIGRATIONS.map((m) => [m.version, m.name]));
+    // DDL commits at once in MySQL: a crash after migration 2's statements
+    // but before its version row leaves them applied and unrecorded.
+    await server.rootQuery(`DELETE FROM \`${db}\`.schema_migrations WHERE version = 2`);
+    assert.equal(await c.schemaVersion(), 1);
+    assert.equal(await c.migrate(), LATEST_SCHEMA_VERSION);
+    assert.deepEqual(await applied(), MIGRATIONS.map((m) => [m.version, m.name]));
+    // and the schema works
+    const [f] = await c.addDiscovered(SRC, [entry("after-rerun")], T0);
+    assert.ok(f);
+    assert.equal((await c.claimFiles(SRC, { owner: "w", limit: 5, nowMs: T0 })).length, 1);
+  });
+});
+
+test("two catalogs migrating one empty database at once apply each migration once", async () => {
+  const server = await mariadb.get();
+  const db = await server.createDatabase();
+  const a = await MysqlCatalog.open({ ...optionsFor(server, db), migrate: false });
+  const b = await MysqlCatalog.open({ ...optionsFor(server, db), migrate: false });
+  try {
+    assert.equal(await a.schemaVersion(), 0);
+    const versions = await Promise.all([a.migrate(), b.migrate(), a.migrate(), b.migrate()]);
+    assert.deepEqual(versions, versions.map(() => LATEST_SCHEMA_VERSION));
+    const rows = await server.rootQuery(
+      `SELECT version, COUNT(*) AS n FROM \`${db}\`.schema_migrations GROUP BY version`,
+    );
+    assert.deepEqual(
+      rows.map((r) => [Number(r.version), Number(r.n)]),
+      MIGRATIONS.map((m) => [
+        m.version,
+        1,
+      ]),
+    );
+  } finally {
+    await a.close();
+    await b.close();
+    await server.dropDatabase(db);
+  }
+});
+
+test("a database from a newer coldpack is refused with SCHEMA_TOO_NEW", async () => {
+  await withCatalog(async (_c, server, db) => {
+    await server.rootQuery(
+      `INSERT INTO \`${db}\`.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+      [LATEST_SCHEMA_VERSION + 7, "from_the_future", T0],
+    );
+    const tooNew = (e: unknown) =>
+      e instanceof PortError && e.code === "SCHEMA_TOO_NEW" && e.retryable === false &&
+      e.message.includes(`schema version ${LATEST_SCHEMA_VERSION + 7}`);
+    await assert.rejects(MysqlCatalog.open(optionsFor(server, db)), tooNew);
+    const unmigrated = await MysqlCatalog.open({ ...optionsFor(server, db), migrate: false });
+    try {
+      assert.equal(await unmigrated.schemaVersion(), LATEST_SCHEMA_VERSION + 7);
+      await assert.rejects(unmigrated.migrate(), tooNew);
+    } finally {
+      await unmigrated.close();
+    }
+  });
+});
+
+test("a wrong password is ER_ACCESS_DENIED_ERROR, not retryable, and never shown", async () => {
+  const server = await mariadb.get();
+  const db = await server.createDatabase();
+  const wrong = `wrong-${crypto.randomUUID()}`;
+  try {
+    await assert.rejects(
+      MysqlCatalog.open({ ...optionsFor(server, db), password: wrong }),
+      (e: unknown) => {
+        isPortError("ER_ACCESS_DENIED_ERROR", false)(e);
+        const m = (e as Error).message;
+        assert.ok(m.includes(`mysql://coldpack@127.0.0.1:${server.port}/${db}`), m);
+        assert.ok(!m.includes(wrong) && !m.includes(server.password), "no password in message");
+        assert.ok(!String((e as Error).stack).includes(wrong), "no password in the stack");
+        return true;
+      },
+    );
+  } finally {
+    await server.dropDatabase(db);
+  }
+});
+
+test("an unknown database is ER_BAD_DB_ERROR, not retryable", async () => {
+  const server = await mariadb.get();
+  await assert.rejects(
+    MysqlCatalog.open(optionsFor(server, "no_such_catalog")),
+    (e: unknown) =>
+      isPortError("ER_BAD_DB_ERROR", false)(e) &&
+      (e as Error).message.includes("no_such_catalog"),
+  );
+});
+
+test("a server that is not there is a retryable ECONNREFUSED", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  await assert.rejects(
+    MysqlCatalog.open({
+      host: "127.0.0.1",
+      port,
+      user: "coldpack",
+      password: "x",
+      database: "catalog",
+    }),
+    (e: unknown) =>
+      isPortError("ECONNREFUSED", true)(e) &&
+      (e as Error).message.includes(`mysql://coldpack@127.0.0.1:${port}/catalog`),
+  );
+});
+
+test("the pool recovers by itself after the server restarts", async () => {
+  await withCatalog(async (c, server) => {
+    // Several pooled connections, all idle when the server goes away.
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => c.addDiscovered(SRC, [entry(`r${i}`)], T0)),
+    );
+    await server.restart();
+    try {
+      await c.status();
+    } catch (e) {
+      // the first call may meet a connection the client has not seen die yet
+      assert.ok(e instanceof PortError && e.retryable, `not a retryable PortError: ${e}`);
+    }
+    assert.equal((await c.status()).files.pending, 8);
+    // every pooled connection works again
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => c.addDiscovered(SRC, [entry(`s${i}`)], T0)),
+    );
+    assert.equal((await c.status()).files.pending, 16);
+  });
+});
+
+test("a server killed mid-commitArchive keeps the archive whole or absent", async () => {
+  await withCatalog(async (c, server, db) => {
+    const n = 30_000;
+    const rows = await c.addDiscovered(
+      SRC,
+      Array.from({ length: n }, (_, i) => entry(`big/${i}`)),
+      T0,
+    );
+    const last = rows[n - 1];
+    assert.ok(last);
+    const archive = archiveRow("arc-killed", { fileCount: n });
+    const members = membersOf(rows);
+    // Another session locks the last member, so the commit stops there with
+    // every earlier member updated, inside its transaction: then SIGKILL.
+    const blocker = await mysql.createConnection({ ...optionsFor(server, db) });
+    blocker.on("error", () => {}); // it dies with the server
+    try {
+      await blocker.query("START TRANSACTION");
+      await blocker.query("SELECT id FROM files WHERE id = ? FOR UPDATE", [last.id]);
+      const commit = c.commitArchive(archive, members).then(
+        (r) => ({ ok: true as const, r }),
+        (e: unknown) => ({ ok: false as const, e }),
+      );
+      for (let tries = 0;; tries++) {
+        const trx = await server.rootQuery(
+          "SELECT trx_state, trx_rows_modified, trx_rows_locked FROM information_schema.innodb_trx",
+        );
+        if (trx.some((t) => t.trx_state === "LOCK WAIT" && Number(t.trx_rows_modified) > 0)) {
+          break;
+        }
+        if (tries > 150) {
+          const pl = await server.rootQuery(
+            "SELECT id, time, state, LEFT(info, 100) AS info FROM information_schema.processlist",
+          );
+          assert.fail(`the commit never waited: ${JSON.stringify(trx)} ${JSON.stringify(pl)}`);
+        }
+        // innodb_trx is a cache refreshed only when last read over 0.1 s ago
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await server.kill();
+      const outcome = await commit;
+      assert.ok(!outcome.ok, "the commit cannot have finished");
+      assert.ok(
+        outcome.e instanceof PortError && outcome.e.retryable &&
+          outcome.e.message.includes("arc-killed"),
+        `a commit cut by a dead server is a retryable PortError naming the archive: ${outcome.e}`,
+      );
+    } finally {
+      blocker.destroy();
+    }
+    await server.restart();
+    const count = async () =>
+      Number(
+        (await server.rootQuery(
+          `SELECT COUNT(*) AS n FROM \`${db}\`.files WHERE archive_id = 'arc-killed'`,
+        ))[0]?.n,
+      );
+    // Nothing of it survived the crash.
+    assert.equal(await c.archive(archive.id), null);
+    assert.equal(await count(), 0);
+    assert.deepEqual(await c.status().then((s) => s.files.pending), n);
+    // The retry the wrapper would make does the job, once.
+    assert.deepEqual(await c.commitArchive(archive, members), { skipped: [] });
+    assert.equal(await count(), n);
+    assert.equal((await c.status()).archives, 1);
+  });
+});
+
+test("two daemons claiming from 2,000 pending files never get the same file", async () => {
+  await withCatalog(async (first, server, db) => {
+    const n = 2000;
+    await first.addDiscovered(SRC, Array.from({ length: n }, (_, i) => entry(`f/${i}`)), T0);
+    const second = await MysqlCatalog.open(optionsFor(server, db));
+    try {
+      assert.ok(await first.acquireLease("worker:a", "a", 600_000, T0));
+      assert.ok(await second.acquireLease("worker:b", "b", 600_000, T0));
+      /** Walks the pending files claiming 25 at a time until a walk claims nothing new. */
+      const daemon = async (c: MysqlCatalog, owner: string): Promise<Set<FileId>> => {
+        const mine = new Set<FileId>();
+        for (let fresh = true; fresh;) {
+          fresh = false;
+          let afterId: FileId | undefined;
+          for (;;) {
+            const page = await c.claimFiles(SRC, {
+              owner,
+              limit: 25,
+              nowMs: T0 + 1,
+              ...(afterId === undefined ? {} : { afterId }),
+            });
+            const last = page[page.length - 1];
+            if (last === undefined) break;
+            for (const r of page) {
+              if (!mine.has(r.id)) fresh = true;
+              mine.add(r.id);
+            }
+            afterId = last.id;
+          }
+        }
+        return mine;
+      };
+      const [a, b] = await Promise.all([daemon(first, "a"), daemon(second, "b")]);
+      const both = [...a].filter((id) => b.has(id));
+      assert.deepEqual(both, [], "no file claimed by both");
+      assert.equal(a.size + b.size, n, "every file claimed");
+      assert.ok(a.size > 0 && b.size > 0, `both daemons claimed (a ${a.size}, b ${b.size})`);
+      const owners = await server.rootQuery(
+        `SELECT claimed_by AS owner, COUNT(*) AS n FROM \`${db}\`.files
+         GROUP BY claimed_by ORDER BY claimed_by`,
+      );
+      assert.deepEqual(
+        owners.map((r) => [String(r.owner), Number(r.n)]),
+        [["a", a.size], ["b", b.size]],
+      );
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+test("a daemon takes over the claims of one whose worker lease expired", async () => {
+  await withCatalog(async (dead, server, db) => {
+    await dead.addDiscovered(SRC, ["t1", "t2", "t3"].map((k) => entry(k)), T0);
+    const live = await MysqlCatalog.open(optionsFor(server, db));
+    try {
+      assert.ok(await dead.acquireLease("worker:dead", "dead", 30_000, T0));
+      assert.equal((await dead.claimFiles(SRC, { owner: "dead", limit: 2, nowMs: T0 })).length, 2);
+      assert.ok(await live.acquireLease("worker:live", "live", 60_000, T0 + 1_000));
+      // while the dead daemon's lease runs, only the unclaimed file is free
+      assert.deepEqual(
+        (await live.claimFiles(SRC, { owner: "live", limit: 10, nowMs: T0 + 29_999 }))
+          .map((r) => r.key),
+        ["t3"],
+      );
+      assert.equal(await live.acquireLease("worker:dead", "live", 1_000, T0 + 29_999), false);
+      // at its expiry, its claims are taken over
+      assert.deepEqual(
+        (await live.claimFiles(SRC, { owner: "live", limit: 10, nowMs: T0 + 30_000 }))
+          .map((r) => r.key),
+        ["t1", "t2", "t3"],
+      );
+      // and the old owner, back to life, gets nothing of them
+      assert.ok(await dead.acquireLease("worker:dead", "dead", 30_000, T0 + 30_001));
+      assert.deepEqual(
+        await dead.claimFiles(SRC, { owner: "dead", limit: 10, nowMs: T0 + 30_001 }),
+        [],
+      );
+    } finally {
+      await live.close();
+    }
+  });
+});
+
+test("keys differing in case, normalization, trailing spaces or past 2 KB stay distinct", async () => {
+  await withCatalog(async (c) => {
+    const long = "k/".repeat(1024); // 2 KB
+    const keys = [
+      "Readme.txt",
+      "README.txt",
+      "readme.txt",
+      "caf\u00e9.png", // é precomposed (NFC)
+      "cafe\u0301.png", // e + combining acute (NFD)
+      "trail",
+      "trail ",
+      "trail  ",
+      `${long}a`,
+      `${long}b`,
+      "\u{1F9CA}".repeat(600), // 2,400 bytes of 4-byte characters
+      "\u{1F9CA}".repeat(601),
+    ];
+    const rows = await c.addDiscovered(SRC, keys.map((k) => entry(k)), T0);
+    assert.deepEqual(rows.map((r) => r.key), keys);
+    assert.equal(new Set(rows.map((r) => r.id)).size, keys.length);
+    const latest = await c.latestVersions(SRC, keys);
+    assert.deepEqual([...latest.keys()].sort(), [...keys].sort());
+    for (const [i, k] of keys.entries()) {
+      assert.deepEqual(await c.fileVersions(SRC, k), [rows[i]], `versions of ${JSON.stringify(k)}`);
+    }
+    assert.deepEqual(await c.fileVersions(SRC, "readme.TXT"), []);
+    assert.deepEqual(await c.fileVersions(SRC, "trail   "), []);
+    assert.deepEqual(await c.fileVersions(SRC, long), []);
+    assert.deepEqual(await c.addDiscovered(SRC, keys.map((k) => entry(k)), T0 + 1), []);
+    // versions, sources and cursor names are exact too
+    const v = await c.addDiscovered(
+      SRC,
+      [entry("Readme.txt", "V1"), entry("Readme.txt", "v1 ")],
+      T0,
+    );
+    assert.equal(v.length, 2);
+    await c.setCursor("cursor", "lower");
+    await c.setCursor("CURSOR", "upper");
+    await c.setCursor("cursor ", "spaced");
+    assert.deepEqual(
+      [await c.getCursor("cursor"), await c.getCursor("CURSOR"), await c.getCursor("cursor ")],
+      ["lower", "upper", "spaced"],
+    );
+  });
+});
+
+test("two daemons committing the same archive at once both succeed, once", async () => {
+  await withCatalog(async (a, server, db) => {
+    const rows = await a.addDiscovered(SRC, ["x1", "x2", "x3"].map((k) => entry(k)), T0);
+    const b = await MysqlCatalog.open(optionsFor(server, db));
+    try {
+      const archive = archiveRow("arc-twice", { fileCount: 3 });
+      const members = membersOf(rows);
+      const results = await Promise.all([
+        a.commitArchive(archive, members),
+        b.commitArchive(archive, members),
+      ]);
+      assert.deepEqual(results, [{ skipped: [] }, { skipped: [] }]);
+      assert.equal((await a.archiveFiles(archive.id)).length, 3);
+      assert.equal((await a.status()).archives, 1);
+    } finally {
+      await b.close();
+    }
+  });
+});
+
+test("an integer beyond 2^53 in the database is refused, not rounded", async () => {
+  await withCatalog(async (c, server, db) => {
+    const [f] = await c.addDiscovered(SRC, [entry("huge")], T0);
+    assert.ok(f);
+    await server.rootQuery(`UPDATE \`${db}\`.files SET source_fid = ? WHERE id = ?`, [
+      "9007199254740993",
+      f.id,
+    ]);
+    await assert.rejects(
+      c.file(f.id),
+      (e: unknown) => e instanceof TypeError && /source_fid is not a safe integer/.test(e.message),
+    );
+  });
+});
+
+test("the hot queries use their indexes", async () => {
+  await withCatalog(async (c, server, db) => {
+    // Enough rows for the optimizer to choose, some archived, some failed.
+    const rows = await c.addDiscovered(
+      SRC,
+      Array.from({ length: 2000 }, (_, i) => ({ ...entry(`e/${i}`), sourceFid: i })),
+      T0,
+    );
+    await c.commitArchive(
+      archiveRow("arc-explain", { fileCount: 20 }),
+      membersOf(rows.slice(0, 20)),
+    );
+    for (const r of rows.slice(100, 120)) {
+      await c.recordFailure({
+        stage: "fetch",
+        code: "EIO",
+        message: "read error",
+        source: SRC,
+        fileId: r.id,
+        nowMs: T0,
+        retryAt: T0 + 1000,
+      });
+    }
+    await server.rootQuery(`ANALYZE TABLE \`${db}\`.files, \`${db}\`.failures`);
+    const id = rows[150]?.id;
+    const plan = async (sql: string) =>
+      (await server.rootQuery(`EXPLAIN ${sql}`)).map((r) => `${r.table}:${r.key}`).join(", ");
+    const t = `\`${db}\`.files`;
+    const cases: [string, RegExp][] = [
+      [`SELECT * FROM ${t} WHERE id = ${id}`, /files:PRIMARY/],
+      [
+        `SELECT * FROM ${t} FORCE INDEX (files_pending) WHERE state = 'pending' AND source = 's'
+         AND id > 0 ORDER BY id LIMIT 5 FOR UPDATE SKIP LOCKED`,
+        /files:files_pending/,
+      ],
+      [
+        `SELECT * FROM ${t} WHERE archive_id = 'arc-explain' ORDER BY data_offset, id`,
+        /files:files_archive/,
+      ],
+      [`SELECT * FROM ${t} WHERE key_hash = 'x' AND source = 's'`, /files:files_version/],
+      [
+        `SELECT key_hash, MAX(id) FROM ${t} WHERE key_hash IN ('a', 'b') GROUP BY key_hash`,
+        /files:files_version/,
+      ],
+      [`SELECT * FROM ${t} WHERE source_fid = 123`, /files:files_source_fid/],
+      [
+        `SELECT * FROM \`${db}\`.failures WHERE resolved_at IS NULL ORDER BY last_at DESC LIMIT 5`,
+        /failures:failures_open/,
+      ],
+    ];
+    for (const [sql, expected] of cases) {
+      const p = await plan(sql);
+      assert.match(p, expected, `${sql} -> ${p}`);
+    }
+  });
+});
+
+test("close is idempotent and later calls reject with CATALOG_CLOSED", async () => {
+  const server = await mariadb.get();
+  const db = await server.createDatabase();
+  const c = await MysqlCatalog.open(optionsFor(server, db));
+  await c.close();
+  await c.close();
+  await assert.rejects(c.status(), isPortError("CATALOG_CLOSED", false));
+  await server.dropDatabase(db);
+});
+
+test("invalid options are rejected before connecting", async () => {
+  const base = { host: "127.0.0.1", port: 3306, user: "u", password: "p", database: "d" };
+  await assert.rejects(
+    MysqlCatalog.open({ ...base, port: 0 }),
+    (e: unknown) => e instanceof RangeError && /port: 0/.test(e.message),
+  );
+  await assert.rejects(
+    MysqlCatalog.open({ ...base, poolSize: 0 }),
+    (e: unknown) => e instanceof RangeError && /pool size: 0/.test(e.message),
+  );
+  await assert.rejects(
+    MysqlCatalog.open({ ...base, database: "" }),
+    (e: unknown) => e instanceof TypeError && /database: empty/.test(e.message),
+  );
+});
+
+// Last: the shared server goes with the file's tests.
+Deno.test({ name: "mysql: stop the shared MariaDB", ignore, fn: () => mariadb.stop() });
