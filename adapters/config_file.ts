@@ -5,6 +5,7 @@
 
 import { parse as parseToml } from "smol-toml";
 import { ConfigError } from "../core/errors.ts";
+import type { ConfigInputs } from "../core/config.ts";
 
 /** A parsed config file. */
 export interface ConfigFile {
@@ -37,4 +38,20 @@ export async function readConfigFile(path: string, where = "--config"): Promise<
     throw new ConfigError(path, "the config file must hold a table of settings");
   }
   return { path, values: values as Record<string, unknown> };
+}
+
+/**
+ * What a program's settings are resolved from: its string flags, the
+ * environment, and the config file named by `--config` or `COLDPACK_CONFIG`.
+ */
+export async function collectInputs(
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): Promise<ConfigInputs> {
+  const env = Deno.env.toObject();
+  const flags: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(values)) if (typeof v === "string") flags[k] = v;
+  const configPath = flags["config"] ?? env["COLDPACK_CONFIG"];
+  const where = flags["config"] !== undefined ? "--config" : "COLDPACK_CONFIG";
+  const file = configPath ? await readConfigFile(configPath, where) : undefined;
+  return file ? { flags, env, file } : { flags, env };
 }

@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { openCatalog } from "../adapters/registry.ts";
-import { readConfigFile } from "../adapters/config_file.ts";
+import { collectInputs } from "../adapters/config_file.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
 import {
   BACKUP_SETTINGS,
@@ -100,18 +100,6 @@ async function main(args: string[]): Promise<number> {
 function usage(message: string): number {
   console.error(`coldpack-admin: ${message}\nTry: coldpack-admin --help`);
   return EXIT.usage;
-}
-
-async function collectInputs(
-  values: Record<string, string | boolean | undefined>,
-): Promise<ConfigInputs> {
-  const env = Deno.env.toObject();
-  const flags: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(values)) if (typeof v === "string") flags[k] = v;
-  const configPath = flags["config"] ?? env["COLDPACK_CONFIG"];
-  const where = flags["config"] !== undefined ? "--config" : "COLDPACK_CONFIG";
-  const file = configPath ? await readConfigFile(configPath, where) : undefined;
-  return file ? { flags, env, file } : { flags, env };
 }
 
 async function migrate(inputs: ConfigInputs, check: boolean): Promise<number> {

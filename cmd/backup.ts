@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { openCatalog, openPacker, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
-import { readConfigFile } from "../adapters/config_file.ts";
+import { collectInputs } from "../adapters/config_file.ts";
 import { TerminalProgress } from "../adapters/progress/terminal.ts";
 import { type BackupSummary, retryRecorder, runBackup } from "../core/backup.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
@@ -94,7 +94,7 @@ async function main(args: string[]): Promise<number> {
     return usage(`unknown command "${positionals.join(" ")}" (expected none or "status")`);
   }
   try {
-    const inputs = await collectInputs(values as Record<string, string | boolean | undefined>);
+    const inputs = await collectInputs(values);
     if (command === "status") return await status(inputs, values.json === true);
     return await backup(inputs, values.once === true);
   } catch (e) {
@@ -107,18 +107,6 @@ async function main(args: string[]): Promise<number> {
 function usage(message: string): number {
   console.error(`coldpack-backup: ${message}\nTry: coldpack-backup --help`);
   return EXIT.usage;
-}
-
-async function collectInputs(
-  values: Record<string, string | boolean | undefined>,
-): Promise<ConfigInputs> {
-  const env = Deno.env.toObject();
-  const flags: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(values)) if (typeof v === "string") flags[k] = v;
-  const configPath = flags["config"] ?? env["COLDPACK_CONFIG"];
-  const where = flags["config"] !== undefined ? "--config" : "COLDPACK_CONFIG";
-  const file = configPath ? await readConfigFile(configPath, where) : undefined;
-  return file ? { flags, env, file } : { flags, env };
 }
 
 async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
