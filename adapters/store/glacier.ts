@@ -59,6 +59,7 @@ import type {
 import { retry, type RetryPolicy } from "../../core/retry.ts";
 import { parseStoreUrl } from "../../core/store_url.ts";
 import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
+import { type BodyFacts, digest } from "./_body.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -145,12 +146,6 @@ export interface GlacierVault {
 }
 
 /** Hashes of a body the adapter computed itself, handed to the SDK instead of its own. */
-interface BodyFacts {
-  readonly length: number;
-  readonly sha256: string;
-  readonly treeHash: string;
-}
-
 /**
  * A {@linkcode ColdStore} on an Amazon Glacier vault.
  *
@@ -1033,39 +1028,6 @@ export function partSizeFor(size: number, partSize: number): number {
     );
   }
   return n;
-}
-
-/** Length, SHA-256 and tree hash of a stream; stops early when `signal` aborts. */
-async function digest(
-  body: ReadableStream<Uint8Array>,
-  signal: AbortSignal | undefined,
-): Promise<BodyFacts> {
-  const reader = body.getReader();
-  const onAbort = () => {
-    reader.cancel(signal?.reason).catch(() => {});
-  };
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const sha = createHash("sha256");
-  const tree = new TreeHasher();
-  let length = 0;
-  try {
-    signal?.throwIfAborted();
-    for (;;) {
-      const { done, value } = await reader.read();
-      signal?.throwIfAborted();
-      if (done) break;
-      sha.update(value);
-      tree.update(value);
-      length += value.length;
-    }
-  } catch (e) {
-    await reader.cancel(e).catch(() => {});
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    reader.releaseLock();
-  }
-  return { length, sha256: sha.digest("hex"), treeHash: tree.digest() };
 }
 
 /**

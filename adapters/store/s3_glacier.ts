@@ -81,6 +81,7 @@ import { Limiter, retry, type RetryPolicy } from "../../core/retry.ts";
 import { parseStoreUrl, type S3StorageClass } from "../../core/store_url.ts";
 import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
+import { digest } from "./_body.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -1057,32 +1058,12 @@ async function digestBody(
   body: ReadableStream<Uint8Array>,
   signal: AbortSignal | undefined,
 ): Promise<{ bytes: number; sha256: string; treeHash: string }> {
-  const reader = body.getReader();
-  const onAbort = () => {
-    reader.cancel(signal?.reason).catch(() => {});
+  const facts = await digest(body, signal);
+  return {
+    bytes: facts.length,
+    sha256: Buffer.from(facts.sha256, "hex").toString("base64"),
+    treeHash: facts.treeHash,
   };
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const sha = createHash("sha256");
-  const tree = new TreeHasher();
-  let bytes = 0;
-  try {
-    signal?.throwIfAborted();
-    for (;;) {
-      const { done, value } = await reader.read();
-      signal?.throwIfAborted();
-      if (done) break;
-      sha.update(value);
-      tree.update(value);
-      bytes += value.length;
-    }
-  } catch (e) {
-    await reader.cancel(e).catch(() => {});
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    reader.releaseLock();
-  }
-  return { bytes, sha256: sha.digest("base64"), treeHash: tree.digest() };
 }
 
 /**
