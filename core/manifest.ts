@@ -240,6 +240,24 @@ export function parseManifest(bytes: Uint8Array): ArchiveManifest {
 /** Glacier's limit on an archive description, in characters. */
 export const DESCRIPTION_MAX = 1024;
 
+/**
+ * Why `description` cannot be an archive or retrieval description (Glacier's
+ * rule: at most 1,024 characters of printable ASCII, 32..126), or `null`
+ * when it can. Every store checks with this and throws its own error class.
+ */
+export function descriptionProblem(description: string): string | null {
+  if (description.length > DESCRIPTION_MAX) {
+    return `${description.length} characters, at most 1,024`;
+  }
+  for (let i = 0; i < description.length; i++) {
+    const c = description.charCodeAt(i);
+    if (c < 32 || c > 126) {
+      return `character ${c} at index ${i} is not printable ASCII (32..126)`;
+    }
+  }
+  return null;
+}
+
 /** What an archive description says. */
 export interface ArchiveDescription {
   readonly format: 1;

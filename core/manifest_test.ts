@@ -5,6 +5,7 @@ import {
   buildManifest,
   describeArchive,
   DESCRIPTION_MAX,
+  descriptionProblem,
   MANIFEST_FORMAT,
   MANIFEST_NAME,
   type ManifestFile,
@@ -288,4 +289,18 @@ Deno.test("parseDescription returns null for anything that is not a coldpack/1 d
   ) {
     assert.equal(parseDescription(s), null, s.slice(0, 60));
   }
+});
+
+Deno.test("descriptionProblem names the first thing Glacier would refuse", () => {
+  assert.equal(descriptionProblem("coldpack/1 id=a files=1 fid=5-5 src=x"), null);
+  assert.equal(descriptionProblem("x".repeat(1024)), null);
+  assert.equal(descriptionProblem("x".repeat(1025)), "1025 characters, at most 1,024");
+  assert.equal(
+    descriptionProblem("caf\u00e9"),
+    "character 233 at index 3 is not printable ASCII (32..126)",
+  );
+  assert.equal(
+    descriptionProblem("a\tb"),
+    "character 9 at index 1 is not printable ASCII (32..126)",
+  );
 });

@@ -69,11 +69,10 @@ import {
   archiveId,
   type FileId,
   fileId,
-  remoteArchiveId,
   type SourceId,
   sourceId,
 } from "../../core/ids.ts";
-import { PortError, type Stage } from "../../core/errors.ts";
+import { PortError } from "../../core/errors.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
 import {
   checkArchive,
@@ -86,6 +85,19 @@ import {
   isCount,
   newFileRow,
 } from "./validate.ts";
+import {
+  ARCHIVE_COLUMNS,
+  FAILURE_COLUMNS,
+  int,
+  optInt,
+  optStr,
+  type Row,
+  STAGES,
+  state,
+  str,
+  toArchiveRow,
+  toFailureRow,
+} from "./rows.ts";
 
 /** Options for {@linkcode MysqlCatalog.open}. */
 export interface MysqlCatalogOptions {
@@ -126,22 +138,9 @@ const MEMBER_CHUNK = 500;
 /** Ids per `IN (...)` list in `markVanished`. */
 const ID_CHUNK = 1000;
 
-const FILE_STATES: readonly FileState[] = [
-  "pending",
-  "archived",
-  "vanished",
-  "failed",
-  "superseded",
-];
-const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
-
 const FILE_COLUMNS = "id, source, file_key, version, domain, storage_class, source_fid, length, " +
   "mtime_ms, discovered_at, state, md5, archive_id, header_offset, data_offset, archived_at, " +
   "attempts, next_attempt_at, note";
-const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
-  "description, created_at, committed_at";
-const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
-  "attempts, first_at, last_at, resolved_at";
 
 /**
  * Session settings of every connection: strict mode without
@@ -151,7 +150,6 @@ const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, ar
  */
 const SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
 
-type Row = Record<string, unknown>;
 type Param = string | number | null | Buffer | readonly Param[];
 /** How to run one statement. */
 interface Statement {
@@ -1357,90 +1355,8 @@ function toFileRow(r: Row): FileRow {
   };
 }
 
-function toArchiveRow(r: Row): ArchiveRow {
-  return {
-    id: archiveId(str(r, "id")),
-    store: str(r, "store"),
-    remoteId: remoteArchiveId(str(r, "remote_id")),
-    size: int(r, "size"),
-    treeHash: str(r, "tree_hash"),
-    fileCount: int(r, "file_count"),
-    dataBytes: int(r, "data_bytes"),
-    description: str(r, "description"),
-    createdAt: int(r, "created_at"),
-    committedAt: int(r, "committed_at"),
-  };
-}
-
-function toFailureRow(r: Row): FailureRow {
-  const stage = str(r, "stage") as Stage;
-  if (!STAGES.includes(stage)) throw new TypeError(`Unknown failure stage in catalog: ${stage}`);
-  const file = optInt(r, "file_id");
-  const archive = optStr(r, "archive_id");
-  return {
-    id: int(r, "id"),
-    stage,
-    code: str(r, "code"),
-    message: str(r, "message"),
-    source: sourceId(str(r, "source")),
-    fileId: file === null ? null : fileId(file),
-    key: optStr(r, "file_key"),
-    archiveId: archive === null ? null : archiveId(archive),
-    attempts: int(r, "attempts"),
-    firstAt: int(r, "first_at"),
-    lastAt: int(r, "last_at"),
-    resolvedAt: optInt(r, "resolved_at"),
-  };
-}
-
-function state(r: Row): FileState {
-  const s = str(r, "state");
-  if (!FILE_STATES.includes(s as FileState)) {
-    throw new TypeError(`Unknown file state in catalog: ${s}`);
-  }
-  return s as FileState;
-}
-
-const UTF8 = new TextDecoder();
-
-/** Text, from a text column (string) or a byte column (the string's UTF-8). */
-function str(r: Row, column: string): string {
-  const v = r[column];
-  if (typeof v === "string") return v;
-  if (v instanceof Uint8Array) return UTF8.decode(v);
-  throw new TypeError(`Catalog column ${column} is not text: ${v}`);
-}
-
-function optStr(r: Row, column: string): string | null {
-  return r[column] === null ? null : str(r, column);
-}
-
 function bytes(r: Row, column: string): Uint8Array {
   const v = r[column];
   if (v instanceof Uint8Array) return v;
   throw new TypeError(`Catalog column ${column} is not bytes: ${v}`);
-}
-
-/**
- * An integer column: BIGINTs arrive as numbers when they are safe integers
- * and as strings otherwise, DECIMAL sums as strings; anything that is not a
- * safe integer is refused rather than rounded.
- */
-function int(r: Row, column: string): number {
-  const v = r[column];
-  const n = typeof v === "number"
-    ? v
-    : typeof v === "bigint"
-    ? Number(v)
-    : typeof v === "string" && /^-?\d+$/.test(v)
-    ? Number(v)
-    : NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new TypeError(`Catalog column ${column} is not a safe integer: ${v}`);
-  }
-  return n;
-}
-
-function optInt(r: Row, column: string): number | null {
-  return r[column] === null || r[column] === undefined ? null : int(r, column);
 }

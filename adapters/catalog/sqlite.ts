@@ -45,11 +45,10 @@ import {
   archiveId,
   type FileId,
   fileId,
-  remoteArchiveId,
   type SourceId,
   sourceId,
 } from "../../core/ids.ts";
-import { PortError, type Stage } from "../../core/errors.ts";
+import { PortError } from "../../core/errors.ts";
 import { MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
 import {
   checkArchive,
@@ -61,6 +60,21 @@ import {
   checkTime,
   newFileRow,
 } from "./validate.ts";
+import {
+  ARCHIVE_COLUMNS,
+  asInt,
+  asState,
+  asText,
+  FAILURE_COLUMNS,
+  int,
+  optInt,
+  type Row,
+  STAGES,
+  state,
+  str,
+  toArchiveRow,
+  toFailureRow,
+} from "./rows.ts";
 
 /** Options for {@linkcode SqliteCatalog.open}. */
 export interface SqliteCatalogOptions {
@@ -74,15 +88,6 @@ export interface SqliteCatalogOptions {
 const KEY_CHUNK = 500;
 /** How many entries one insert statement carries. */
 const ENTRY_CHUNK = 1000;
-
-const FILE_STATES: readonly FileState[] = [
-  "pending",
-  "archived",
-  "vanished",
-  "failed",
-  "superseded",
-];
-const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
 
 /** The columns of a file row, in the order {@linkcode toFileRow} reads them. */
 const FILE_COLUMN_LIST = [
@@ -107,12 +112,6 @@ const FILE_COLUMN_LIST = [
   "note",
 ] as const;
 const FILE_COLUMNS = FILE_COLUMN_LIST.join(", ");
-const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
-  "description, created_at, committed_at";
-const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
-  "attempts, first_at, last_at, resolved_at";
-
-type Row = Record<string, unknown>;
 
 /**
  * A {@linkcode Catalog} kept in one SQLite database file (or `:memory:`).
@@ -881,82 +880,8 @@ function toFileRow(a: readonly unknown[]): FileRow {
   };
 }
 
-function toArchiveRow(r: Row): ArchiveRow {
-  return {
-    id: archiveId(str(r, "id")),
-    store: str(r, "store"),
-    remoteId: remoteArchiveId(str(r, "remote_id")),
-    size: int(r, "size"),
-    treeHash: str(r, "tree_hash"),
-    fileCount: int(r, "file_count"),
-    dataBytes: int(r, "data_bytes"),
-    description: str(r, "description"),
-    createdAt: int(r, "created_at"),
-    committedAt: int(r, "committed_at"),
-  };
-}
-
-function toFailureRow(r: Row): FailureRow {
-  const stage = str(r, "stage") as Stage;
-  if (!STAGES.includes(stage)) throw new TypeError(`Unknown failure stage in catalog: ${stage}`);
-  const file = optInt(r, "file_id");
-  const archive = optStr(r, "archive_id");
-  return {
-    id: int(r, "id"),
-    stage,
-    code: str(r, "code"),
-    message: str(r, "message"),
-    source: sourceId(str(r, "source")),
-    fileId: file === null ? null : fileId(file),
-    key: optStr(r, "file_key"),
-    archiveId: archive === null ? null : archiveId(archive),
-    attempts: int(r, "attempts"),
-    firstAt: int(r, "first_at"),
-    lastAt: int(r, "last_at"),
-    resolvedAt: optInt(r, "resolved_at"),
-  };
-}
-
-function asState(s: string): FileState {
-  if (!FILE_STATES.includes(s as FileState)) {
-    throw new TypeError(`Unknown file state in catalog: ${s}`);
-  }
-  return s as FileState;
-}
-
-function state(r: Row): FileState {
-  return asState(str(r, "state"));
-}
-
-function asStr(v: unknown, column: string): string {
-  if (typeof v !== "string") throw new TypeError(`Catalog column ${column} is not text: ${v}`);
-  return v;
-}
-
-function asInt(v: unknown, column: string): number {
-  if (typeof v === "number") return v;
-  if (typeof v === "bigint") return Number(v);
-  throw new TypeError(`Catalog column ${column} is not a number: ${v}`);
-}
-
-function str(r: Row, column: string): string {
-  return asStr(r[column], column);
-}
-
-function optStr(r: Row, column: string): string | null {
-  return r[column] === null ? null : str(r, column);
-}
-
-function int(r: Row, column: string): number {
-  return asInt(r[column], column);
-}
-
-function optInt(r: Row, column: string): number | null {
-  return r[column] === null || r[column] === undefined ? null : int(r, column);
-}
-
 function strAt(a: readonly unknown[], i: number): string {
-  return asStr(a[i], FILE_COLUMN_LIST[i] ?? String(i));
+  return asText(a[i], FILE_COLUMN_LIST[i] ?? String(i));
 }
 
 function optStrAt(a: readonly unknown[], i: number): string | null {

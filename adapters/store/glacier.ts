@@ -60,6 +60,7 @@ import { retry, type RetryPolicy } from "../../core/retry.ts";
 import { parseStoreUrl } from "../../core/store_url.ts";
 import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
 import { type BodyFacts, digest } from "./_body.ts";
+import { descriptionProblem } from "../../core/manifest.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -986,19 +987,8 @@ const QUIET = { debug() {}, info() {}, warn() {}, error() {} };
 type NodeBody = AsyncIterable<Uint8Array> & { destroy(error?: Error): void };
 
 function checkDescription(description: string, what: string): void {
-  if (description.length > 1024) {
-    throw new RangeError(
-      `Invalid description for ${what}: ${description.length} characters, at most 1,024`,
-    );
-  }
-  for (let i = 0; i < description.length; i++) {
-    const c = description.charCodeAt(i);
-    if (c < 32 || c > 126) {
-      throw new RangeError(
-        `Invalid description for ${what}: character ${c} at index ${i} is not printable ASCII (32..126)`,
-      );
-    }
-  }
+  const problem = descriptionProblem(description);
+  if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
 }
 
 function isPartSize(n: number): boolean {

@@ -29,6 +29,7 @@ import type {
 import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { hex, type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
 import { isTreeHashAligned, TreeHasher } from "../../core/tree_hash.ts";
+import { descriptionProblem } from "../../core/manifest.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -524,11 +525,8 @@ function checkRemoteId(remoteId: string): void {
 }
 
 function checkDescription(description: string, what: string): void {
-  if (description.length > 1024 || !/^[\x20-\x7e]*$/.test(description)) {
-    throw invalid(
-      `Invalid description for ${what}: at most 1,024 characters of printable ASCII (32..126)`,
-    );
-  }
+  const problem = descriptionProblem(description);
+  if (problem !== null) throw invalid(`Invalid description for ${what}: ${problem}`);
 }
 
 function invalid(message: string): PortError {

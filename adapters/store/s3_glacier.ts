@@ -82,6 +82,7 @@ import { parseStoreUrl, type S3StorageClass } from "../../core/store_url.ts";
 import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
 import { digest } from "./_body.ts";
+import { descriptionProblem } from "../../core/manifest.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -1023,11 +1024,8 @@ function isJobToken(v: unknown): v is JobToken {
 }
 
 function checkDescription(description: string, what: string): void {
-  if (description.length > 1024 || !/^[\x20-\x7e]*$/.test(description)) {
-    throw new RangeError(
-      `Invalid description for ${what}: at most 1,024 characters of printable ASCII (32..126)`,
-    );
-  }
+  const problem = descriptionProblem(description);
+  if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
 }
 
 function wholeNumber(what: string, n: number, min: number, max: number): number {

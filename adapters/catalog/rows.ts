@@ -1,0 +1,119 @@
+/**
+ * Reading catalog rows back, shared by every catalog adapter: the column
+ * lists, the value checks (a text column may arrive as a string or as its
+ * UTF-8 bytes, an integer as a number, a bigint or a decimal string) and
+ * the conversions to the port's row types.
+ * @module
+ */
+
+import { archiveId, fileId, remoteArchiveId, sourceId } from "../../core/ids.ts";
+import type { Stage } from "../../core/errors.ts";
+import type { ArchiveRow, FailureRow, FileState } from "../../core/ports.ts";
+
+/** A row as a driver returns it, by column name. */
+export type Row = Record<string, unknown>;
+
+export const FILE_STATES: readonly FileState[] = [
+  "pending",
+  "archived",
+  "vanished",
+  "failed",
+  "superseded",
+];
+export const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
+
+export const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
+  "description, created_at, committed_at";
+export const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
+  "attempts, first_at, last_at, resolved_at";
+
+const UTF8 = new TextDecoder();
+
+/** Text, from a text column (string) or a byte column (the string's UTF-8). */
+export function asText(v: unknown, column: string): string {
+  if (typeof v === "string") return v;
+  if (v instanceof Uint8Array) return UTF8.decode(v);
+  throw new TypeError(`Catalog column ${column} is not text: ${v}`);
+}
+
+/**
+ * An integer column: BIGINTs arrive as numbers (or bigints) when they are
+ * safe integers and as strings otherwise, DECIMAL sums as strings; anything
+ * that is not a safe integer is refused rather than rounded.
+ */
+export function asInt(v: unknown, column: string): number {
+  const n = typeof v === "number"
+    ? v
+    : typeof v === "bigint"
+    ? Number(v)
+    : typeof v === "string" && /^-?\d+$/.test(v)
+    ? Number(v)
+    : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new TypeError(`Catalog column ${column} is not a safe integer: ${v}`);
+  }
+  return n;
+}
+
+export function asState(s: string): FileState {
+  if (!FILE_STATES.includes(s as FileState)) {
+    throw new TypeError(`Unknown file state in catalog: ${s}`);
+  }
+  return s as FileState;
+}
+
+export function str(r: Row, column: string): string {
+  return asText(r[column], column);
+}
+
+export function optStr(r: Row, column: string): string | null {
+  return r[column] === null ? null : str(r, column);
+}
+
+export function int(r: Row, column: string): number {
+  return asInt(r[column], column);
+}
+
+export function optInt(r: Row, column: string): number | null {
+  return r[column] === null || r[column] === undefined ? null : int(r, column);
+}
+
+export function state(r: Row): FileState {
+  return asState(str(r, "state"));
+}
+
+export function toArchiveRow(r: Row): ArchiveRow {
+  return {
+    id: archiveId(str(r, "id")),
+    store: str(r, "store"),
+    remoteId: remoteArchiveId(str(r, "remote_id")),
+    size: int(r, "size"),
+    treeHash: str(r, "tree_hash"),
+    fileCount: int(r, "file_count"),
+    dataBytes: int(r, "data_bytes"),
+    description: str(r, "description"),
+    createdAt: int(r, "created_at"),
+    committedAt: int(r, "committed_at"),
+  };
+}
+
+export function toFailureRow(r: Row): FailureRow {
+  const stage = str(r, "stage") as Stage;
+  if (!STAGES.includes(stage)) throw new TypeError(`Unknown failure stage in catalog: ${stage}`);
+  const file = optInt(r, "file_id");
+  const archive = optStr(r, "archive_id");
+  return {
+    id: int(r, "id"),
+    stage,
+    code: str(r, "code"),
+    message: str(r, "message"),
+    source: sourceId(str(r, "source")),
+    fileId: file === null ? null : fileId(file),
+    key: optStr(r, "file_key"),
+    archiveId: archive === null ? null : archiveId(archive),
+    attempts: int(r, "attempts"),
+    firstAt: int(r, "first_at"),
+    lastAt: int(r, "last_at"),
+    resolvedAt: optInt(r, "resolved_at"),
+  };
+}
