@@ -61,6 +61,7 @@ import { parseStoreUrl } from "../../core/store_url.ts";
 import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
 import { type BodyFacts, digest } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
+import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -640,18 +641,11 @@ export class GlacierStore implements ColdStore {
   }
 
   #checkRange(range: ByteRange, remoteId: RemoteArchiveId): void {
-    const { start, end } = range;
-    let why: string | null = null;
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0) {
-      why = "bounds must be whole numbers >= 0";
-    } else if (start > end) {
-      why = "start is after end";
-    } else if (start % MIB !== 0) {
-      why = "start is not a multiple of 1 MiB";
-    }
+    // The archive's size is Glacier's to know: only the start is checked here.
+    const why = retrievalRangeProblem(range, null);
     if (why !== null) {
       throw new PortError(
-        `${this.location}: InitiateJob archive ${remoteId}: InvalidParameterValueException: invalid retrieval range ${start}-${end}: ${why}`,
+        `${this.location}: InitiateJob archive ${remoteId}: InvalidParameterValueException: invalid retrieval range ${range.start}-${range.end}: ${why}`,
         { code: "InvalidParameterValueException", retryable: false },
       );
     }
@@ -710,21 +704,7 @@ export class GlacierStore implements ColdStore {
       });
     }
     const length = outputLength(described);
-    let start = 0;
-    let end = length - 1;
-    if (options.range !== undefined) {
-      ({ start, end } = options.range);
-      if (
-        !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end ||
-        end >= length
-      ) {
-        throw new RangeError(
-          `Invalid read range ${start}-${end} for retrieval ${id}: the retrieval holds bytes 0-${
-            length - 1
-          }`,
-        );
-      }
-    }
+    const { start, end } = readRange(options.range, length, `retrieval ${id}`);
     const whole = start === 0 && end === length - 1;
     const what = `GetJobOutput ${id}${whole ? "" : ` bytes ${start}-${end}`}`;
     let out;

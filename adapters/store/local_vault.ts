@@ -30,6 +30,7 @@ import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { hex, type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
 import { isTreeHashAligned, TreeHasher } from "../../core/tree_hash.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
+import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -310,21 +311,7 @@ export class LocalVault implements ColdStore {
     const length = record.range === null
       ? record.archiveSize
       : record.range.end + 1 - record.range.start;
-    let start = 0;
-    let end = length - 1;
-    if (options.range !== undefined) {
-      ({ start, end } = options.range);
-      if (
-        !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end ||
-        end >= length
-      ) {
-        throw new RangeError(
-          `Invalid read range ${start}-${end} for retrieval ${id}: the retrieval holds bytes 0-${
-            length - 1
-          }`,
-        );
-      }
-    }
+    const { start, end } = readRange(options.range, length, `retrieval ${id}`);
     return fileRangeStream(join(this.#dir, record.remoteId), base + start, end + 1 - start, signal);
   }
 
@@ -498,22 +485,10 @@ export class LocalVault implements ColdStore {
 
 /** Throws `InvalidParameterValueException` unless `range` is one Glacier accepts. */
 function checkRetrievalRange(range: ByteRange, size: number, remoteId: string): void {
-  const { start, end } = range;
-  let why: string | null = null;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0) {
-    why = "bounds must be whole numbers >= 0";
-  } else if (start > end) {
-    why = "start is after end";
-  } else if (end >= size) {
-    why = `end is past the archive's last byte ${size - 1}`;
-  } else if (start % MIB !== 0) {
-    why = "start is not a multiple of 1 MiB";
-  } else if ((end + 1) % MIB !== 0 && end + 1 !== size) {
-    why = "end + 1 is neither a multiple of 1 MiB nor the archive size";
-  }
+  const why = retrievalRangeProblem(range, size);
   if (why !== null) {
     throw invalid(
-      `Invalid retrieval range ${start}-${end} for ${remoteId} (${size} bytes): ${why}`,
+      `Invalid retrieval range ${range.start}-${range.end} for ${remoteId} (${size} bytes): ${why}`,
     );
   }
 }
