@@ -103,6 +103,12 @@ function pathStyle(service: string): boolean {
   }
 }
 
+/** A catalog as the registry opens it: every adapter can also tell its schema version. */
+export type OpenedCatalog = Catalog & {
+  /** The schema version of the database: 0 when no migration was applied. */
+  schemaVersion(): Promise<number>;
+};
+
 /** Opens the catalog a `--catalog` URL names, migrating it unless told not to. */
 export async function openCatalog(
   url: string,
@@ -112,7 +118,7 @@ export async function openCatalog(
     /** The MySQL password and where it came from (never a flag). */
     password?: { readonly password: string; readonly where: string } | null;
   } = {},
-): Promise<Catalog> {
+): Promise<OpenedCatalog> {
   const where = options.where ?? "--catalog";
   const spec = parsed(where, parseCatalogUrl, url);
   switch (spec.kind) {

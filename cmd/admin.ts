@@ -12,15 +12,7 @@ import { parseArgs } from "node:util";
 import { openCatalog } from "../adapters/registry.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
-import {
-  BACKUP_SETTINGS,
-  COMMON_SETTINGS,
-  type ConfigInputs,
-  defaultStateDir,
-  FILE_KEYS_OF_OTHER_BINARIES,
-  resolveMysqlPassword,
-  resolveSettings,
-} from "../core/config.ts";
+import { type ConfigInputs, resolveCatalogUrl, resolveMysqlPassword } from "../core/config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 
 /** Exit codes, documented in --help and the README. */
@@ -103,30 +95,21 @@ function usage(message: string): number {
 }
 
 async function migrate(inputs: ConfigInputs, check: boolean): Promise<number> {
-  const { values } = resolveSettings(COMMON_SETTINGS, inputs, {
-    allowFileKeys: [
-      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
-      ...FILE_KEYS_OF_OTHER_BINARIES,
-    ],
-  });
-  const stateDir = values.stateDir ?? defaultStateDir(inputs.env);
-  const url = values.catalog ?? `sqlite://${stateDir}/catalog.db`;
+  const url = resolveCatalogUrl(inputs);
   const catalog = await openCatalog(url, {
     migrate: false,
     password: resolveMysqlPassword(inputs),
   });
   try {
-    const versioned = catalog as { schemaVersion?: () => Promise<number> };
-    const before = versioned.schemaVersion ? await versioned.schemaVersion() : null;
-    const due = MIGRATIONS.filter((m) => before === null || m.version > before);
+    const before = await catalog.schemaVersion();
+    const due = MIGRATIONS.filter((m) => m.version > before);
     if (check) {
-      if (before !== null && before >= LATEST_SCHEMA_VERSION) {
+      if (due.length === 0) {
         console.log(`catalog ${url}: schema version ${before}, current`);
         return EXIT.ok;
       }
       console.log(
-        `catalog ${url}: schema version ${before ?? "unknown"}, ` +
-          `${LATEST_SCHEMA_VERSION} available; due: ` +
+        `catalog ${url}: schema version ${before}, ${LATEST_SCHEMA_VERSION} available; due: ` +
           due.map((m) => `${m.version} ${m.name}`).join(", "),
       );
       return EXIT.behind;
@@ -137,9 +120,7 @@ async function migrate(inputs: ConfigInputs, check: boolean): Promise<number> {
     } else {
       const applied = due.filter((m) => m.version <= after).map((m) => `${m.version} ${m.name}`);
       console.log(
-        `catalog ${url}: schema version ${before ?? "?"} -> ${after} (applied ${
-          applied.join(", ")
-        })`,
+        `catalog ${url}: schema version ${before} -> ${after} (applied ${applied.join(", ")})`,
       );
     }
     return EXIT.ok;

@@ -16,13 +16,10 @@ import { type BackupSummary, retryRecorder, runBackup } from "../core/backup.ts"
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import {
   BACKUP_SETTINGS,
-  COMMON_SETTINGS,
   type ConfigInputs,
-  defaultStateDir,
-  FILE_KEYS_OF_OTHER_BINARIES,
   resolveBackupConfig,
+  resolveCatalogUrl,
   resolveMysqlPassword,
-  resolveSettings,
 } from "../core/config.ts";
 import { ConfigError, errorMessage } from "../core/errors.ts";
 import type { Catalog, CatalogStatus, FailureRow } from "../core/ports.ts";
@@ -227,14 +224,7 @@ function summaryLine(s: BackupSummary): string {
 }
 
 async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
-  const { values } = resolveSettings(COMMON_SETTINGS, inputs, {
-    allowFileKeys: [
-      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
-      ...FILE_KEYS_OF_OTHER_BINARIES,
-    ],
-  });
-  const stateDir = values.stateDir ?? defaultStateDir(inputs.env);
-  const catalogUrl = values.catalog ?? `sqlite://${stateDir}/catalog.db`;
+  const catalogUrl = resolveCatalogUrl(inputs);
   // Asking must not create: a missing SQLite catalog means nothing was backed up yet.
   const sqlitePath = catalogUrl.startsWith("sqlite://")
     ? decodeURIComponent(catalogUrl.slice("sqlite://".length))

@@ -367,6 +367,22 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
 }
 
 /**
+ * The catalog URL a program that only reads or migrates the catalog uses
+ * (`status`, `coldpack-admin`): the same as the backup's, from the same
+ * settings and default. Backup settings in the file are accepted.
+ */
+export function resolveCatalogUrl(inputs: ConfigInputs): string {
+  const { values } = resolveSettings(COMMON_SETTINGS, inputs, {
+    allowFileKeys: [
+      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
+      ...FILE_KEYS_OF_OTHER_BINARIES,
+    ],
+  });
+  const stateDir = values.stateDir ?? defaultStateDir(inputs.env);
+  return values.catalog ?? pathUrl("sqlite", `${stateDir}/catalog.db`);
+}
+
+/**
  * Config file keys that belong to other binaries (restore, audit, metrics,
  * MySQL credentials): one file serves them all, so the backup accepts them.
  */

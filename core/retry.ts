@@ -15,7 +15,7 @@
  */
 
 import { isRetryable, PortError } from "./errors.ts";
-import type { Catalog, Clock, ColdStore } from "./ports.ts";
+import type { Catalog, Clock, ColdStore, StoredArchive } from "./ports.ts";
 
 /** How to retry. */
 export interface RetryPolicy {
@@ -175,21 +175,15 @@ export function withRetryStore(store: ColdStore, r: StoreResilience): ColdStore 
   const limiter = r.concurrency === undefined ? null : new Limiter(r.concurrency);
   const putMs = r.putTimeoutMs ?? 30 * 60_000;
   const callMs = r.callTimeoutMs ?? 2 * 60_000;
+  /** `ms` 0: no timeout. */
   function call<T>(
     op: string,
     ms: number,
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    const policy: RetryPolicy = {
-      ...r,
-      onRetry: (e, attempt, delay) => {
-        r.onRetry?.(e, attempt, delay);
-        r.onStoreRetry?.(op, e, attempt, delay);
-      },
-    };
     const once = () => withTimeout(`${store.location}: ${op}`, ms, r.clock, fn, signal);
-    return retry(() => limiter ? limiter.run(once, signal) : once(), policy, signal);
+    return retry(() => limiter ? limiter.run(once, signal) : once(), storePolicy(r, op), signal);
   }
   return {
     location: store.location,
@@ -204,20 +198,10 @@ export function withRetryStore(store: ColdStore, r: StoreResilience): ColdStore 
       ),
     retrieval: (jobId, o) =>
       call("retrieval", callMs, o?.signal, (signal) => store.retrieval(jobId, { signal })),
+    // No timeout on the open: the stream outlives the call, and a timer's
+    // abort would cut it. The caller's signal still applies.
     readRetrieval: (jobId, o) =>
-      // No timeout on the open: the stream outlives the call, and a timer's
-      // abort would cut it. The caller's signal still applies.
-      retry(
-        () => store.readRetrieval(jobId, o),
-        {
-          ...r,
-          onRetry: (e, a, d) => {
-            r.onRetry?.(e, a, d);
-            r.onStoreRetry?.("readRetrieval", e, a, d);
-          },
-        },
-        o?.signal,
-      ),
+      call("readRetrieval", 0, o?.signal, () => store.readRetrieval(jobId, o)),
     list: (o) => listWithRetry(store, r, o?.signal),
     delete: (remoteId, o) =>
       call("delete", callMs, o?.signal, (signal) => store.delete(remoteId, { signal })),
@@ -225,11 +209,22 @@ export function withRetryStore(store: ColdStore, r: StoreResilience): ColdStore 
   };
 }
 
+/** The retry policy of one store operation: tells both hooks of each retry. */
+function storePolicy(r: StoreResilience, op: string): RetryPolicy {
+  return {
+    ...r,
+    onRetry: (e, attempt, delay) => {
+      r.onRetry?.(e, attempt, delay);
+      r.onStoreRetry?.(op, e, attempt, delay);
+    },
+  };
+}
+
 async function* listWithRetry(
   store: ColdStore,
   r: StoreResilience,
   signal?: AbortSignal,
-): AsyncIterable<import("./ports.ts").StoredArchive> {
+): AsyncIterable<StoredArchive> {
   for (let attempt = 1;; attempt++) {
     let yielded = false;
     try {
@@ -241,8 +236,7 @@ async function* listWithRetry(
     } catch (e) {
       if (yielded || signal?.aborted || !isRetryable(e) || attempt >= r.attempts) throw e;
       const delay = backoffDelay(attempt, r);
-      r.onRetry?.(e, attempt, delay);
-      r.onStoreRetry?.("list", e, attempt, delay);
+      storePolicy(r, "list").onRetry?.(e, attempt, delay);
       await r.clock.sleep(delay, signal);
     }
   }
