@@ -45,6 +45,24 @@ function backupArgs(src: string, state: string, store: string, extra: string[] =
   ];
 }
 
+/** Runs `fn` with a Glacier double holding the vault, and a source and a state directory. */
+async function withRun(
+  files: number,
+  fn: (g: GlacierDouble, src: string, state: string) => Promise<void>,
+): Promise<void> {
+  const g = await GlacierDouble.start({ vaults: [VAULT] });
+  const src = await tempDir();
+  const state = await tempDir();
+  try {
+    await corpus(src.path, files);
+    await fn(g, src.path, state.path);
+  } finally {
+    await g.close();
+    await src.cleanup();
+    await state.cleanup();
+  }
+}
+
 /** Every archived row's bytes, read from what the vault holds. */
 async function checkAgainstDouble(g: GlacierDouble, state: string, src: string, store: string) {
   const catalog = await SqliteCatalog.open(`${state}/catalog.db`, { migrate: false });
@@ -59,13 +77,9 @@ async function checkAgainstDouble(g: GlacierDouble, state: string, src: string, 
 }
 
 Deno.test("backup to glacier://REGION/VAULT puts tree-hash-checked archives with descriptions", async () => {
-  const g = await GlacierDouble.start({ vaults: [VAULT] });
-  const src = await tempDir();
-  const state = await tempDir();
-  try {
-    await corpus(src.path, 60);
+  await withRun(60, async (g, src, state) => {
     const store = `glacier://${g.region}/${VAULT}`;
-    const run = await runCmd("backup", backupArgs(src.path, state.path, store), {
+    const run = await runCmd("backup", backupArgs(src, state, store), {
       env: awsEnv(g),
     });
     assert.equal(run.code, 0, run.stderr);
@@ -76,20 +90,12 @@ Deno.test("backup to glacier://REGION/VAULT puts tree-hash-checked archives with
     for (const a of archives) {
       assert.match(a.description, /^coldpack\/1 id=\S+ files=\d+ fid=\d+-\d+ src=dir:\//);
     }
-    assert.equal((await checkAgainstDouble(g, state.path, src.path, store)).size, 60);
-  } finally {
-    await g.close();
-    await src.cleanup();
-    await state.cleanup();
-  }
+    assert.equal((await checkAgainstDouble(g, state, src, store)).size, 60);
+  });
 });
 
 Deno.test("a backfill through 10% injected store faults archives every file and records each retry", async () => {
-  const g = await GlacierDouble.start({ vaults: [VAULT] });
-  const src = await tempDir();
-  const state = await tempDir();
-  try {
-    await corpus(src.path, 200);
+  await withRun(200, async (g, src, state) => {
     g.randomFaults({
       rate: 0.1,
       seed: 20261122,
@@ -97,7 +103,7 @@ Deno.test("a backfill through 10% injected store faults archives every file and 
       operations: ["UploadArchive"],
     });
     const store = `glacier://${g.region}/${VAULT}`;
-    const run = await runCmd("backup", backupArgs(src.path, state.path, store), {
+    const run = await runCmd("backup", backupArgs(src, state, store), {
       env: awsEnv(g),
     });
     assert.equal(run.code, 0, run.stderr);
@@ -106,7 +112,7 @@ Deno.test("a backfill through 10% injected store faults archives every file and 
     assert.ok(served.length >= 3, `only ${served.length} faults served: raise the corpus`);
     assert.match(run.stdout, new RegExp(`retried ${served.length} calls`));
     // Each fault is a resolved failure row: retried, not lost.
-    const db = new DatabaseSync(`${state.path}/catalog.db`, { readOnly: true });
+    const db = new DatabaseSync(`${state}/catalog.db`, { readOnly: true });
     try {
       const rows = db.prepare(
         `SELECT code, SUM(attempts) AS n FROM failures
@@ -121,24 +127,16 @@ Deno.test("a backfill through 10% injected store faults archives every file and 
       db.close();
     }
     // Nothing stored twice under the catalog's name, nothing wrong.
-    const byKey = await checkAgainstDouble(g, state.path, src.path, store);
+    const byKey = await checkAgainstDouble(g, state, src, store);
     assert.equal(byKey.size, 200);
-  } finally {
-    await g.close();
-    await src.cleanup();
-    await state.cleanup();
-  }
+  });
 });
 
 Deno.test("a missing vault stops the run at once, naming the store and the code", async () => {
-  const g = await GlacierDouble.start({ vaults: [VAULT] });
-  const src = await tempDir();
-  const state = await tempDir();
-  try {
-    await corpus(src.path, 3);
+  await withRun(3, async (g, src, state) => {
     const run = await runCmd(
       "backup",
-      backupArgs(src.path, state.path, `glacier://${g.region}/no-such-vault`),
+      backupArgs(src, state, `glacier://${g.region}/no-such-vault`),
       { env: awsEnv(g) },
     );
     assert.equal(run.code, 3, run.stderr);
@@ -148,22 +146,14 @@ Deno.test("a missing vault stops the run at once, naming the store and the code"
     );
     assert.equal(g.requestCount("UploadArchive"), 1, "not retried");
     assert.doesNotMatch(run.stderr, new RegExp(TEST_CREDENTIALS.secretAccessKey));
-  } finally {
-    await g.close();
-    await src.cleanup();
-    await state.cleanup();
-  }
+  });
 });
 
 Deno.test("access denied stops the run at once, naming the store and the code", async () => {
-  const g = await GlacierDouble.start({ vaults: [VAULT] });
-  const src = await tempDir();
-  const state = await tempDir();
-  try {
-    await corpus(src.path, 3);
+  await withRun(3, async (g, src, state) => {
     const run = await runCmd(
       "backup",
-      backupArgs(src.path, state.path, `glacier://${g.region}/${VAULT}`),
+      backupArgs(src, state, `glacier://${g.region}/${VAULT}`),
       { env: { ...awsEnv(g), AWS_SECRET_ACCESS_KEY: "not-the-right-secret" } },
     );
     assert.equal(run.code, 3, run.stderr);
@@ -171,9 +161,5 @@ Deno.test("access denied stops the run at once, naming the store and the code", 
     assert.match(run.stderr, /InvalidSignatureException|AccessDenied|UnrecognizedClient/);
     assert.doesNotMatch(run.stderr, /not-the-right-secret/);
     assert.equal(g.archives(VAULT).length, 0);
-  } finally {
-    await g.close();
-    await src.cleanup();
-    await state.cleanup();
-  }
+  });
 });

@@ -326,6 +326,30 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 }
 
+/**
+ * A body that yields `data` 1 MiB at a time until `stallAfter` bytes, then
+ * aborts `controller` with `reason` and stalls until cancelled: an upload
+ * stopped midway.
+ */
+export function stallingBody(
+  data: Uint8Array,
+  stallAfter: number,
+  controller: AbortController,
+  reason: Error,
+): ReadableStream<Uint8Array> {
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent >= stallAfter) {
+        controller.abort(reason);
+        return new Promise(() => {});
+      }
+      c.enqueue(data.slice(sent, sent + MIB));
+      sent += MIB;
+    },
+  });
+}
+
 /** The Glacier SHA-256 tree hash, written out plainly as a reference for the stores' own. */
 export function referenceTreeHash(data: Uint8Array): string {
   let level: Uint8Array[] = [];

@@ -26,6 +26,7 @@ import {
   chunked,
   readAll,
   referenceTreeHash,
+  stallingBody,
   storeConformance,
 } from "./store_conformance.ts";
 
@@ -248,17 +249,7 @@ Deno.test("glacier: an abort midway through a multipart upload aborts it at Glac
   await withGlacier(async (glacier, store) => {
     const controller = new AbortController();
     const data = bytes(4 * MIB, 8);
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (sent >= 2 * MIB) {
-          controller.abort(new Error("Operator stopped the backup"));
-          return new Promise(() => {});
-        }
-        c.enqueue(data.slice(sent, sent + MIB));
-        sent += MIB;
-      },
-    });
+    const body = stallingBody(data, 2 * MIB, controller, new Error("Operator stopped the backup"));
     await assert.rejects(
       store.put({
         archiveId: archiveId("abort-multipart"),

@@ -25,6 +25,7 @@ import {
   chunked,
   readAll,
   referenceTreeHash,
+  stallingBody,
   storeConformance,
 } from "./store_conformance.ts";
 
@@ -421,17 +422,12 @@ Deno.test("s3: a multipart put aborted by its signal aborts the upload", async (
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
     const controller = new AbortController();
     const data = bytes(11 * MIB, 34);
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (sent >= 6 * MIB) {
-          controller.abort(new Error("Upload cancelled: shutting down"));
-          return new Promise(() => {});
-        }
-        c.enqueue(data.slice(sent, sent + MIB));
-        sent += MIB;
-      },
-    });
+    const body = stallingBody(
+      data,
+      6 * MIB,
+      controller,
+      new Error("Upload cancelled: shutting down"),
+    );
     await assert.rejects(
       store.put({
         archiveId: newId(),

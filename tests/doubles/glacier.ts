@@ -41,6 +41,7 @@ import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { hex } from "../../core/ids.ts";
 import { combineTreeHashes, isTreeHashAligned, MIB, TreeHasher } from "../../core/tree_hash.ts";
+import { prng } from "../../scripts/corpus.ts";
 
 /** The only credentials the double accepts (SigV4 is checked in full). */
 export const TEST_CREDENTIALS = {
@@ -507,7 +508,7 @@ export class GlacierDouble {
     if (!(spec.rate >= 0 && spec.rate <= 1)) throw new RangeError(`Invalid rate: ${spec.rate}`);
     this.#random = {
       rate: spec.rate,
-      next: mulberry32(spec.seed),
+      next: prng(spec.seed),
       kinds: [...(spec.kinds ?? ["server-error", "throttle", "timeout", "reset"])],
       ops: spec.operations ? [...spec.operations] : null,
     };
@@ -1680,16 +1681,4 @@ function randomId(n: number): string {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** A small seeded PRNG (mulberry32), uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

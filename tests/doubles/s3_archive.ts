@@ -67,6 +67,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import S3rver from "s3rver";
 import type { Clock } from "../../core/ports.ts";
+import { prng } from "../../scripts/corpus.ts";
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -462,7 +463,7 @@ export class S3ArchiveDouble {
     }
     this.#rate = {
       rate: rate.rate,
-      next: mulberry32(rate.seed),
+      next: prng(rate.seed),
       kinds: [...(rate.kinds ?? ["InternalError", "SlowDown", "reset"])],
       ops: rate.ops ? [...rate.ops] : null,
       delayMs: rate.delayMs ?? 2000,
@@ -1487,16 +1488,4 @@ function unescapeXml(s: string): string {
 
 function requestId(): string {
   return crypto.randomUUID().replace(/-/g, "").slice(0, 16).toUpperCase();
-}
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
