@@ -24,8 +24,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
@@ -62,6 +60,7 @@ import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
 import { type BodyFacts, digest } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
 import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
+import { freshConnectionAgents, QUIET_LOGGER } from "./_aws.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -245,16 +244,9 @@ export class GlacierStore implements ColdStore {
       ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
       bodyChecksumGenerator: (request) => Promise.resolve(this.#checksums(request.body)),
       bodyLengthChecker: (body: unknown) => this.#bodyLength(body),
-      // One connection per request: Deno's HTTP client silently re-sends a request whose
-      // pooled keep-alive connection was reset, which cannot replay a streamed body and
-      // hangs the upload. A fresh connection costs little next to MiB-sized bodies.
-      requestHandler: {
-        httpAgent: new HttpAgent({ keepAlive: false }),
-        httpsAgent: new HttpsAgent({ keepAlive: false }),
-      },
-      // The SDK warns on the console about failed streaming requests; failures reach the
-      // caller as PortErrors instead.
-      logger: QUIET,
+      // Uploads stream: one connection per request (see freshConnectionAgents).
+      requestHandler: freshConnectionAgents(),
+      logger: QUIET_LOGGER,
     });
   }
 
@@ -960,8 +952,6 @@ export class GlacierStore implements ColdStore {
     return undefined;
   }
 }
-
-const QUIET = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A node stream as the SDK hands out response bodies. */
 type NodeBody = AsyncIterable<Uint8Array> & { destroy(error?: Error): void };

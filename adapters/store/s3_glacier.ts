@@ -38,8 +38,6 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
 import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
@@ -83,6 +81,7 @@ import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
 import { digest } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
+import { freshConnectionAgents, QUIET_LOGGER } from "./_aws.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -212,10 +211,7 @@ export class S3GlacierStore implements ColdStore {
   readonly #client: S3Client;
   /** For streamed PutObject bodies only: no keep-alive (see the constructor). */
   readonly #streamClient: S3Client;
-  readonly #streamAgents = [
-    new http.Agent({ keepAlive: false }),
-    new https.Agent({ keepAlive: false }),
-  ] as const;
+  readonly #streamAgents = freshConnectionAgents();
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #storageClass: S3StorageClass;
@@ -257,7 +253,7 @@ export class S3GlacierStore implements ColdStore {
     const config: S3ClientConfig = {
       // One attempt per call: withRetryStore retries; every error is mapped here.
       maxAttempts: 1,
-      logger: QUIET,
+      logger: QUIET_LOGGER,
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
     };
@@ -266,12 +262,9 @@ export class S3GlacierStore implements ColdStore {
     if (options.region !== undefined) config.region = options.region;
     if (options.credentials !== undefined) config.credentials = { ...options.credentials };
     this.#client = new S3Client(config);
-    // Deno's node:http client re-sends a request transparently when the
-    // kept-alive connection it reused turns out closed; a streamed body cannot
-    // be sent twice and that retry hangs. Streamed puts use fresh connections,
-    // so a reset reaches us as ECONNRESET. Buffered requests may keep alive.
-    const [httpAgent, httpsAgent] = this.#streamAgents;
-    this.#streamClient = new S3Client({ ...config, requestHandler: { httpAgent, httpsAgent } });
+    // Streamed puts use fresh connections (see freshConnectionAgents); buffered
+    // requests, which a silent re-send cannot hurt, keep alive.
+    this.#streamClient = new S3Client({ ...config, requestHandler: this.#streamAgents });
   }
 
   /**
@@ -548,7 +541,8 @@ export class S3GlacierStore implements ColdStore {
   close(): Promise<void> {
     this.#client.destroy();
     this.#streamClient.destroy();
-    for (const agent of this.#streamAgents) agent.destroy();
+    this.#streamAgents.httpAgent.destroy();
+    this.#streamAgents.httpsAgent.destroy();
     return Promise.resolve();
   }
 
@@ -985,8 +979,6 @@ export class S3GlacierStore implements ColdStore {
 }
 
 /** The SDK would warn on the console about each failed streaming upload; we report errors ourselves. */
-const QUIET = { debug() {}, info() {}, warn() {}, error() {} };
-
 /** What the SDK's GetObject body is under Node (a Readable). */
 interface NodeBody extends AsyncIterable<Uint8Array> {
   destroy(error?: Error): void;
