@@ -5,13 +5,18 @@
  */
 
 import { parseCatalogUrl } from "../core/catalog_url.ts";
-import { ConfigError } from "../core/errors.ts";
-import type { Catalog, ColdStore, Source } from "../core/ports.ts";
+import { ConfigError, PortError } from "../core/errors.ts";
+import type { Catalog, ColdStore, Destination, Source } from "../core/ports.ts";
 import { parseSourceUrl } from "../core/source_url.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
 import { MysqlCatalog } from "./catalog/mysql.ts";
 import { SqliteCatalog } from "./catalog/sqlite.ts";
 import { DirectorySource } from "./source/directory.ts";
+import { MogileFsSource } from "./source/mogilefs.ts";
+import { S3Source } from "./source/s3.ts";
+import { LocalDestination } from "./destination/local.ts";
+import { MogileFsDestination } from "./destination/mogilefs.ts";
+import { S3Destination } from "./destination/s3.ts";
 import { LocalVault } from "./store/local_vault.ts";
 import { GlacierStore } from "./store/glacier.ts";
 import { S3GlacierStore } from "./store/s3_glacier.ts";
@@ -43,12 +48,52 @@ export async function openSource(url: string, where = "--source"): Promise<Sourc
         throw new ConfigError(where, e instanceof Error ? e.message : String(e));
       }
     case "mogilefs":
+      try {
+        return await MogileFsSource.open(spec);
+      } catch (e) {
+        // No tracker answering is worth retrying; an unknown domain is not.
+        throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+      }
     case "s3":
-      throw new ConfigError(
-        where,
-        `${spec.kind} sources are not available in this version yet (use a directory)`,
-      );
+      try {
+        return await S3Source.open(spec, { forcePathStyle: pathStyle("S3") });
+      } catch (e) {
+        throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+      }
   }
+}
+
+/**
+ * Opens the destination of restored files a URL names: a local directory
+ * (`/path` or `file:///path`; keys are paths below it), a MogileFS domain
+ * (`mogilefs://tracker:7001/domain`), or an S3 bucket and prefix
+ * (`s3://bucket/prefix/`). The same URL forms as `--source`.
+ */
+export async function openDestination(url: string, where = "--dest"): Promise<Destination> {
+  const spec = parsed(where, parseSourceUrl, url);
+  try {
+    switch (spec.kind) {
+      case "dir":
+        return await LocalDestination.open(spec.path);
+      case "mogilefs":
+        if (spec.domain === undefined) {
+          throw new ConfigError(where, `${url} names no domain: use mogilefs://HOST:PORT/DOMAIN`);
+        }
+        return await MogileFsDestination.open({ trackers: spec.trackers, domain: spec.domain });
+      case "s3":
+        return await S3Destination.open(
+          { bucket: spec.bucket, prefix: spec.prefix },
+          { forcePathStyle: pathStyle("S3") },
+        );
+    }
+  } catch (e) {
+    throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+  }
+}
+
+function asConfigError(where: string, e: unknown): ConfigError {
+  if (e instanceof ConfigError) return e;
+  return new ConfigError(where, e instanceof Error ? e.message : String(e));
 }
 
 /** Opens the cold store a `--store` URL names. */

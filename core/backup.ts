@@ -32,6 +32,7 @@ import {
   type Clock,
   type ColdStore,
   type FileRow,
+  type ListPage,
   type Metrics,
   noMetrics,
   noProgress,
@@ -74,8 +75,15 @@ export interface BackupOptions {
   readonly uploaders?: number;
   /** Bytes of bundles being packed or uploaded at most; planning waits beyond (default 64 MiB). */
   readonly bufferBytes?: number;
-  /** Daemon: full listing interval in ms, besides watch events (default 60 s). */
+  /**
+   * Full listing interval in ms, besides watch events and polls (default:
+   * the source's `rescanMs`, else 60 s). A source that lists incrementally
+   * (`Source.pollMs`) is listed whole at most this often, also across
+   * `once` runs (the time of the last full listing is kept in the catalog).
+   */
   readonly rescanMs?: number;
+  /** Incremental listing interval in ms (default: the source's `pollMs`). */
+  readonly pollMs?: number;
   /** Aborting it asks for a graceful stop: finish what is in flight, lose nothing. */
   readonly signal?: AbortSignal;
   /** After a stop request, give in-flight work this long before abandoning it (default 60 s). */
@@ -153,6 +161,11 @@ class BackupRun {
   readonly #packers: number;
   readonly #uploaders: number;
   readonly #rescanMs: number;
+  /** Set for a source that lists incrementally after a cursor. */
+  readonly #pollMs: number | null;
+  /** Catalog cursors: the incremental listing's position, the last full listing's time. */
+  readonly #hwmCursor: string;
+  readonly #reconciledCursor: string;
   readonly #maxAttempts: number;
   readonly #retryBaseMs: number;
   readonly #uploadAttempts: number;
@@ -203,7 +216,11 @@ class BackupRun {
     };
     this.#packers = o.packers ?? 2;
     this.#uploaders = o.uploaders ?? 2;
-    this.#rescanMs = o.rescanMs ?? 60_000;
+    this.#rescanMs = o.rescanMs ?? deps.source.rescanMs ?? 60_000;
+    const pollMs = o.pollMs ?? deps.source.pollMs;
+    this.#pollMs = pollMs === undefined ? null : Math.max(1, pollMs);
+    this.#hwmCursor = `hwm:${deps.source.id}`;
+    this.#reconciledCursor = `reconciled:${deps.source.id}`;
     this.#maxAttempts = o.maxAttempts ?? 5;
     this.#retryBaseMs = o.retryBaseMs ?? 2_000;
     this.#uploadAttempts = o.uploadAttempts ?? 4;
@@ -343,29 +360,46 @@ class BackupRun {
     const { catalog, clock } = this.#d;
     const watchAc = new AbortController();
     const watchHint = this.#once ? null : this.#watch(watchAc.signal);
+    // A source that lists incrementally is listed whole only every rescan,
+    // counted from the last full listing, which may be a previous run's.
     let nextScan = 0;
+    let nextPoll = 0;
+    if (this.#pollMs !== null) {
+      const at = Number(await catalog.getCursor(this.#reconciledCursor) ?? NaN);
+      if (Number.isSafeInteger(at)) nextScan = at + this.#rescanMs;
+    }
     let passes = 0;
     // Discovery runs beside feeding: files are fetched while the walk goes on.
     let discovering: Promise<void> | null = null;
     let discoverError: unknown = null;
-    const discover = () => {
+    const discover = (full: boolean) => {
       this.#rediscover = false;
       passes++;
-      discovering = this.#discover()
+      discovering = this.#discover(full)
         .catch((e) => void (discoverError = e))
         .finally(() => {
           discovering = null;
-          nextScan = clock.now() + this.#rescanMs;
+          const now = clock.now();
+          if (full) nextScan = now + this.#rescanMs;
+          nextPoll = now + (this.#pollMs ?? 0);
           this.#changed.notify();
         });
+    };
+    /** Starts the listing that is due, if one is. */
+    const discoverIfDue = () => {
+      if (discovering !== null) return;
+      const now = clock.now();
+      const again = this.#rediscover && (!this.#once || passes < 4);
+      const pollDue = this.#pollMs !== null && now >= nextPoll;
+      if (this.#once ? passes === 0 || again : now >= nextScan || again || pollDue) {
+        // Incremental sources list whole when the rescan is due, else after the cursor.
+        discover(this.#pollMs === null || now >= nextScan);
+      }
     };
     try {
       while (!this.#quit.signal.aborted) {
         if (discoverError !== null) throw discoverError;
-        const due = this.#once
-          ? passes === 0 || (this.#rediscover && passes < 4)
-          : clock.now() >= nextScan || this.#rediscover;
-        if (discovering === null && due) discover();
+        discoverIfDue();
         const fed = await this.#feedPending();
         if (this.#quit.signal.aborted) break;
         if (fed > 0) continue;
@@ -383,11 +417,12 @@ class BackupRun {
           if ((await this.#feedPending()) === 0) break;
           continue;
         }
-        // Daemon: wait for a watch hint, a rescan, a retry coming due, or work finishing.
+        // Daemon: wait for a watch hint, a poll or rescan, a retry coming due, or work finishing.
         const ac = new AbortController();
         const abortWait = () => ac.abort();
         this.#quit.signal.addEventListener("abort", abortWait, { once: true });
-        const waitMs = Math.max(0, Math.min(nextScan - clock.now(), 1_000));
+        const next = this.#pollMs === null ? nextScan : Math.min(nextScan, nextPoll);
+        const waitMs = Math.max(0, Math.min(next - clock.now(), 1_000));
         const waits = [clock.sleep(waitMs, ac.signal).catch(() => {})];
         if (watchHint) waits.push(watchHint.next.then(() => void (nextScan = 0)));
         await Promise.race(waits);
@@ -425,8 +460,12 @@ class BackupRun {
     return hint;
   }
 
-  /** One full listing of the source into the catalog. */
-  async #discover(): Promise<void> {
+  /**
+   * One listing of the source into the catalog: a full one, or (for a
+   * source that lists incrementally) one after the saved cursor. Pages with
+   * a fid span also tell which known files are gone from the source.
+   */
+  async #discover(full: boolean): Promise<void> {
     const { source, catalog, clock } = this.#d;
     try {
       // One daemon discovers a source at a time; the others archive what it finds.
@@ -445,16 +484,30 @@ class BackupRun {
         }
         return;
       }
-      for await (const page of source.list({ after: null, signal: this.#quit.signal })) {
+      const incremental = this.#pollMs !== null;
+      const after = full || !incremental ? null : await catalog.getCursor(this.#hwmCursor);
+      const startedAt = clock.now();
+      let hwm = after === null ? -1 : Number(after);
+      for await (const page of source.list({ after, signal: this.#quit.signal })) {
         for (const s of page.skipped) this.#skip(s.key, s.reason);
-        if (page.entries.length === 0) continue;
-        // Versions the catalog already has are ignored by addDiscovered itself:
-        // one index probe each, the same cost as asking first.
-        const added = await catalog.addDiscovered(source.id, page.entries, clock.now());
-        this.#changed.notify();
-        this.#counts.discovered += added.length;
-        this.#metrics.count("coldpack.backup.files_discovered", added.length);
-        this.#report();
+        if (page.entries.length > 0) {
+          // Versions the catalog already has are ignored by addDiscovered itself:
+          // one index probe each, the same cost as asking first.
+          const added = await catalog.addDiscovered(source.id, page.entries, clock.now());
+          this.#changed.notify();
+          this.#counts.discovered += added.length;
+          this.#metrics.count("coldpack.backup.files_discovered", added.length);
+          this.#report();
+        }
+        if (page.span) await this.#markGone(page);
+        // The cursor moves only forward, and only past what the catalog holds.
+        if (incremental && page.cursor !== undefined && Number(page.cursor) > hwm) {
+          hwm = Number(page.cursor);
+          await catalog.setCursor(this.#hwmCursor, page.cursor);
+        }
+      }
+      if (full && incremental) {
+        await catalog.setCursor(this.#reconciledCursor, String(startedAt));
       }
     } catch (e) {
       if (this.#quit.signal.aborted && (e as Error)?.name === "AbortError") return;
@@ -471,6 +524,22 @@ class BackupRun {
         retryAt: null,
       }).catch(() => {});
     }
+  }
+
+  /** Records which known files a page with a fid span shows gone from the source. */
+  async #markGone(page: ListPage): Promise<void> {
+    const { source, catalog, clock } = this.#d;
+    const span = page.span!;
+    const present = page.entries.flatMap((e) => e.sourceFid === undefined ? [] : [e.sourceFid]);
+    const { gone, vanished } = await catalog.markGone(source.id, span, present, clock.now());
+    if (gone === 0) return;
+    this.#metrics.count("coldpack.backup.files_gone", gone);
+    if (vanished > 0) {
+      this.#counts.vanished += vanished;
+      this.#metrics.count("coldpack.backup.files_vanished", vanished);
+      this.#changed.notify();
+    }
+    this.#report();
   }
 
   #skippedSeen = new Set<string>();

@@ -193,7 +193,15 @@ export const BACKUP_SETTINGS = {
     flag: "rescan",
     env: "COLDPACK_RESCAN",
     file: "rescan",
-    help: "daemon: list the whole source this often, besides watching it (default 60s)",
+    help:
+      "list the whole source this often, besides watching or polling it (default: 60s for a directory, 1h for MogileFS and S3)",
+    parse: duration,
+  },
+  poll: {
+    flag: "poll",
+    env: "COLDPACK_POLL",
+    file: "poll",
+    help: "MogileFS: look for new fids this often (default 1s)",
     parse: duration,
   },
   buffer: {
@@ -300,7 +308,10 @@ export interface BackupConfig {
   readonly workers: number | null;
   readonly fetchers: number;
   readonly uploaders: number;
-  readonly rescanMs: number;
+  /** Full listing interval; `null`: the source's own default. */
+  readonly rescanMs: number | null;
+  /** Incremental listing interval of a source that has one; `null`: the source's default. */
+  readonly pollMs: number | null;
   readonly bufferBytes: number;
   readonly shutdownTimeoutMs: number;
   /** Lease owner name; `null`: the caller derives it from the host name. */
@@ -355,7 +366,8 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     workers: v.workers ?? null,
     fetchers: v.fetchers ?? 8,
     uploaders: v.uploaders ?? 2,
-    rescanMs: v.rescan ?? 60_000,
+    rescanMs: v.rescan ?? null,
+    pollMs: v.poll ?? null,
     bufferBytes: v.buffer ?? 64 * 1024 * 1024,
     shutdownTimeoutMs: v.shutdownTimeout ?? 60_000,
     owner: v.owner ?? null,

@@ -45,6 +45,15 @@ export interface ListPage {
    * the highest fid seen). Absent for sources that always list everything.
    */
   readonly cursor?: string;
+  /**
+   * Set by a source whose files have numeric ids (MogileFS fids) when this
+   * page lists _every_ file the source holds whose `sourceFid` lies in
+   * `(from, to]` (both whole numbers, `from < to`). A file the catalog has in
+   * that span but the page lacks is gone from the source (deleted, or
+   * replaced by a new fid): that is how the daemon notices deletions.
+   * Pages that cannot promise this (a failed or partial answer) omit it.
+   */
+  readonly span?: { readonly from: number; readonly to: number };
 }
 
 /** Options for {@linkcode Source.list}. */
@@ -69,11 +78,83 @@ export interface Source {
    */
   open(entry: SourceEntry, options?: { signal?: AbortSignal }): Promise<ReadableStream<Uint8Array>>;
   /**
+   * Set when the source can list incrementally (`list({ after: cursor })`
+   * returns what appeared after the cursor, cheaply): the daemon then lists
+   * after its saved cursor every `pollMs` (MogileFS: 1,000) and does a full
+   * listing only every rescan interval. Absent: every listing is a full one.
+   */
+  readonly pollMs?: number;
+  /**
+   * The full-listing interval this source suggests when the operator sets
+   * none, ms (a bucket listing costs money; a directory walk does not).
+   */
+  readonly rescanMs?: number;
+  /**
    * Resolves each time something may have changed (a watcher event), so that
    * a daemon lists again at once instead of waiting for its next rescan.
    * Absent when the source cannot be watched.
    */
   watch?(options: { signal: AbortSignal }): AsyncIterable<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Destination: where a restored file is written (MogileFS, a local directory,
+// an S3 bucket).
+
+/** One file to write to a destination. */
+export interface DestinationWrite {
+  /**
+   * Where, relative to the destination: a `/`-separated relative path under
+   * the local root (no empty, `.` or `..` segment, no leading `/`), a
+   * MogileFS key, or an S3 key below the destination's prefix.
+   */
+  readonly key: string;
+  /** MogileFS only: the domain, when not the destination's own. */
+  readonly domain?: string;
+  /** MogileFS only: the class; absent or `""` means the domain's default. */
+  readonly storageClass?: string;
+  /** Exact number of bytes `body` yields. */
+  readonly length: number;
+  /**
+   * Lower-case hex md5 the bytes must have. The destination computes it
+   * while writing and makes the file visible only if it matches: otherwise
+   * nothing is left behind and it rejects with a `PortError` coded
+   * `ChecksumMismatch` (or `LengthMismatch` when the count differs), not
+   * retryable at the destination (the bytes were wrong, not the write).
+   */
+  readonly md5: string;
+  /**
+   * Replace a file already at `key` (default false: reject with a
+   * `PortError` coded `DestinationExists`, not retryable). MogileFS and S3
+   * have no conditional write, so there the check is made just before.
+   */
+  readonly overwrite?: boolean;
+  /** A fresh stream of the bytes each time it is called. */
+  readonly body: () => ReadableStream<Uint8Array>;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Where restored files go. A write is all or nothing: a reader never sees
+ * a partial file at `key` (local: temp file + rename; S3: one PUT or a
+ * completed multipart upload; MogileFS: `create_close` after the PUT).
+ * Errors are `PortError`s coded like the service's (retryable when trying
+ * again may help), `TypeError` for a key the destination cannot hold.
+ */
+export interface Destination {
+  /** Where files go, without secrets, e.g. `mogilefs://t1:7001/ugc`, `/srv/restore`. */
+  readonly location: string;
+  /** Writes one file; resolves to where it now is (a path or URL, for logs). */
+  write(file: DestinationWrite): Promise<{ readonly location: string }>;
+  /**
+   * Reads a file back (the drill compares it), or `null` when there is none
+   * at `key`.
+   */
+  read(
+    key: string,
+    options?: { readonly domain?: string; readonly signal?: AbortSignal },
+  ): Promise<ReadableStream<Uint8Array> | null>;
   close(): Promise<void>;
 }
 
@@ -352,6 +433,11 @@ export interface FileRow {
   readonly nextAttemptAt: number | null;
   /** Why it vanished, failed or was last retried. */
   readonly note: string | null;
+  /**
+   * When the daemon noticed this version was gone from the source (deleted,
+   * or replaced by a newer version); `null` while it is there or unknown.
+   */
+  readonly goneAt: number | null;
 }
 
 /** One committed archive. */
@@ -453,7 +539,8 @@ export interface Catalog {
   /**
    * Records newly discovered versions as `pending` in one transaction.
    * A (source, key, version) already present is left alone. Older versions of
-   * the same key still `pending` become `superseded`. Returns the new rows.
+   * the same key in the same domain (both `null` counts as the same) still
+   * `pending` become `superseded`. Returns the new rows.
    */
   addDiscovered(
     source: SourceId,
@@ -512,6 +599,20 @@ export interface Catalog {
   acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean>;
   /** Gives the lease up if `owner` holds it; otherwise does nothing. */
   releaseLease(name: string, owner: string): Promise<void>;
+  /**
+   * Records what a listing page with a `span` (see {@linkcode ListPage.span})
+   * shows: of this source's files with `sourceFid` in `(from, to]` that are
+   * not yet marked gone, those whose fid is not in `present` get `goneAt =
+   * nowMs`; of those, the `pending` ones become `vanished` (nothing left to
+   * back up). One transaction. Returns how many were marked, and how many
+   * of them vanished.
+   */
+  markGone(
+    source: SourceId,
+    span: { readonly from: number; readonly to: number },
+    present: readonly number[],
+    nowMs: number,
+  ): Promise<{ readonly gone: number; readonly vanished: number }>;
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;
   file(id: FileId): Promise<FileRow | null>;

@@ -282,6 +282,7 @@ const CATALOG_METHODS = [
   "acquireLease",
   "releaseLease",
   "markVanished",
+  "markGone",
   "recordFailure",
   "commitArchive",
   "getCursor",

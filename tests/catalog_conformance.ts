@@ -184,6 +184,7 @@ export function catalogConformance(
       attempts: 0,
       nextAttemptAt: null,
       note: null,
+      goneAt: null,
     });
     assert.deepEqual(b, {
       ...a,
@@ -910,6 +911,69 @@ export function catalogConformance(
     assert.deepEqual(await c.recentFailures(10), []);
     await c.markVanished([], "nothing", T0 + 4);
     assert.equal((await c.status()).files.vanished, 2);
+  });
+
+  test("the same key in two domains is two files: neither supersedes the other", async (c) => {
+    const mog = (domain: string, fid: number) =>
+      entry("product/1.png", String(fid), { domain, sourceFid: fid });
+    const [a, b] = await c.addDiscovered(OTHER, [mog("ugc", 10), mog("thumbs", 11)], T0);
+    assert.ok(a && b);
+    assert.deepEqual([a.state, b.state], ["pending", "pending"]);
+    const [a2] = await c.addDiscovered(OTHER, [mog("ugc", 12)], T0 + 1);
+    assert.ok(a2);
+    assert.equal((await mustFile(c, a.id)).state, "superseded", "a new fid in ugc replaces ugc's");
+    assert.equal((await mustFile(c, b.id)).state, "pending", "thumbs' copy is another file");
+    // Files without a domain still supersede each other (null is one scope).
+    const [p1] = await c.addDiscovered(SRC, [entry("plain", "v1")], T0);
+    await c.addDiscovered(SRC, [entry("plain", "v2")], T0 + 1);
+    assert.equal((await mustFile(c, p1!.id)).state, "superseded");
+  });
+
+  test("markGone marks what a fid span no longer lists; pending ones vanish", async (c) => {
+    const mog = (key: string, fid: number) =>
+      entry(key, String(fid), { domain: "ugc", sourceFid: fid });
+    const rows = await c.addDiscovered(
+      OTHER,
+      [mog("a", 5), mog("b", 7), mog("c", 9), mog("d", 12), mog("e", 20)],
+      T0,
+    );
+    const [a, b, cc, d, e] = rows;
+    assert.ok(a && b && cc && d && e);
+    // Another source's fids in the same span are not this source's business.
+    const [dirFile] = await c.addDiscovered(SRC, [entry("x", "v1", { sourceFid: 8 })], T0);
+    await c.commitArchive(archiveRow("arc-g"), membersOf([b]));
+    await c.recordFailure({
+      stage: "fetch",
+      code: "NoReadablePath",
+      message: "no path",
+      source: OTHER,
+      fileId: cc.id,
+      nowMs: T0 + 1,
+      retryAt: T0 + 100,
+    });
+    // The span (5, 12] lists only fid 12: 7 (archived) and 9 (pending) are gone; 5 is outside.
+    const result = await c.markGone(OTHER, { from: 5, to: 12 }, [12], T0 + 10);
+    assert.deepEqual(result, { gone: 2, vanished: 1 });
+    const gotB = await mustFile(c, b.id);
+    assert.equal(gotB.state, "archived", "an archived file stays archived");
+    assert.equal(gotB.goneAt, T0 + 10);
+    const gotC = await mustFile(c, cc.id);
+    assert.equal(gotC.state, "vanished");
+    assert.equal(gotC.goneAt, T0 + 10);
+    assert.match(gotC.note ?? "", /deleted or replaced at the source/);
+    assert.deepEqual(await c.recentFailures(10), [], "the vanished file's failure is resolved");
+    for (const kept of [a, d, e]) assert.equal((await mustFile(c, kept.id)).goneAt, null);
+    assert.equal((await mustFile(c, dirFile!.id)).goneAt, null);
+    // Marking again changes nothing: the first time is kept.
+    assert.deepEqual(await c.markGone(OTHER, { from: 0, to: 20 }, [5, 12, 20], T0 + 20), {
+      gone: 0,
+      vanished: 0,
+    });
+    assert.equal((await mustFile(c, b.id)).goneAt, T0 + 10);
+    await assert.rejects(
+      c.markGone(OTHER, { from: 9, to: 9 }, [], T0),
+      (err: unknown) => err instanceof RangeError && /from < to/.test(err.message),
+    );
   });
 
   test("status counts every state and sums bytes", async (c) => {

@@ -750,3 +750,27 @@ Deno.test("s3: with the packer's SHA-256 the body is read once; a wrong one is B
     assert.equal(s3.objects(BUCKET).length, 1);
   });
 });
+
+Deno.test("s3: a single put whose body is shorter or longer than declared fails, no crash", async () => {
+  // With the packer's SHA-256 given, the body is read once, while it is sent:
+  // the size check fires inside the upload stream and must abort the request.
+  await withSetup("GLACIER", {}, async ({ s3, store }) => {
+    const data = bytes(300_000, 35);
+    const sha256 = createHash("sha256").update(data).digest("hex");
+    for (const size of [data.length + 10, data.length - 10]) {
+      await assert.rejects(
+        store.put({
+          archiveId: newId(),
+          size,
+          treeHash: referenceTreeHash(data),
+          sha256,
+          description: "",
+          body: () => chunked(data, [65_536]),
+        }),
+        (e: unknown) =>
+          e instanceof ArchiveMismatchError && /bytes but the archive declares/.test(e.message),
+      );
+    }
+    assert.deepEqual(s3.objects(BUCKET), []);
+  });
+});

@@ -81,7 +81,9 @@ import {
   checkLimit,
   checkMember,
   checkOwner,
+  checkSpan,
   checkTime,
+  GONE_NOTE,
   isCount,
   newFileRow,
 } from "./validate.ts";
@@ -140,7 +142,7 @@ const ID_CHUNK = 1000;
 
 const FILE_COLUMNS = "id, source, file_key, version, domain, storage_class, source_fid, length, " +
   "mtime_ms, discovered_at, state, md5, archive_id, header_offset, data_offset, archived_at, " +
-  "attempts, next_attempt_at, note";
+  "attempts, next_attempt_at, note, gone_at";
 
 /**
  * Session settings of every connection: strict mode without
@@ -444,16 +446,19 @@ export class MysqlCatalog implements Catalog {
           // rows, and which pending versions the newest supersedes.
           const versions = await this.#rows(
             c,
-            "SELECT id, key_hash, version_hash, state FROM files WHERE key_hash IN (?)",
+            "SELECT id, key_hash, version_hash, domain, state FROM files WHERE key_hash IN (?)",
             [uniqueBuffers(fresh.map((x) => x.kh))],
           );
           const idOf = new Map<string, number>();
+          // Newest id per key and domain: the same key in two domains is two files.
           const newest = new Map<string, number>();
+          const scope = (r: Row) =>
+            hashHex(bytes(r, "key_hash")) + "\0" + JSON.stringify(optStr(r, "domain"));
           for (const r of versions) {
             const kh = hashHex(bytes(r, "key_hash"));
             const id = int(r, "id");
             idOf.set(kh + hashHex(bytes(r, "version_hash")), id);
-            newest.set(kh, Math.max(id, newest.get(kh) ?? 0));
+            newest.set(scope(r), Math.max(id, newest.get(scope(r)) ?? 0));
           }
           for (const x of fresh) {
             const id = idOf.get(x.ident);
@@ -467,7 +472,7 @@ export class MysqlCatalog implements Catalog {
           }
           let superseded = versions
             .filter((r) => {
-              const top = newest.get(hashHex(bytes(r, "key_hash")));
+              const top = newest.get(scope(r));
               return str(r, "state") === "pending" && top !== undefined && int(r, "id") < top;
             })
             .map((r) => int(r, "id"));
@@ -638,6 +643,50 @@ export class MysqlCatalog implements Catalog {
           );
           await this.#resolveFailures(c, pending, nowMs);
         }
+      });
+    });
+  }
+
+  /** Marks the files of a fid span that a listing no longer shows as gone (see the port). */
+  markGone(
+    source: SourceId,
+    span: { readonly from: number; readonly to: number },
+    present: readonly number[],
+    nowMs: number,
+  ): Promise<{ readonly gone: number; readonly vanished: number }> {
+    return this.#run("mark files gone", async () => {
+      checkTime("nowMs", nowMs);
+      checkSpan(span, present);
+      return await this.#tx(async (c) => {
+        const here = new Set(present);
+        const rows = await this.#rows(
+          c,
+          `SELECT id, source_fid, state FROM files FORCE INDEX (files_source_span)
+           WHERE source = ? AND source_fid > ? AND source_fid <= ? AND gone_at IS NULL
+           FOR UPDATE`,
+          [source, span.from, span.to],
+        );
+        const gone = rows.filter((r) => !here.has(int(r, "source_fid")));
+        if (gone.length === 0) return { gone: 0, vanished: 0 };
+        const pending = gone.filter((r) => str(r, "state") === "pending").map((r) => int(r, "id"));
+        const ids = gone.map((r) => int(r, "id"));
+        for (let i = 0; i < ids.length; i += ID_CHUNK) {
+          await this.#exec(c, "UPDATE files SET gone_at = ? WHERE id IN (?)", [
+            nowMs,
+            ids.slice(i, i + ID_CHUNK),
+          ]);
+        }
+        for (let i = 0; i < pending.length; i += ID_CHUNK) {
+          const chunk = pending.slice(i, i + ID_CHUNK);
+          await this.#exec(
+            c,
+            `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL,
+               claimed_by = NULL WHERE id IN (?)`,
+            [GONE_NOTE, chunk],
+          );
+          await this.#resolveFailures(c, chunk, nowMs);
+        }
+        return { gone: ids.length, vanished: pending.length };
       });
     });
   }
@@ -1352,6 +1401,7 @@ function toFileRow(r: Row): FileRow {
     attempts: int(r, "attempts"),
     nextAttemptAt: optInt(r, "next_attempt_at"),
     note: optStr(r, "note"),
+    goneAt: optInt(r, "gone_at"),
   };
 }
 

@@ -172,6 +172,13 @@ const MYSQL_LEASES: readonly string[] = [
 ) ${MYSQL_TABLE}`,
 ];
 
+const MYSQL_GONE_AT: readonly string[] = [
+  `ALTER TABLE files ADD COLUMN gone_at BIGINT`,
+  // markGone: WHERE source = ? AND source_fid BETWEEN ...; restore by fid
+  // still uses it through source_fid lookups with the source known.
+  `ALTER TABLE files ADD KEY files_source_span (source, source_fid)`,
+];
+
 /**
  * Every migration, oldest first.
  *
@@ -186,6 +193,10 @@ const MYSQL_LEASES: readonly string[] = [
  *
  * Version 2 adds `files.claimed_by` and the `leases` table, so that several
  * backup daemons can share one catalog (see `Catalog.claimFiles`).
+ *
+ * Version 3 adds `files.gone_at` (when the daemon noticed a version was gone
+ * from the source, see `Catalog.markGone`) and indexes the source fid per
+ * source, for the reconciliation's fid spans.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -287,6 +298,19 @@ export const MIGRATIONS: readonly Migration[] = [
 )`,
       ],
       mysql: MYSQL_LEASES,
+    },
+  },
+  {
+    version: 3,
+    name: "gone_at",
+    sql: {
+      sqlite: [
+        `ALTER TABLE files ADD COLUMN gone_at INTEGER`,
+        // markGone: WHERE source = ? AND source_fid > ? AND source_fid <= ?
+        `DROP INDEX files_source_fid`,
+        `CREATE INDEX files_source_fid ON files (source, source_fid) WHERE source_fid IS NOT NULL`,
+      ],
+      mysql: MYSQL_GONE_AT,
     },
   },
 ];

@@ -57,7 +57,9 @@ import {
   checkLimit,
   checkMember,
   checkOwner,
+  checkSpan,
   checkTime,
+  GONE_NOTE,
   newFileRow,
 } from "./validate.ts";
 import {
@@ -110,6 +112,7 @@ const FILE_COLUMN_LIST = [
   "attempts",
   "next_attempt_at",
   "note",
+  "gone_at",
 ] as const;
 const FILE_COLUMNS = FILE_COLUMN_LIST.join(", ");
 
@@ -264,7 +267,8 @@ export class SqliteCatalog implements Catalog {
            claimed_by = NULL
          WHERE source = ? AND file_key IN (SELECT value FROM json_each(?)) AND state = 'pending'
            AND id < (SELECT MAX(f.id) FROM files AS f
-                     WHERE f.source = files.source AND f.file_key = files.file_key)
+                     WHERE f.source = files.source AND f.file_key = files.file_key
+                       AND f.domain IS files.domain)
          RETURNING id`,
       );
       return this.#write(() => {
@@ -416,6 +420,45 @@ export class SqliteCatalog implements Catalog {
         for (const id of ids) {
           if (Number(mark.run(reason, id).changes) > 0) this.#resolveFailures(id, nowMs);
         }
+      });
+    });
+  }
+
+  /** Marks the files of a fid span that a listing no longer shows as gone (see the port). */
+  markGone(
+    source: SourceId,
+    span: { readonly from: number; readonly to: number },
+    present: readonly number[],
+    nowMs: number,
+  ): Promise<{ readonly gone: number; readonly vanished: number }> {
+    return this.#run("mark files gone", () => {
+      checkTime("nowMs", nowMs);
+      checkSpan(span, present);
+      const find = this.#stmt(
+        `SELECT id, source_fid, state FROM files INDEXED BY files_source_fid
+         WHERE source = ? AND source_fid > ? AND source_fid <= ? AND source_fid IS NOT NULL
+           AND gone_at IS NULL`,
+      );
+      const markGone = this.#stmt(`UPDATE files SET gone_at = ? WHERE id = ?`);
+      const vanish = this.#stmt(
+        `UPDATE files SET state = 'vanished', note = ?, next_attempt_at = NULL, claimed_by = NULL
+         WHERE id = ? AND state = 'pending'`,
+      );
+      return this.#write(() => {
+        const here = new Set(present);
+        let gone = 0;
+        let vanished = 0;
+        for (const r of find.all(source, span.from, span.to) as Row[]) {
+          if (here.has(int(r, "source_fid"))) continue;
+          const id = int(r, "id");
+          markGone.run(nowMs, id);
+          gone++;
+          if (str(r, "state") === "pending" && Number(vanish.run(GONE_NOTE, id).changes) > 0) {
+            this.#resolveFailures(id, nowMs);
+            vanished++;
+          }
+        }
+        return { gone, vanished };
       });
     });
   }
@@ -877,6 +920,7 @@ function toFileRow(a: readonly unknown[]): FileRow {
     attempts: intAt(a, 16),
     nextAttemptAt: optIntAt(a, 17),
     note: optStrAt(a, 18),
+    goneAt: optIntAt(a, 19),
   };
 }
 

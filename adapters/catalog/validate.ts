@@ -15,6 +15,23 @@ export function checkTime(name: string, v: number): void {
   }
 }
 
+/** The note of a pending file that `markGone` turns `vanished`. */
+export const GONE_NOTE = "deleted or replaced at the source before it could be backed up";
+
+/** A `markGone` span: whole numbers, `from < to`; present fids are whole numbers. */
+export function checkSpan(
+  span: { readonly from: number; readonly to: number },
+  present: readonly number[],
+): void {
+  if (!Number.isSafeInteger(span.from) || !Number.isSafeInteger(span.to) || span.from >= span.to) {
+    throw new RangeError(
+      `Invalid span: (${span.from}, ${span.to}] must be whole numbers with from < to`,
+    );
+  }
+  const bad = present.find((f) => !Number.isSafeInteger(f));
+  if (bad !== undefined) throw new RangeError(`Invalid present fid: ${bad} is not a whole number`);
+}
+
 export function checkLimit(limit: number): void {
   if (!Number.isSafeInteger(limit) || limit < 0) {
     throw new RangeError(`Invalid limit: ${limit} is not a non-negative integer`);
@@ -110,5 +127,6 @@ export function newFileRow(id: FileId, source: SourceId, e: SourceEntry, nowMs: 
     attempts: 0,
     nextAttemptAt: null,
     note: null,
+    goneAt: null,
   };
 }

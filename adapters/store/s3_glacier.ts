@@ -81,7 +81,7 @@ import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
 import { digest } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
-import { freshConnectionAgents, QUIET_LOGGER } from "./_aws.ts";
+import { freshConnectionAgents, QUIET_LOGGER, s3PortError } from "./_aws.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -98,28 +98,6 @@ const TREE_HASH = /^[0-9a-f]{64}$/;
 const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 const META_DESCRIPTION = "coldpack-description";
 const META_TREE_HASH = "coldpack-tree-hash";
-
-/** Codes that mean "try again later" (throttling, timeouts, server trouble). */
-const RETRYABLE_CODES = new Set([
-  "SlowDown",
-  "InternalError",
-  "ServiceUnavailable",
-  "RequestTimeout",
-  "RequestTimeoutException",
-  "Throttling",
-  "ThrottlingException",
-  "ThrottledException",
-  "TooManyRequestsException",
-  "RequestLimitExceeded",
-  "BandwidthLimitExceeded",
-  "GlacierExpeditedRetrievalNotAvailable",
-  "TimeoutError",
-  "Timeout",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ECONNABORTED",
-]);
 
 /** Options for {@linkcode S3GlacierStore.open}. */
 export interface S3GlacierStoreOptions {
@@ -560,10 +538,16 @@ export class S3GlacierStore implements ColdStore {
       : await digestBody(archive.body(), signal);
     this.#checkBody(id, archive, first.bytes, first.treeHash);
     let bodyError: Error | null = null;
+    // A body of the wrong size errors inside the node stream, where nothing
+    // listens: abort the request instead, and report the mismatch.
+    const stop = new AbortController();
     const stream = exactStream(archive.body(), archive.size, (sent) => {
       bodyError = this.#sizeMismatch(id, sent, archive.size, sent > archive.size);
+      stop.abort(bodyError);
       return bodyError;
     });
+    const body = Readable.fromWeb(stream as import("node:stream/web").ReadableStream<Uint8Array>);
+    body.on("error", () => {});
     let out;
     try {
       out = await this.#send<PutObjectCommandOutput>(
@@ -572,17 +556,19 @@ export class S3GlacierStore implements ColdStore {
         new PutObjectCommand({
           Bucket: this.#bucket,
           Key: key,
-          Body: Readable.fromWeb(stream as import("node:stream/web").ReadableStream<Uint8Array>),
+          Body: body,
           ContentLength: archive.size,
           ChecksumSHA256: first.sha256,
           StorageClass: this.#storageClass,
           Metadata: this.#metadata(archive.description, first.treeHash),
         }),
-        signal,
+        signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]),
         this.#streamClient,
       );
     } catch (e) {
       throw bodyError ?? e;
+    } finally {
+      body.destroy();
     }
     if (out.ChecksumSHA256 !== first.sha256) {
       await this.#deleteQuietly(key);
@@ -944,37 +930,7 @@ export class S3GlacierStore implements ColdStore {
   }
 
   #portError(e: unknown, op: string, key: string): unknown {
-    if (
-      e instanceof PortError || e instanceof ArchiveMismatchError || e instanceof RangeError ||
-      !(e instanceof Error)
-    ) {
-      return e;
-    }
-    const meta = (e as { $metadata?: { httpStatusCode?: number } }).$metadata;
-    const status = meta?.httpStatusCode;
-    const errno = (e as { code?: unknown }).code;
-    let code = typeof errno === "string" && /^E[A-Z]+$/.test(errno) ? errno : e.name;
-    if (code === "Error" && /socket hang up|ECONNRESET/i.test(e.message)) code = "ECONNRESET";
-    let message = oneLine(e.message);
-    if (
-      (code === "Unknown" || code === "UnknownError" || code === "Error") && status !== undefined
-    ) {
-      // An answer without an error body (HEAD has none): S3's generic code for the status.
-      code = status === 500
-        ? "InternalError"
-        : status === 503
-        ? "ServiceUnavailable"
-        : `HTTP${status}`;
-      if (message === "UnknownError" || message === "") message = "the answer names no error code";
-    }
-    const retryable = RETRYABLE_CODES.has(code) ||
-      (status !== undefined && (status >= 500 || status === 429));
-    const where = key === "" ? "" : ` of ${key}`;
-    const http = status === undefined ? "" : ` (HTTP ${status})`;
-    return new PortError(
-      `S3 ${op}${where} in ${this.location} failed: ${code}${http}: ${message}`,
-      { code, retryable, cause: e },
-    );
+    return s3PortError(e, op, key, this.location);
   }
 }
 

@@ -1,17 +1,20 @@
 /**
  * Runs a test double as its own process, for benchmarks and for trying
  * coldpack by hand: prints one JSON line with the endpoint, region and
- * credentials to point the AWS SDK at, then serves until stdin closes or
- * SIGTERM/SIGINT.
+ * credentials to point the AWS SDK at (MogileFS: the `mogilefs://` URL, the
+ * tracker addresses and the storage node URLs), then serves until stdin
+ * closes or SIGTERM/SIGINT.
  *
  * Usage:
  *   deno run -A tests/doubles/serve.ts glacier [--vault NAME]...
  *   deno run -A tests/doubles/serve.ts s3 [--bucket NAME]...
+ *   deno run -A tests/doubles/serve.ts mogilefs [--domain NAME]... [--trackers N] [--nodes N]
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { GlacierDouble, TEST_CREDENTIALS } from "./glacier.ts";
+import { MogileFsDouble } from "./mogilefs.ts";
 import { S3ArchiveDouble } from "./s3_archive.ts";
 
 const { values, positionals } = parseArgs({
@@ -20,6 +23,9 @@ const { values, positionals } = parseArgs({
   options: {
     vault: { type: "string", multiple: true },
     bucket: { type: "string", multiple: true },
+    domain: { type: "string", multiple: true },
+    trackers: { type: "string" },
+    nodes: { type: "string" },
   },
 });
 const kind = positionals[0];
@@ -41,8 +47,20 @@ if (kind === "glacier") {
     region: s3.region,
     credentials: s3.credentials,
   }));
+} else if (kind === "mogilefs") {
+  const mogile = await MogileFsDouble.start({
+    domains: Object.fromEntries((values.domain ?? ["ugc"]).map((d) => [d, {}])),
+    trackers: Number(values.trackers ?? 1),
+    nodes: Number(values.nodes ?? 2),
+  });
+  close = () => mogile.close();
+  console.log(
+    JSON.stringify({ url: mogile.url(), trackers: mogile.trackers, nodes: mogile.nodes }),
+  );
 } else {
-  console.error("usage: serve.ts glacier|s3 [--vault NAME]... [--bucket NAME]...");
+  console.error(
+    "usage: serve.ts glacier|s3|mogilefs [--vault NAME]... [--bucket NAME]... [--domain NAME]...",
+  );
   Deno.exit(2);
 }
 const stop = new Promise<void>((resolve) => {
