@@ -205,13 +205,14 @@ export async function openCatalog(
 export interface PackerOptions {
   /** Worker threads for a directory source (default 2). */
   readonly workers?: number;
-  /** Files read ahead within a bundle, for in-thread packing (default 8). */
+  /** Remote sources: files read at once, over all workers (default 8). */
   readonly readAhead?: number;
 }
 
 /**
- * The packer for a source: worker threads for a directory (reading, md5,
- * tar and tree hash beside the main thread), in-thread for remote sources.
+ * The packer for a source: worker threads (reading, md5, tar and tree hash
+ * beside the main thread) for the sources the workers can open again
+ * (directory, MogileFS, S3); in-thread for any other.
  */
 export async function openPacker(
   source: Source,
@@ -219,8 +220,17 @@ export async function openPacker(
   options: PackerOptions = {},
 ): Promise<Packer> {
   const readAhead = options.readAhead ?? 8;
+  const workers = options.workers ?? 2;
   if (source instanceof DirectorySource) {
-    return await WorkerPacker.open(source.root, spoolDir, { workers: options.workers ?? 2 });
+    return await WorkerPacker.open(source.root, spoolDir, { workers });
+  }
+  // Remote sources are opened again in each worker; reads in flight are shared out.
+  const perWorker = { workers, readAhead: Math.max(1, Math.ceil(readAhead / workers)) };
+  if (source instanceof MogileFsSource) {
+    return await WorkerPacker.open({ kind: "mogilefs", ...source.spec() }, spoolDir, perWorker);
+  }
+  if (source instanceof S3Source) {
+    return await WorkerPacker.open({ kind: "s3", ...source.spec() }, spoolDir, perWorker);
   }
   return new InlinePacker(await SpoolFetcher.open(source, spoolDir), { readAhead });
 }

@@ -37,8 +37,13 @@ export const EXIT = {
 const HELP = `coldpack-backup: back up a file store into cold-storage tar archives
 
 Usage:
-  coldpack-backup --source DIR [options]          follow DIR as a daemon until SIGTERM
-  coldpack-backup --source DIR --once [options]   back up what is there now, then exit
+  coldpack-backup --source SOURCE [options]         follow SOURCE as a daemon until SIGTERM
+  coldpack-backup --source SOURCE --once [options]  back up what is there now, then exit
+
+SOURCE is a directory (/srv/uploads), a MogileFS domain
+(mogilefs://tracker1:7001,tracker2:7001/ugc; no domain: every domain) or an
+S3 bucket and prefix (s3://bucket/uploads/; endpoint, region and credentials
+from the AWS SDK's environment, profile or instance role).
   coldpack-backup status [--json] [options]       what the catalog holds
 
 With only --source, the catalog and the vault go into the state directory

@@ -93,7 +93,8 @@ export const COMMON_SETTINGS = {
     flag: "source",
     env: "COLDPACK_SOURCE",
     file: "source",
-    help: "what to back up: DIR or file:///DIR (MogileFS and S3 sources: next release)",
+    help:
+      "what to back up: DIR, file:///DIR, mogilefs://TRACKER:7001[,TRACKER2:7001]/DOMAIN (no DOMAIN: every domain), s3://BUCKET/PREFIX",
     parse: nonEmpty,
   },
   store: {
@@ -352,7 +353,7 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
   if (v.source === undefined) {
     throw new ConfigError(
       "--source",
-      "nothing to back up: give --source DIR (or COLDPACK_SOURCE, or source in the config file)",
+      "nothing to back up: give --source DIR|mogilefs://...|s3://... (or COLDPACK_SOURCE, or source in the config file)",
     );
   }
   const stateDir = v.stateDir ?? defaultStateDir(inputs.env);

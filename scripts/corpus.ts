@@ -34,12 +34,17 @@ function content(rand: () => number, size: number): Uint8Array {
   throw new RangeError(`File too large for the pool: ${size}`);
 }
 
-/** Writes the mixed corpus; returns [files, bytes]. */
-export async function mixedCorpus(dir: string, total: number, seed = 1): Promise<[number, number]> {
+/** Writes the mixed corpus, up to `total` bytes or `maxFiles` files; returns [files, bytes]. */
+export async function mixedCorpus(
+  dir: string,
+  total: number,
+  seed = 1,
+  maxFiles = Number.MAX_SAFE_INTEGER,
+): Promise<[number, number]> {
   const rand = prng(seed);
   let bytes = 0;
   let n = 0;
-  while (bytes < total) {
+  while (bytes < total && n < maxFiles) {
     let size: number;
     if (rand() < 0.01) {
       size = Math.floor(2_000_000 + rand() * 6_000_000);

@@ -1,7 +1,7 @@
 /**
- * Worker thread of {@linkcode WorkerPacker}: packs whole bundles of a
- * directory source (reads, md5s, tar, tree hash) and hands back the tar
- * buffers by transfer. Private to adapters/pack.
+ * Worker thread of {@linkcode WorkerPacker}: packs whole bundles (reads,
+ * md5s, tar, tree hash) and hands back the tar buffers by transfer. Private
+ * to adapters/pack.
  * @module
  */
 
@@ -9,11 +9,25 @@
 
 import { packFiles } from "../../core/pack.ts";
 import { ARCHIVE_CHUNK_SIZE } from "../../core/archive_builder.ts";
+import type { Fetcher, Source } from "../../core/ports.ts";
 import { DirectorySource } from "../source/directory.ts";
 import { DirectFetcher } from "../fetch/direct_fetcher.ts";
-import type { PackerReply, PackerRequest, WireSegment } from "./worker_packer.ts";
+import { SpoolFetcher } from "../fetch/spool_fetcher.ts";
+import type { PackerReply, PackerRequest, PackSource, WireSegment } from "./worker_packer.ts";
 
-let fetcher: DirectFetcher | null = null;
+let fetcher: Fetcher | null = null;
+/** Files read at once within a bundle. */
+let readAhead = 1;
+
+/** Opens a remote source again in this thread (only the adapter it needs is loaded). */
+async function openRemote(spec: Exclude<PackSource, { kind: "dir" }>): Promise<Source> {
+  if (spec.kind === "mogilefs") {
+    const { MogileFsSource } = await import("../source/mogilefs.ts");
+    return await MogileFsSource.open(spec.url);
+  }
+  const { S3Source } = await import("../source/s3.ts");
+  return await S3Source.open(spec.url, spec.options);
+}
 /** Buffers the main thread gave back after upload: archives are assembled in them again. */
 const pool: ArrayBuffer[] = [];
 const POOL_MAX = 128;
@@ -41,9 +55,19 @@ self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
   }
   if (msg.type === "init") {
     ready = (async () => {
-      const source = await DirectorySource.open(msg.root);
-      await Deno.mkdir(msg.spoolDir, { recursive: true });
-      fetcher = new DirectFetcher(source, msg.spoolDir, { memoryThreshold: msg.memoryThreshold });
+      const spec = msg.source;
+      if (spec.kind === "dir") {
+        const source = await DirectorySource.open(spec.root);
+        await Deno.mkdir(msg.spoolDir, { recursive: true });
+        fetcher = new DirectFetcher(source, msg.spoolDir, { memoryThreshold: msg.memoryThreshold });
+        // Reads here are synchronous: one at a time (DirectFetcher reuses one buffer).
+        readAhead = 1;
+      } else {
+        fetcher = await SpoolFetcher.open(await openRemote(spec), msg.spoolDir, {
+          memoryThreshold: msg.memoryThreshold,
+        });
+        readAhead = msg.readAhead;
+      }
     })();
     return;
   }
@@ -52,8 +76,7 @@ self.onmessage = async (ev: MessageEvent<PackerRequest>) => {
   try {
     await ready;
     if (!fetcher) throw new TypeError("Pack worker used before init");
-    // Reads here are synchronous: one at a time (DirectFetcher reuses one buffer).
-    const result = await packFiles(fetcher, msg.request, { readAhead: 1, chunk });
+    const result = await packFiles(fetcher, msg.request, { readAhead, chunk });
     const segments: WireSegment[] = [];
     let meta = null;
     if (result.finished) {

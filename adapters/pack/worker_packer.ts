@@ -1,10 +1,13 @@
 /**
- * A {@linkcode Packer} for directory sources that packs whole bundles in
- * worker threads: each worker reads a bundle's files, md5s them, lays out
- * the tar and tree-hashes it, and hands the tar buffers back by transfer
- * (no copy). One message per bundle each way, so the threads share the work
- * at almost no cost, while the main thread keeps the catalog and the store.
+ * A {@linkcode Packer} that packs whole bundles in worker threads: each
+ * worker reads a bundle's files, md5s them, lays out the tar and
+ * tree-hashes it, and hands the tar buffers back by transfer (no copy). One
+ * message per bundle each way, so the threads share the work at almost no
+ * cost, while the main thread keeps the catalog and the store.
  *
+ * A directory is read with synchronous reads into one reused buffer; a
+ * MogileFS or S3 source is opened again in each worker (its own tracker
+ * connections or S3 client) and read with a few requests in flight.
  * Large files stay in spool files, referenced rather than sent.
  * @module
  */
@@ -19,13 +22,28 @@ import type {
   PackRequest,
 } from "../../core/ports.ts";
 import { cleanSpool, DEFAULT_MEMORY_THRESHOLD, spoolBody } from "../fetch/spool_fetcher.ts";
+import type { MogileFsSourceUrl, S3SourceUrl } from "../../core/source_url.ts";
+import type { S3SourceOptions } from "../source/s3.ts";
+
+/** The source a worker opens: plain data, so that it can cross threads. */
+export type PackSource =
+  | { readonly kind: "dir"; readonly root: string }
+  | { readonly kind: "mogilefs"; readonly url: MogileFsSourceUrl }
+  | { readonly kind: "s3"; readonly url: S3SourceUrl; readonly options: S3SourceOptions };
 
 /** A part of a packed archive as it crosses threads. */
 export type WireSegment = Uint8Array | { spool: string; length: number };
 
 /** A message to a pack worker. */
 export type PackerRequest =
-  | { type: "init"; root: string; spoolDir: string; memoryThreshold: number }
+  | {
+    type: "init";
+    source: PackSource;
+    spoolDir: string;
+    memoryThreshold: number;
+    /** Files read at once within a bundle (remote sources; a directory reads one at a time). */
+    readAhead: number;
+  }
   | { type: "pack"; id: number; request: PackRequest }
   /** Archive buffers given back after upload, to be filled again. */
   | { type: "recycle"; buffers: ArrayBuffer[] };
@@ -61,6 +79,8 @@ export interface WorkerPackerOptions {
   readonly workers?: number;
   /** Files up to this many bytes are held in memory (default 8 MiB). */
   readonly memoryThreshold?: number;
+  /** Remote sources: files read at once per worker (default 4). */
+  readonly readAhead?: number;
 }
 
 interface Lane {
@@ -118,7 +138,7 @@ function packedOf(
   };
 }
 
-/** Packs directory-source bundles in worker threads. */
+/** Packs bundles in worker threads. */
 export class WorkerPacker implements Packer {
   #lanes: Lane[] = [];
   #queue: { id: number; request: PackRequest }[] = [];
@@ -135,11 +155,13 @@ export class WorkerPacker implements Packer {
   }
 
   /**
-   * Starts the workers for the directory tree at `root` (the source's real
-   * path), spooling large files into `spoolDir`.
+   * Starts the workers for `source` (a directory tree at its real path, or
+   * a remote source each worker opens again), spooling large files into
+   * `spoolDir` (remote sources: one subdirectory per worker, since each
+   * worker's fetcher clears its own at start).
    */
   static async open(
-    root: string,
+    source: PackSource | string,
     spoolDir: string,
     options: WorkerPackerOptions = {},
   ): Promise<WorkerPacker> {
@@ -148,17 +170,26 @@ export class WorkerPacker implements Packer {
       throw new RangeError(`Invalid worker count: ${n}`);
     }
     await cleanSpool(spoolDir);
+    await Deno.remove(`${spoolDir}/workers`, { recursive: true }).catch(() => {});
     const p = new WorkerPacker({
       type: "init",
-      root,
+      source: typeof source === "string" ? { kind: "dir", root: source } : source,
       spoolDir,
       memoryThreshold: options.memoryThreshold ?? DEFAULT_MEMORY_THRESHOLD,
+      readAhead: options.readAhead ?? 4,
     });
     for (let i = 0; i < n; i++) p.#lanes.push(p.#spawn());
     return p;
   }
 
+  #spawned = 0;
+
   #spawn(): Lane {
+    // A remote source's worker spools into a directory of its own, never
+    // reused (a respawned worker must not clear spool files still uploading).
+    const init = this.#init.source.kind === "dir"
+      ? this.#init
+      : { ...this.#init, spoolDir: `${this.#init.spoolDir}/workers/${this.#spawned++}` };
     const worker = new Worker(new URL("./_pack_worker.ts", import.meta.url), { type: "module" });
     const lane: Lane = { worker, current: null };
     worker.onmessage = (ev: MessageEvent<PackerReply>) => {
@@ -194,7 +225,7 @@ export class WorkerPacker implements Packer {
       if (i >= 0 && !this.#closed) this.#lanes[i] = this.#spawn();
       this.#dispatch();
     };
-    worker.postMessage(this.#init satisfies PackerRequest);
+    worker.postMessage(init satisfies PackerRequest);
     return lane;
   }
 

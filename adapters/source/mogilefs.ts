@@ -100,7 +100,10 @@ export class MogileFsSource implements Source {
   #domainChecked = false;
   #closed = false;
 
+  readonly #url: MogileFsSourceUrl;
+
   private constructor(url: MogileFsSourceUrl, client: MogileFsClient, o: MogileFsSourceOptions) {
+    this.#url = url;
     this.domain = url.domain ?? null;
     this.id = sourceId(`mogilefs:${url.domain ?? "*"}`);
     this.location = formatSourceUrl(url);
@@ -109,6 +112,11 @@ export class MogileFsSource implements Source {
     this.#lookbackMs = o.lookbackMs ?? 30_000;
     this.#lookbackFids = o.lookbackFids ?? 10_000;
     this.#clock = o.clock ?? { now: () => Date.now() };
+  }
+
+  /** What opens this source again in another thread (the pack workers): plain data. */
+  spec(): { readonly url: MogileFsSourceUrl } {
+    return { url: this.#url };
   }
 
   /**

@@ -85,8 +85,12 @@ export class S3Source implements Source {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #pageSize: number;
+  readonly #url: S3SourceUrl;
+  readonly #options: S3SourceOptions;
 
   private constructor(url: S3SourceUrl, pageSize: number, options: S3SourceOptions) {
+    this.#url = url;
+    this.#options = options;
     this.#bucket = url.bucket;
     this.#prefix = url.prefix;
     this.#pageSize = pageSize;
@@ -109,6 +113,15 @@ export class S3Source implements Source {
       );
     }
     return Promise.resolve(new S3Source(url, pageSize, options));
+  }
+
+  /**
+   * What opens this source again in another thread (the pack workers):
+   * plain data, with the client options it was opened with. Holds
+   * credentials when they were given explicitly: never log it.
+   */
+  spec(): { readonly url: S3SourceUrl; readonly options: S3SourceOptions } {
+    return { url: this.#url, options: this.#options };
   }
 
   /**
