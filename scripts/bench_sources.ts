@@ -24,7 +24,7 @@
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { openPacker } from "../adapters/registry.ts";
 import { DirectorySource } from "../adapters/source/directory.ts";
 import { MogileFsSource } from "../adapters/source/mogilefs.ts";
@@ -32,49 +32,29 @@ import { S3Source } from "../adapters/source/s3.ts";
 import { MogileFsClient } from "../adapters/mogilefs/client.ts";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { LocalVault } from "../adapters/store/local_vault.ts";
-import { QUIET_LOGGER } from "../adapters/store/_aws.ts";
-import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { runBackup } from "../core/backup.ts";
 import type { Source } from "../core/ports.ts";
 import { type MogileFsSourceUrl, parseSourceUrl } from "../core/source_url.ts";
 import { Limiter } from "../core/retry.ts";
+import { plainS3Client, type S3Connection } from "../tests/doubles/s3_archive.ts";
+import { backfill, liveDeps, localVault, serveDouble } from "./_bench.ts";
 import { mixedCorpus, prng } from "./corpus.ts";
 
-interface Served {
-  readonly info: Record<string, unknown>;
-  close(): Promise<void>;
-}
+/** The doubles' heap limit: the MogileFS double keeps every file in memory. */
+const DOUBLE_HEAP_MB = 8192;
 
-/** Starts a double in its own process and reads where it listens. */
-async function serveDouble(args: string[]): Promise<Served> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--v8-flags=--max-old-space-size=8192",
-      new URL("../tests/doubles/serve.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the ${args[0]} double exited before saying where it listens`);
-    text += value;
+/** Starts the MogileFS double with the domain `ugc`; `url` is the source URL of that domain. */
+async function serveMogile(): Promise<{ url: MogileFsSourceUrl; close(): Promise<void> }> {
+  const served = await serveDouble<{ url: string }>(["mogilefs", "--domain", "ugc"], {
+    maxHeapMb: DOUBLE_HEAP_MB,
+  });
+  try {
+    const url = parseSourceUrl(`${served.info.url.replace(/\/*$/, "")}/ugc`);
+    return { url: url as MogileFsSourceUrl, close: served.close };
+  } catch (e) {
+    await served.close();
+    throw e;
   }
-  reader.releaseLock();
-  child.stdout.cancel().catch(() => {});
-  return {
-    info: JSON.parse(text.slice(0, text.indexOf("\n"))),
-    close: async () => {
-      await child.stdin.close();
-      await child.status;
-    },
-  };
 }
 
 /** Every file under `dir`: relative path and absolute path. */
@@ -136,37 +116,6 @@ async function bareRead(source: Source): Promise<number> {
   return bytes / 1e6 / ((performance.now() - t0) / 1000);
 }
 
-/** One backfill of `source` into a fresh local vault; returns MB/s. */
-async function backfill(name: string, work: string, source: Source): Promise<number> {
-  const state = await Deno.makeTempDir({ dir: work, prefix: "state_" });
-  const store = await LocalVault.open(`${state}/vault`);
-  const catalog = await SqliteCatalog.open(`${state}/catalog.db`);
-  const packer = await openPacker(source, `${state}/spool`, { workers: 2, readAhead: 8 });
-  try {
-    const t0 = performance.now();
-    const s = await runBackup({
-      source,
-      packer,
-      store,
-      catalog,
-      clock: systemClock,
-      random: randomBytes,
-    }, { once: true, packers: 2 });
-    const seconds = (performance.now() - t0) / 1000;
-    if (s.fatal !== null || s.failedFiles > 0 || s.retryLater > 0) {
-      throw new Error(
-        `${name}: backfill failed: ${s.fatal ?? `${s.failedFiles + s.retryLater} files`}`,
-      );
-    }
-    return s.archivedBytes / 1e6 / seconds;
-  } finally {
-    await packer.close();
-    await catalog.close();
-    await store.close();
-    await Deno.remove(state, { recursive: true });
-  }
-}
-
 async function benchBackfill(work: string, fileCount: number, rounds: number): Promise<void> {
   const src = `${work}/corpus`;
   try {
@@ -180,31 +129,18 @@ async function benchBackfill(work: string, fileCount: number, rounds: number): P
   for (const f of files) bytes += (await Deno.stat(f.path)).size;
   console.log(`corpus: ${files.length} files, ${(bytes / 1e6).toFixed(1)} MB (mixed) in ${src}`);
 
-  const mogile = await serveDouble(["mogilefs", "--domain", "ugc"]);
-  const s3 = await serveDouble(["s3", "--bucket", "uploads"]);
+  const mogile = await serveMogile();
+  const s3 = await serveDouble<S3Connection>(["s3", "--bucket", "uploads"], {
+    maxHeapMb: DOUBLE_HEAP_MB,
+  });
   try {
-    const mogileUrl = parseSourceUrl(
-      `${String(mogile.info.url).replace(/\/*$/, "")}/ugc`,
-    ) as MogileFsSourceUrl;
-    const client = new MogileFsClient({ trackers: mogileUrl.trackers });
+    const client = new MogileFsClient({ trackers: mogile.url.trackers });
     const mogileFill = await fill(files, async (key, b) => {
       await client.write("ugc", key, "", b.length, md5(b), once(b));
     });
     await client.close();
     console.log(`filled the MogileFS double in ${mogileFill.toFixed(1)} s`);
-    const s3info = s3.info as {
-      endpoint: string;
-      region: string;
-      credentials: { accessKeyId: string; secretAccessKey: string };
-    };
-    const s3client = new S3Client({
-      endpoint: s3info.endpoint,
-      forcePathStyle: true,
-      region: s3info.region,
-      credentials: s3info.credentials,
-      logger: QUIET_LOGGER,
-      requestChecksumCalculation: "WHEN_REQUIRED",
-    });
+    const s3client = plainS3Client(s3.info);
     const s3Fill = await fill(files, async (key, b) => {
       await s3client.send(
         new PutObjectCommand({
@@ -220,16 +156,10 @@ async function benchBackfill(work: string, fileCount: number, rounds: number): P
 
     const sources: { name: string; open: () => Promise<Source> }[] = [
       { name: "directory (baseline)", open: () => DirectorySource.open(src) },
-      { name: "MogileFS double", open: () => MogileFsSource.open(mogileUrl) },
+      { name: "MogileFS double", open: () => MogileFsSource.open(mogile.url) },
       {
         name: "S3 double (s3rver)",
-        open: () =>
-          S3Source.open({ kind: "s3", bucket: "uploads", prefix: "corpus/" }, {
-            endpoint: s3info.endpoint,
-            forcePathStyle: true,
-            region: s3info.region,
-            credentials: s3info.credentials,
-          }),
+        open: () => S3Source.open({ kind: "s3", bucket: "uploads", prefix: "corpus/" }, s3.info),
       },
     ];
     const best = new Map<string, number>();
@@ -238,7 +168,7 @@ async function benchBackfill(work: string, fileCount: number, rounds: number): P
       for (const s of sources) {
         const source = await s.open();
         try {
-          const mbps = await backfill(s.name, work, source);
+          const mbps = await backfill(source, localVault(work), { work, workers: 2 });
           let line = `round ${round}  ${s.name.padEnd(22)} ${mbps.toFixed(1)} MB/s`;
           best.set(s.name, Math.max(best.get(s.name) ?? 0, mbps));
           if (!(source instanceof DirectorySource)) {
@@ -275,27 +205,20 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function benchLatency(work: string, uploads: number, rate: number): Promise<void> {
-  const mogile = await serveDouble(["mogilefs", "--domain", "ugc"]);
+  const mogile = await serveMogile();
   const state = await Deno.makeTempDir({ dir: work, prefix: "latency_" });
-  const url = parseSourceUrl(
-    `${String(mogile.info.url).replace(/\/*$/, "")}/ugc`,
-  ) as MogileFsSourceUrl;
-  const source = await MogileFsSource.open(url);
+  const source = await MogileFsSource.open(mogile.url);
   const catalog = await SqliteCatalog.open(`${state}/catalog.db`);
   const store = await LocalVault.open(`${state}/vault`);
   const packer = await openPacker(source, `${state}/spool`, { readAhead: 8 });
   const stop = new AbortController();
-  const client = new MogileFsClient({ trackers: url.trackers });
+  const client = new MogileFsClient({ trackers: mogile.url.trackers });
   const closedAt = new Map<number, number>();
   try {
-    const daemon = runBackup({
-      source,
-      packer,
-      store,
-      catalog,
-      clock: systemClock,
-      random: randomBytes,
-    }, { maxAgeMs: 5_000, signal: stop.signal });
+    const daemon = runBackup(liveDeps({ source, packer, store, catalog }), {
+      maxAgeMs: 5_000,
+      signal: stop.signal,
+    });
     await new Promise((r) => setTimeout(r, 1_500));
     const rand = prng(7);
     const t0 = performance.now();

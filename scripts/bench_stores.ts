@@ -20,20 +20,18 @@
 
 import { parseArgs } from "node:util";
 import { DirectorySource } from "../adapters/source/directory.ts";
-import { WorkerPacker } from "../adapters/pack/worker_packer.ts";
-import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
-import { LocalVault } from "../adapters/store/local_vault.ts";
 import { GlacierStore } from "../adapters/store/glacier.ts";
 import { S3GlacierStore } from "../adapters/store/s3_glacier.ts";
-import { randomBytes, systemClock } from "../adapters/clock.ts";
-import { runBackup } from "../core/backup.ts";
-import type { ColdStore } from "../core/ports.ts";
 import { parseSize } from "../core/size.ts";
+import type { S3Connection } from "../tests/doubles/s3_archive.ts";
+import { backfill, type BackfillTarget, localVault, serveDouble } from "./_bench.ts";
 import { mixedCorpus } from "./corpus.ts";
 
-interface Target {
-  readonly name: string;
-  open(): Promise<{ store: ColdStore; close: () => Promise<void> }>;
+/** What the Glacier double prints: where it listens and how to sign in. */
+interface GlacierInfo {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
 }
 
 async function main(): Promise<void> {
@@ -60,23 +58,12 @@ async function main(): Promise<void> {
   }
   console.log(`corpus: ${files} files, ${(bytes / 1e6).toFixed(1)} MB (mixed) in ${src}`);
 
-  const glacier = await serveDouble(["glacier", "--vault", "bench"]);
-  const s3 = await serveDouble(["s3", "--bucket", "bench-bucket"]);
-  const targets: Target[] = [
-    {
-      name: "local vault",
-      open: async () => {
-        const dir = await Deno.makeTempDir({ dir: work, prefix: "vault_" });
-        const store = await LocalVault.open(dir);
-        return {
-          store,
-          close: async () => {
-            await store.close();
-            await Deno.remove(dir, { recursive: true });
-          },
-        };
-      },
-    },
+  const glacierDouble = await serveDouble<GlacierInfo>(["glacier", "--vault", "bench"]);
+  const s3Double = await serveDouble<S3Connection>(["s3", "--bucket", "bench-bucket"]);
+  const glacier = glacierDouble.info;
+  const s3 = s3Double.info;
+  const targets: BackfillTarget[] = [
+    localVault(work),
     {
       name: "glacier double",
       open: async () => {
@@ -93,12 +80,7 @@ async function main(): Promise<void> {
         const prefix = `run-${crypto.randomUUID()}`;
         const store = await S3GlacierStore.open(
           `s3://bench-bucket/${prefix}?storage-class=DEEP_ARCHIVE`,
-          {
-            endpoint: s3.endpoint,
-            forcePathStyle: true,
-            region: s3.region,
-            credentials: s3.credentials,
-          },
+          s3,
         );
         return { store, close: () => store.close() };
       },
@@ -108,14 +90,20 @@ async function main(): Promise<void> {
   try {
     for (let round = 1; round <= rounds; round++) {
       for (const t of targets) {
-        const mbps = await backfill(src, work, t);
+        const source = await DirectorySource.open(src);
+        let mbps: number;
+        try {
+          mbps = await backfill(source, t, { work, workers: 1 });
+        } finally {
+          await source.close();
+        }
         console.log(`round ${round}  ${t.name.padEnd(26)} ${mbps.toFixed(1)} MB/s`);
         best.set(t.name, Math.max(best.get(t.name) ?? 0, mbps));
       }
     }
   } finally {
-    await glacier.close();
-    await s3.close();
+    await glacierDouble.close();
+    await s3Double.close();
     if (values.keep === undefined) await Deno.remove(work, { recursive: true });
   }
   const base = best.get("local vault")!;
@@ -124,70 +112,6 @@ async function main(): Promise<void> {
     console.log(
       `  ${name.padEnd(26)} ${mbps.toFixed(1).padStart(7)} MB/s  ${(mbps / base).toFixed(2)}x`,
     );
-  }
-}
-
-interface Served {
-  readonly endpoint: string;
-  readonly region: string;
-  readonly credentials: { accessKeyId: string; secretAccessKey: string };
-  close(): Promise<void>;
-}
-
-/** Starts a double in its own process and reads where it listens. */
-async function serveDouble(args: string[]): Promise<Served> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../tests/doubles/serve.ts", import.meta.url).pathname, ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the ${args[0]} double exited before saying where it listens`);
-    text += value;
-  }
-  reader.releaseLock();
-  child.stdout.cancel().catch(() => {});
-  const info = JSON.parse(text.slice(0, text.indexOf("\n")));
-  return {
-    ...info,
-    close: async () => {
-      await child.stdin.close();
-      await child.status;
-    },
-  };
-}
-
-async function backfill(src: string, work: string, target: Target): Promise<number> {
-  const state = await Deno.makeTempDir({ dir: work, prefix: "state_" });
-  const { store, close } = await target.open();
-  const source = await DirectorySource.open(src);
-  const catalog = await SqliteCatalog.open(`${state}/catalog.db`);
-  const packer = await WorkerPacker.open(source.root, `${state}/spool`, { workers: 1 });
-  try {
-    const t0 = performance.now();
-    const s = await runBackup({
-      source,
-      packer,
-      store,
-      catalog,
-      clock: systemClock,
-      random: randomBytes,
-    }, { once: true, packers: 1 });
-    const seconds = (performance.now() - t0) / 1000;
-    if (s.fatal !== null || s.failedFiles > 0) {
-      throw new Error(`${target.name}: backfill failed: ${s.fatal ?? `${s.failedFiles} files`}`);
-    }
-    return s.archivedBytes / 1e6 / seconds;
-  } finally {
-    await packer.close();
-    await catalog.close();
-    await source.close();
-    await close();
-    await Deno.remove(state, { recursive: true });
   }
 }
 

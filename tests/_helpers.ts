@@ -1,18 +1,21 @@
 /**
  * Shared test helpers: temp dirs, running a cmd/ entry as a subprocess,
- * checking a vault against its source with GNU tar and the catalog.
+ * deterministic bytes, the checks `assert.rejects` takes, the per-test
+ * fixture of the conformance suites, and reading a SQLite catalog and a
+ * local vault from the outside.
  * @module
  */
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { DatabaseSync } from "node:sqlite";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
-import { sourceId } from "../core/ids.ts";
+import { PortError } from "../core/errors.ts";
+import { fileId, sourceId } from "../core/ids.ts";
 import type { ArchiveRow, Catalog, FileRow } from "../core/ports.ts";
+import { BACKUP_PERMISSIONS, V8_FLAGS } from "../scripts/runtime_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-
-import { BACKUP_PERMISSIONS, V8_FLAGS } from "../scripts/runtime_flags.ts";
 
 /** A temp dir removed by the returned function. */
 export async function tempDir(prefix = "coldpack-test-"): Promise<{
@@ -149,6 +152,115 @@ export function md5(bytes: Uint8Array): string {
 }
 
 /**
+ * Asserts that `actual` holds exactly `expected`, naming the first offset
+ * where they differ.
+ *
+ * @param actual the bytes found, or null for "nothing there"
+ * @param expected the bytes wanted
+ * @param label what is compared, in front of each failure message
+ */
+export function assertBytes(
+  actual: Uint8Array | null,
+  expected: Uint8Array,
+  label: string,
+): void {
+  assert.ok(actual !== null, `${label}: nothing there`);
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`${label}: bytes differ at offset ${i}`);
+  }
+}
+
+/**
+ * A check for `assert.rejects`: a {@linkcode PortError} with this code and
+ * retryability whose message holds every one of `words`.
+ *
+ * @example
+ * ```ts
+ * await assert.rejects(source.open(entry), portError("SlowDown", true, "GetObject"));
+ * ```
+ */
+export function portError(
+  code: string,
+  retryable: boolean,
+  ...words: string[]
+): (e: unknown) => true {
+  return (e: unknown) => {
+    assert.ok(e instanceof PortError, `expected PortError ${code}, got ${e}`);
+    assert.equal(e.code, code, `code of: ${e.message}`);
+    assert.equal(e.retryable, retryable, `retryable of: ${e.message}`);
+    for (const w of words) assert.ok(e.message.includes(w), `"${w}" missing from: ${e.message}`);
+    return true;
+  };
+}
+
+/**
+ * A check for `assert.rejects`: an instance of `ErrorClass` whose message
+ * holds every one of `words`.
+ *
+ * @example
+ * ```ts
+ * await assert.rejects(source.open(entry), expectError(VanishedError, '"a.txt"'));
+ * ```
+ */
+export function expectError(
+  ErrorClass: abstract new (...args: never[]) => Error,
+  ...words: string[]
+): (e: unknown) => true {
+  return (e: unknown) => {
+    assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
+    for (const w of words) assert.ok(e.message.includes(w), `"${w}" missing from: ${e.message}`);
+    return true;
+  };
+}
+
+/** A part-retry policy for adapters under test: three attempts, no real waiting between them. */
+export const FAST_RETRY = {
+  attempts: 3,
+  baseMs: 1,
+  maxMs: 2,
+  clock: { now: () => Date.now(), sleep: () => Promise.resolve() },
+} as const;
+
+/** Options for {@linkcode fixtureTests}. */
+export interface FixtureTestOptions<F> {
+  /** Disposes of a fixture after its test, whether the test passed or not. */
+  readonly teardown: (fixture: F) => Promise<void>;
+  /** Registers the tests as ignored; default false. */
+  readonly ignore?: boolean;
+}
+
+/**
+ * The `test` function of a conformance suite: each call registers a
+ * `Deno.test` named `<name>: <title>` that runs its body on a fresh fixture
+ * from `setup`, then always tears the fixture down.
+ *
+ * @param name shown in front of each test's title: the implementation under test
+ * @param setup makes a fresh fixture for one test
+ * @example
+ * ```ts
+ * const test = fixtureTests("local vault", open, { teardown: (s) => s.cleanup() });
+ * test("lists nothing when empty", async ({ store }) => { ... });
+ * ```
+ */
+export function fixtureTests<F>(
+  name: string,
+  setup: () => Promise<F>,
+  options: FixtureTestOptions<F>,
+): (title: string, body: (fixture: F) => Promise<void>) => void {
+  return (title, body) => {
+    Deno.test({ name: `${name}: ${title}`, ignore: options.ignore ?? false }, async () => {
+      const fixture = await setup();
+      try {
+        await body(fixture);
+      } finally {
+        await options.teardown(fixture);
+      }
+    });
+  };
+}
+
+/**
  * The core promise, checked from the outside: every archived catalog row
  * points at an archive whose tar holds exactly the file's bytes at the
  * recorded offset, with the recorded md5; returns the archived rows by key
@@ -207,4 +319,53 @@ export async function checkCatalogArchives(
     after = page[page.length - 1]!.id;
   }
   return byKey;
+}
+
+/**
+ * Every file row of the SQLite catalog at `path`, in id order: all of them,
+ * or only those of `options.source`.
+ */
+export async function catalogRows(
+  path: string,
+  options: { readonly source?: string } = {},
+): Promise<FileRow[]> {
+  // Ids have gaps (SQLite spends one on each conflicting insert): ask SQL for them.
+  const db = new DatabaseSync(path, { readOnly: true });
+  let ids: number[];
+  try {
+    const rows = options.source === undefined
+      ? db.prepare("SELECT id FROM files ORDER BY id").all()
+      : db.prepare("SELECT id FROM files WHERE source = ? ORDER BY id").all(options.source);
+    ids = rows.map((r) => Number(r.id));
+  } finally {
+    db.close();
+  }
+  const catalog = await SqliteCatalog.open(path, { migrate: false });
+  try {
+    const out: FileRow[] = [];
+    for (const id of ids) out.push((await catalog.file(fileId(id)))!);
+    return out;
+  } finally {
+    await catalog.close();
+  }
+}
+
+/**
+ * The bytes of an archived row, read at its recorded offset in its
+ * archive's tar in the local vault directory `vault`.
+ */
+export async function archivedBytes(
+  catalogPath: string,
+  vault: string,
+  row: FileRow,
+): Promise<Uint8Array> {
+  const catalog = await SqliteCatalog.open(catalogPath, { migrate: false });
+  try {
+    const archive = await catalog.archive(row.archiveId!);
+    assert.ok(archive, `archive ${row.archiveId} of ${row.key}`);
+    const tar = await Deno.readFile(`${vault}/${archive.remoteId}`);
+    return tar.subarray(row.dataOffset!, row.dataOffset! + row.length);
+  } finally {
+    await catalog.close();
+  }
 }

@@ -9,13 +9,20 @@
  */
 
 import assert from "node:assert/strict";
-import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
-import { DatabaseSync } from "node:sqlite";
-import { fileId } from "../core/ids.ts";
 import type { FileRow } from "../core/ports.ts";
 import { MANIFEST_NAME } from "../core/manifest.ts";
 import { MogileFsDouble } from "./doubles/mogilefs.ts";
-import { bytesOf, md5, runCmd, sh, spawnCmd, tempDir, vaultTars } from "./_helpers.ts";
+import {
+  archivedBytes,
+  bytesOf,
+  catalogRows,
+  md5,
+  runCmd,
+  sh,
+  spawnCmd,
+  tempDir,
+  vaultTars,
+} from "./_helpers.ts";
 
 interface Paths {
   readonly state: string;
@@ -50,37 +57,8 @@ function backupArgs(url: string, paths: Paths, ...extra: string[]): string[] {
 }
 
 /** Every catalog row of the source, read from the SQLite file. */
-async function rows(paths: Paths, source: string): Promise<FileRow[]> {
-  // Ids have gaps (SQLite spends one on each conflicting insert): ask SQL for them.
-  const db = new DatabaseSync(paths.catalog, { readOnly: true });
-  let ids: number[];
-  try {
-    ids = db.prepare("SELECT id FROM files WHERE source = ? ORDER BY id").all(source)
-      .map((r) => Number(r.id));
-  } finally {
-    db.close();
-  }
-  const catalog = await SqliteCatalog.open(paths.catalog, { migrate: false });
-  try {
-    const out: FileRow[] = [];
-    for (const id of ids) out.push((await catalog.file(fileId(id)))!);
-    return out;
-  } finally {
-    await catalog.close();
-  }
-}
-
-/** The bytes of an archived row, read at its recorded offset in the vault tar. */
-async function archivedBytes(paths: Paths, row: FileRow): Promise<Uint8Array> {
-  const catalog = await SqliteCatalog.open(paths.catalog, { migrate: false });
-  try {
-    const archive = await catalog.archive(row.archiveId!);
-    assert.ok(archive, `archive ${row.archiveId} of ${row.key}`);
-    const tar = await Deno.readFile(`${paths.vault}/${archive.remoteId}`);
-    return tar.subarray(row.dataOffset!, row.dataOffset! + row.length);
-  } finally {
-    await catalog.close();
-  }
+function rows(paths: Paths, source: string): Promise<FileRow[]> {
+  return catalogRows(paths.catalog, { source });
 }
 
 Deno.test("backup --source mogilefs://.../DOMAIN --once archives every file with its MogileFS facts", async () => {
@@ -119,7 +97,7 @@ Deno.test("backup --source mogilefs://.../DOMAIN --once archives every file with
       assert.equal(row.storageClass, info.class);
       assert.equal(row.length, info.length);
       assert.equal(row.md5, md5(files.get(row.key)!));
-      assert.deepEqual(await archivedBytes(paths, row), files.get(row.key));
+      assert.deepEqual(await archivedBytes(paths.catalog, paths.vault, row), files.get(row.key));
     }
 
     // GNU tar extracts domain/key entries, made safe; the manifest keeps the exact key.
@@ -162,7 +140,10 @@ Deno.test("backup --source mogilefs://TRACKERS/ (every domain) keeps same-named 
       ["ugc", "same/key.png", "archived"],
     ]);
     for (const row of got) {
-      assert.deepEqual(await archivedBytes(paths, row), row.domain === "ugc" ? a : b);
+      assert.deepEqual(
+        await archivedBytes(paths.catalog, paths.vault, row),
+        row.domain === "ugc" ? a : b,
+      );
     }
   });
 });

@@ -16,15 +16,6 @@ import { bytesOf, checkCatalogArchives, put, runCmd, tempDir } from "./_helpers.
 
 const BUCKET = "ugc-backups";
 
-function awsEnv(s3: S3ArchiveDouble): Record<string, string> {
-  return {
-    AWS_ENDPOINT_URL_S3: s3.endpoint,
-    AWS_REGION: s3.region,
-    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-  };
-}
-
 Deno.test("backup to s3://BUCKET/PREFIX?storage-class=DEEP_ARCHIVE, read back by restoring", async () => {
   const clock = new ManualClock(Date.now());
   const s3 = await S3ArchiveDouble.start({ clock });
@@ -46,7 +37,7 @@ Deno.test("backup to s3://BUCKET/PREFIX?storage-class=DEEP_ARCHIVE, read back by
       state.path,
       "--target-size",
       "64KiB",
-    ], { env: awsEnv(s3) });
+    ], { env: s3.env() });
     assert.equal(run.code, 0, run.stderr);
     assert.match(
       run.stderr,
@@ -60,13 +51,7 @@ Deno.test("backup to s3://BUCKET/PREFIX?storage-class=DEEP_ARCHIVE, read back by
       assert.ok(o.key.startsWith("cold/archives/"), o.key);
     }
     const catalog = await SqliteCatalog.open(`${state.path}/catalog.db`, { migrate: false });
-    const store = await S3GlacierStore.open(url, {
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: s3.region,
-      credentials: s3.credentials,
-      clock,
-    });
+    const store = await S3GlacierStore.open(url, { ...s3.connection, clock });
     try {
       const byKey = await checkCatalogArchives(catalog, src.path, async (a) => {
         assert.equal(a.store, url);
@@ -107,7 +92,7 @@ Deno.test("backup to a bucket that does not exist stops at once, naming the buck
       "s3://no-such-bucket/x?storage-class=GLACIER",
       "--state-dir",
       state.path,
-    ], { env: awsEnv(s3) });
+    ], { env: s3.env() });
     assert.equal(run.code, 3, run.stderr);
     assert.match(run.stderr, /stopped: .*s3:\/\/no-such-bucket\/x.*NoSuchBucket/);
     assert.equal(s3.counts().PutObject ?? 0, 1, "not retried");

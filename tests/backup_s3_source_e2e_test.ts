@@ -8,54 +8,24 @@
  */
 
 import assert from "node:assert/strict";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { DatabaseSync } from "node:sqlite";
-import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
-import { QUIET_LOGGER } from "../adapters/store/_aws.ts";
-import { fileId } from "../core/ids.ts";
-import type { FileRow } from "../core/ports.ts";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { S3ArchiveDouble } from "./doubles/s3_archive.ts";
-import { bytesOf, md5, runCmd, sh, tempDir, vaultTars } from "./_helpers.ts";
+import {
+  archivedBytes,
+  bytesOf,
+  catalogRows,
+  md5,
+  runCmd,
+  sh,
+  tempDir,
+  vaultTars,
+} from "./_helpers.ts";
 
 const BUCKET = "ugc-uploads";
 
-function awsEnv(s3: S3ArchiveDouble): Record<string, string> {
-  return {
-    AWS_ENDPOINT_URL_S3: s3.endpoint,
-    AWS_REGION: s3.region,
-    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-  };
-}
-
-async function catalogRows(path: string): Promise<FileRow[]> {
-  const db = new DatabaseSync(path, { readOnly: true });
-  let ids: number[];
-  try {
-    ids = db.prepare("SELECT id FROM files ORDER BY id").all().map((r) => Number(r.id));
-  } finally {
-    db.close();
-  }
-  const catalog = await SqliteCatalog.open(path, { migrate: false });
-  try {
-    const out: FileRow[] = [];
-    for (const id of ids) out.push((await catalog.file(fileId(id)))!);
-    return out;
-  } finally {
-    await catalog.close();
-  }
-}
-
 Deno.test("backup --source s3://BUCKET/PREFIX --once archives the objects under the prefix", async () => {
   const s3 = await S3ArchiveDouble.start();
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: s3.region,
-    credentials: s3.credentials,
-    logger: QUIET_LOGGER,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-  });
+  const client = s3.client();
   const state = await tempDir();
   try {
     await s3.createBucket(BUCKET);
@@ -88,31 +58,25 @@ Deno.test("backup --source s3://BUCKET/PREFIX --once archives the objects under 
       state.path,
       "--target-size",
       "64KiB",
-    ], { env: awsEnv(s3) });
+    ], { env: s3.env() });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stderr, /backing up s3:\/\/ugc-uploads\/photos\//);
     assert.match(run.stdout, /archived 30 files/);
     assert.match(run.stderr, /Skipped "empty-folder\/": folder marker/);
     assert.match(run.stderr, /Skipped "frozen\.bin": .*GLACIER/);
 
-    const rows = await catalogRows(`${state.path}/catalog.db`);
+    const catalog = `${state.path}/catalog.db`;
+    const rows = await catalogRows(catalog);
     assert.deepEqual(rows.map((r) => r.key).sort(), [...files.keys()].sort());
-    const catalog = await SqliteCatalog.open(`${state.path}/catalog.db`, { migrate: false });
-    try {
-      for (const row of rows) {
-        assert.equal(row.source, `s3://${BUCKET}/photos/`);
-        assert.equal(row.state, "archived");
-        assert.equal(row.version, md5(files.get(row.key)!), "a single-part ETag is the md5");
-        assert.equal(row.md5, md5(files.get(row.key)!));
-        const archive = (await catalog.archive(row.archiveId!))!;
-        const tar = await Deno.readFile(`${state.path}/vault/${archive.remoteId}`);
-        assert.deepEqual(
-          tar.subarray(row.dataOffset!, row.dataOffset! + row.length),
-          files.get(row.key),
-        );
-      }
-    } finally {
-      await catalog.close();
+    for (const row of rows) {
+      assert.equal(row.source, `s3://${BUCKET}/photos/`);
+      assert.equal(row.state, "archived");
+      assert.equal(row.version, md5(files.get(row.key)!), "a single-part ETag is the md5");
+      assert.equal(row.md5, md5(files.get(row.key)!));
+      assert.deepEqual(
+        await archivedBytes(catalog, `${state.path}/vault`, row),
+        files.get(row.key),
+      );
     }
     // GNU tar reads the entries back under their keys.
     const out = `${state.path}/extract`;
@@ -134,11 +98,10 @@ Deno.test("backup --source s3://BUCKET/PREFIX --once archives the objects under 
       "--once",
       "--state-dir",
       state.path,
-    ], { env: awsEnv(s3) });
+    ], { env: s3.env() });
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /archived 1 files?/);
-    const versions = (await catalogRows(`${state.path}/catalog.db`))
-      .filter((r) => r.key === "1/upload-1.bin");
+    const versions = (await catalogRows(catalog)).filter((r) => r.key === "1/upload-1.bin");
     assert.deepEqual(versions.map((r) => [r.version, r.state]), [
       [md5(files.get("1/upload-1.bin")!), "archived"],
       [md5(newer), "archived"],
@@ -160,7 +123,7 @@ Deno.test("backup --source s3://MISSING-BUCKET stops with exit 3 naming the buck
       "--once",
       "--state-dir",
       state.path,
-    ], { env: awsEnv(s3) });
+    ], { env: s3.env() });
     assert.match(run.stderr, /no-such-bucket/);
     assert.match(run.stderr, /NoSuchBucket/);
     assert.equal(run.code, 3, run.stderr);

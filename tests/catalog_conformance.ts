@@ -44,6 +44,7 @@ import {
   sourceId,
 } from "../core/ids.ts";
 import { PortError } from "../core/errors.ts";
+import { fixtureTests } from "./_helpers.ts";
 
 /** What the suite's factory returns: an empty, migrated catalog and how to dispose of it. */
 export interface CatalogFixture {
@@ -129,16 +130,12 @@ export function catalogConformance(
   open: () => Promise<CatalogFixture>,
   options: { readonly ignore?: boolean } = {},
 ): void {
-  function test(title: string, fn: (c: Catalog) => Promise<void>): void {
-    Deno.test({ name: `${name}: ${title}`, ignore: options.ignore ?? false }, async () => {
-      const { catalog, cleanup } = await open();
-      try {
-        await fn(catalog);
-      } finally {
-        await cleanup();
-      }
-    });
-  }
+  const register = fixtureTests(name, open, {
+    teardown: (fixture) => fixture.cleanup(),
+    ignore: options.ignore ?? false,
+  });
+  const test = (title: string, fn: (c: Catalog) => Promise<void>) =>
+    register(title, ({ catalog }) => fn(catalog));
 
   test("migrate is idempotent and returns the schema version", async (c) => {
     const v = await c.migrate();

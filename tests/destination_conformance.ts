@@ -23,9 +23,9 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { PortError } from "../core/errors.ts";
 import type { Destination, DestinationWrite } from "../core/ports.ts";
+import { assertBytes, bytesOf, fixtureTests, md5, portError } from "./_helpers.ts";
+import { chunked, failingStream, readAll, stallingStream } from "./_streams.ts";
 
 /** A fresh, empty destination and a way to see what it holds. */
 export interface DestinationFixture {
@@ -53,17 +53,12 @@ export function destinationConformance(
   name: string,
   setup: () => Promise<DestinationFixture>,
 ): void {
-  function test(title: string, body: (fixture: DestinationFixture) => Promise<void>): void {
-    Deno.test(`${name}: ${title}`, async () => {
-      const fixture = await setup();
-      try {
-        await body(fixture);
-      } finally {
-        await fixture.destination.close();
-        await fixture.cleanup();
-      }
-    });
-  }
+  const test = fixtureTests(name, setup, {
+    teardown: async (fixture) => {
+      await fixture.destination.close();
+      await fixture.cleanup();
+    },
+  });
 
   test("has a non-empty location", ({ destination }) => {
     assert.equal(typeof destination.location, "string");
@@ -75,11 +70,11 @@ export function destinationConformance(
     const files = new Map<string, Uint8Array>([
       ["small.txt", encoder.encode("hello")],
       ["empty", new Uint8Array(0)],
-      ["nested/a/b/c/deep.bin", sampleBytes(70_000, 1)],
+      ["nested/a/b/c/deep.bin", bytesOf(1, 70_000)],
       ["ünïcødé/日本語 ファイル.txt", encoder.encode("unicode ✓")],
       ["with space/x y (1).txt", encoder.encode("spaces")],
       ["emoji/🎉 party.txt", encoder.encode("🎉")],
-      ["multi-chunk.bin", sampleBytes(MIB + 17, 2)],
+      ["multi-chunk.bin", bytesOf(2, MIB + 17)],
     ]);
     for (const [key, bytes] of files) {
       const result = await fixture.destination.write(file(key, bytes));
@@ -102,7 +97,7 @@ export function destinationConformance(
   });
 
   test("a wrong md5 is ChecksumMismatch and leaves nothing", async (fixture) => {
-    const bytes = sampleBytes(10_000, 3);
+    const bytes = bytesOf(3, 10_000);
     await assert.rejects(
       fixture.destination.write({ ...file("bad/md5.bin", bytes), md5: md5(new Uint8Array(1)) }),
       portError("ChecksumMismatch", false, "bad/md5.bin"),
@@ -125,7 +120,7 @@ export function destinationConformance(
   });
 
   test("a body shorter than its length is LengthMismatch and leaves nothing", async (fixture) => {
-    const bytes = sampleBytes(5000, 4);
+    const bytes = bytesOf(4, 5000);
     await assert.rejects(
       fixture.destination.write({ ...file("short.bin", bytes), length: bytes.length + 1 }),
       portError("LengthMismatch", false, "short.bin"),
@@ -134,7 +129,7 @@ export function destinationConformance(
   });
 
   test("a body longer than its length is LengthMismatch and leaves nothing", async (fixture) => {
-    const bytes = sampleBytes(5000, 5);
+    const bytes = bytesOf(5, 5000);
     await assert.rejects(
       fixture.destination.write({
         ...file("long.bin", bytes),
@@ -172,7 +167,7 @@ export function destinationConformance(
   });
 
   test("a body that fails part-way rejects and changes nothing", async (fixture) => {
-    const bytes = sampleBytes(3 * 64 * 1024, 6);
+    const bytes = bytesOf(6, 3 * 64 * 1024);
     const failure = new Error("the archive read failed");
     const failing = () => failingStream(bytes, 64 * 1024 + 10, failure);
     await assert.rejects(
@@ -194,7 +189,7 @@ export function destinationConformance(
   });
 
   test("an aborted signal rejects with its reason and writes nothing", async (fixture) => {
-    const bytes = sampleBytes(1000, 7);
+    const bytes = bytesOf(7, 1000);
     const controller = new AbortController();
     const reason = new Error("operator stopped the restore");
     controller.abort(reason);
@@ -209,7 +204,7 @@ export function destinationConformance(
   });
 
   test("a signal aborted mid-write rejects with its reason and writes nothing", async (fixture) => {
-    const bytes = sampleBytes(4 * 64 * 1024, 8);
+    const bytes = bytesOf(8, 4 * 64 * 1024);
     const controller = new AbortController();
     const reason = new Error("operator stopped the restore midway");
     await assert.rejects(
@@ -245,7 +240,7 @@ export function destinationConformance(
   test("a large file round-trips and a wrong md5 leaves nothing", async (fixture) => {
     const size = fixture.largeSize;
     if (size === undefined) return;
-    const bytes = sampleBytes(size, 9);
+    const bytes = bytesOf(9, size);
     await assert.rejects(
       fixture.destination.write({ ...file("large/bad.bin", bytes), md5: md5(new Uint8Array(2)) }),
       portError("ChecksumMismatch", false, "large/bad.bin"),
@@ -268,117 +263,7 @@ export function destinationConformance(
 
 /** A write of `bytes` at `key` with the right length and md5, in 64 KiB chunks. */
 export function file(key: string, bytes: Uint8Array): DestinationWrite {
-  return { key, length: bytes.length, md5: md5(bytes), body: () => chunkedStream(bytes) };
-}
-
-/** Lower-case hex md5. */
-export function md5(bytes: Uint8Array): string {
-  return createHash("md5").update(bytes).digest("hex");
-}
-
-/** Deterministic bytes that differ per seed. */
-export function sampleBytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-/** `bytes` as a stream of `chunk`-sized pieces (copies, so a writer may keep them). */
-export function chunkedStream(bytes: Uint8Array, chunk = 64 * 1024): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (offset >= bytes.length) {
-        controller.close();
-        return;
-      }
-      controller.enqueue(bytes.slice(offset, offset + chunk));
-      offset += chunk;
-    },
-  }, { highWaterMark: 0 });
-}
-
-/** Yields `bytes` in 64 KiB pieces, then errors with `failure` once `failAfter` bytes are out. */
-export function failingStream(
-  bytes: Uint8Array,
-  failAfter: number,
-  failure: Error,
-): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (offset >= failAfter) {
-        controller.error(failure);
-        return;
-      }
-      const end = Math.min(offset + 64 * 1024, failAfter, bytes.length);
-      controller.enqueue(bytes.slice(offset, end));
-      offset = end;
-    },
-  }, { highWaterMark: 0 });
-}
-
-/**
- * Yields `bytes` in 64 KiB pieces until `stallAfter` bytes, then aborts
- * `controller` with `reason` and stalls until cancelled.
- */
-export function stallingStream(
-  bytes: Uint8Array,
-  stallAfter: number,
-  controller: AbortController,
-  reason: Error,
-): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(c) {
-      if (offset >= stallAfter) {
-        controller.abort(reason);
-        return new Promise(() => {});
-      }
-      c.enqueue(bytes.slice(offset, offset + 64 * 1024));
-      offset += 64 * 1024;
-    },
-  }, { highWaterMark: 0 });
-}
-
-/** Reads a stream to its end. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    length += chunk.length;
-  }
-  const all = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
-}
-
-/** Asserts a `PortError` with this code and retryability whose message has every word. */
-export function portError(
-  code: string,
-  retryable: boolean,
-  ...words: string[]
-): (e: unknown) => true {
-  return (e: unknown) => {
-    assert.ok(e instanceof PortError, `expected PortError ${code}, got ${e}`);
-    assert.equal(e.code, code, `code of: ${e.message}`);
-    assert.equal(e.retryable, retryable, `retryable of: ${e.message}`);
-    for (const w of words) assert.ok(e.message.includes(w), `"${w}" missing from: ${e.message}`);
-    return true;
-  };
+  return { key, length: bytes.length, md5: md5(bytes), body: () => chunked(bytes) };
 }
 
 /** Asserts that an error is `failure`, has it in its `cause` chain, or repeats its message. */
@@ -394,10 +279,4 @@ function causedBy(failure: Error): (e: unknown) => true {
     );
     return true;
   };
-}
-
-function assertBytes(actual: Uint8Array | null, expected: Uint8Array, label: string): void {
-  assert.ok(actual !== null, `${label}: nothing there`);
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  assert.ok(md5(actual) === md5(expected), `${label}: the bytes differ`);
 }

@@ -11,16 +11,9 @@
 import assert from "node:assert/strict";
 import { LocalDestination } from "../adapters/destination/local.ts";
 import { PortError } from "../core/errors.ts";
-import {
-  destinationConformance,
-  failingStream,
-  file,
-  md5,
-  portError,
-  readAll,
-  sampleBytes,
-  stallingStream,
-} from "./destination_conformance.ts";
+import { destinationConformance, file } from "./destination_conformance.ts";
+import { bytesOf, md5, portError } from "./_helpers.ts";
+import { failingStream, readAll, stallingStream } from "./_streams.ts";
 
 const encoder = new TextEncoder();
 
@@ -139,7 +132,7 @@ Deno.test("local destination: a broken symlink or a file as parent is refused", 
 Deno.test("local destination: no temp file is left after any failure", async () => {
   await withDir(async (dir) => {
     const destination = await LocalDestination.open(dir);
-    const bytes = sampleBytes(200_000, 1);
+    const bytes = bytesOf(1, 200_000);
     await destination.write(file("d/taken.bin", encoder.encode("taken")));
     const attempts: Promise<unknown>[] = [
       destination.write({ ...file("d/md5.bin", bytes), md5: md5(new Uint8Array(3)) }),
@@ -166,8 +159,8 @@ Deno.test("local destination: no temp file is left after any failure", async () 
 Deno.test("local destination: a no-clobber write racing another for one key: one wins", async () => {
   await withDir(async (dir) => {
     const destination = await LocalDestination.open(dir);
-    const a = sampleBytes(300_000, 2);
-    const b = sampleBytes(300_000, 3);
+    const a = bytesOf(2, 300_000);
+    const b = bytesOf(3, 300_000);
     const results = await Promise.allSettled([
       destination.write(file("race.bin", a)),
       destination.write(file("race.bin", b)),
@@ -243,7 +236,7 @@ Deno.test("local destination: read of a directory is null; a bad md5 or length i
 Deno.test("local destination: read honours its signal", async () => {
   await withDir(async (dir) => {
     const destination = await LocalDestination.open(dir);
-    const bytes = sampleBytes(1 << 20, 4);
+    const bytes = bytesOf(4, 1 << 20);
     await destination.write(file("big.bin", bytes));
     assert.equal(md5(await readAll((await destination.read("big.bin"))!)), md5(bytes));
     const controller = new AbortController();

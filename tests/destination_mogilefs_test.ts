@@ -16,14 +16,9 @@ import {
 import { MogileFsClient } from "../adapters/mogilefs/client.ts";
 import type { TrackerAddress } from "../core/source_url.ts";
 import { MogileFsDouble, type MogileFsDoubleOptions } from "./doubles/mogilefs.ts";
-import {
-  destinationConformance,
-  file,
-  md5,
-  portError,
-  readAll,
-  sampleBytes,
-} from "./destination_conformance.ts";
+import { destinationConformance, file } from "./destination_conformance.ts";
+import { bytesOf, md5, portError } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 const encoder = new TextEncoder();
 
@@ -80,7 +75,7 @@ Deno.test("a write's class and domain override the destination's", async () => {
   await withDestination(
     { domains: { ugc: { thumbs: { mindevcount: 1 } }, test: { keep: { mindevcount: 2 } } } },
     async (mogile, destination) => {
-      const bytes = sampleBytes(3000, 1);
+      const bytes = bytesOf(1, 3000);
       await destination.write(file("plain.bin", bytes));
       assert.equal(mogile.file("ugc", "plain.bin")!.class, "default");
       await destination.write({ ...file("thumb.png", bytes), storageClass: "thumbs" });
@@ -119,7 +114,7 @@ Deno.test("an MD5 class gets the checksum, verified by the tracker", async () =>
   await withDestination(
     { domains: { ugc: { sums: { hashtype: "MD5", mindevcount: 1 } } } },
     async (mogile, destination) => {
-      const bytes = sampleBytes(70_000, 2);
+      const bytes = bytesOf(2, 70_000);
       await destination.write({ ...file("summed.bin", bytes), storageClass: "sums" });
       const client = new MogileFsClient({ trackers: mogile.trackers.map(address) });
       try {
@@ -136,7 +131,7 @@ Deno.test("an MD5 class gets the checksum, verified by the tracker", async () =>
 Deno.test("a write goes on through the second tracker when the first is down", async () => {
   await withDestination({ trackers: 2 }, async (mogile, destination) => {
     await mogile.stopTracker(0);
-    const bytes = sampleBytes(5000, 3);
+    const bytes = bytesOf(3, 5000);
     await destination.write(file("failover.bin", bytes));
     assert.equal(md5(mogile.file("ugc", "failover.bin")!.bytes), md5(bytes));
   });

@@ -12,33 +12,17 @@
  */
 
 import assert from "node:assert/strict";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { S3Destination, type S3DestinationOptions } from "../adapters/destination/s3.ts";
-import { QUIET_LOGGER } from "../adapters/store/_aws.ts";
-import { S3ArchiveDouble } from "./doubles/s3_archive.ts";
-import {
-  destinationConformance,
-  failingStream,
-  file,
-  md5,
-  portError,
-  readAll,
-  sampleBytes,
-  stallingStream,
-} from "./destination_conformance.ts";
+import { refusedS3Connection, S3ArchiveDouble } from "./doubles/s3_archive.ts";
+import { destinationConformance, file } from "./destination_conformance.ts";
+import { bytesOf, FAST_RETRY, md5, portError } from "./_helpers.ts";
+import { failingStream, readAll, stallingStream } from "./_streams.ts";
 
 const MIB = 1024 * 1024;
 const BUCKET = "coldpack-restores";
 const PREFIX = "restored/";
 const encoder = new TextEncoder();
-
-/** Part retries without real waiting. */
-const FAST_RETRY = {
-  attempts: 3,
-  baseMs: 1,
-  maxMs: 2,
-  clock: { now: () => Date.now(), sleep: () => Promise.resolve() },
-} as const;
 
 /** Small multipart settings so that the multipart path is quick to reach. */
 const SMALL_PARTS: S3DestinationOptions = {
@@ -61,23 +45,12 @@ interface Peer {
 
 async function startPeer(options: S3DestinationOptions = SMALL_PARTS): Promise<Peer> {
   const s3 = await S3ArchiveDouble.start();
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: s3.region,
-    credentials: s3.credentials,
-    logger: QUIET_LOGGER,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-  });
+  const client = s3.client();
   let destination: S3Destination | null = null;
   try {
     await s3.createBucket(BUCKET);
     destination = await S3Destination.open({ bucket: BUCKET, prefix: PREFIX }, {
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: s3.region,
-      credentials: s3.credentials,
+      ...s3.connection,
       ...options,
     });
   } catch (e) {
@@ -143,9 +116,9 @@ Deno.test("s3 destination: locations name the bucket, the prefix and the key", a
 
 Deno.test("s3 destination: a small file is one PutObject in STANDARD; no-clobber asks HEAD first", async () => {
   await withPeer(async ({ s3, destination }) => {
-    await destination.write(file("one.bin", sampleBytes(100_000, 1)));
+    await destination.write(file("one.bin", bytesOf(1, 100_000)));
     assert.deepEqual(s3.counts(), { HeadObject: 1, PutObject: 1 });
-    await destination.write({ ...file("one.bin", sampleBytes(10, 2)), overwrite: true });
+    await destination.write({ ...file("one.bin", bytesOf(2, 10)), overwrite: true });
     assert.deepEqual(s3.counts(), { HeadObject: 1, PutObject: 2 }, "overwrite asks no HEAD");
     const [object] = s3.objects(BUCKET);
     assert.equal(object?.key, `${PREFIX}one.bin`);
@@ -156,7 +129,7 @@ Deno.test("s3 destination: a small file is one PutObject in STANDARD; no-clobber
 
 Deno.test("s3 destination: a large file goes up in parts of at least 5 MiB", async () => {
   await withPeer(async ({ s3, destination, peekObject }) => {
-    const bytes = sampleBytes(LARGE, 3);
+    const bytes = bytesOf(3, LARGE);
     await destination.write(file("big/three-parts.bin", bytes));
     assert.equal(s3.requestCount("CreateMultipartUpload"), 1);
     assert.equal(s3.requestCount("UploadPart"), 3);
@@ -172,7 +145,7 @@ Deno.test("s3 destination: a large file goes up in parts of at least 5 MiB", asy
 
 Deno.test("s3 destination: a part that fails once is sent again on its own", async () => {
   await withPeer(async ({ s3, destination, peekObject }) => {
-    const bytes = sampleBytes(LARGE, 4);
+    const bytes = bytesOf(4, LARGE);
     s3.inject({ kind: "InternalError", op: "UploadPart" });
     await destination.write(file("retried.bin", bytes));
     assert.equal(s3.requestCount("UploadPart"), 4);
@@ -185,7 +158,7 @@ Deno.test("s3 destination: a part that keeps failing aborts the upload, leaving 
   await withPeer(async ({ s3, destination }) => {
     s3.inject({ kind: "SlowDown", op: "UploadPart", count: 100 });
     await assert.rejects(
-      destination.write(file("fails.bin", sampleBytes(LARGE, 5))),
+      destination.write(file("fails.bin", bytesOf(5, LARGE))),
       portError("SlowDown", true, "UploadPart", `${PREFIX}fails.bin`),
     );
     s3.clearFaults();
@@ -200,7 +173,7 @@ Deno.test("s3 destination: a failed CompleteMultipartUpload aborts the upload", 
   await withPeer(async ({ s3, destination }) => {
     s3.inject({ kind: "InternalError", op: "CompleteMultipartUpload" });
     await assert.rejects(
-      destination.write(file("no-complete.bin", sampleBytes(LARGE, 6))),
+      destination.write(file("no-complete.bin", bytesOf(6, LARGE))),
       portError("InternalError", true, "CompleteMultipartUpload"),
     );
     assert.equal(s3.requestCount("AbortMultipartUpload"), 1);
@@ -211,7 +184,7 @@ Deno.test("s3 destination: a failed CompleteMultipartUpload aborts the upload", 
 
 Deno.test("s3 destination: a large body with another md5 or length is aborted before Complete", async () => {
   await withPeer(async ({ s3, destination }) => {
-    const bytes = sampleBytes(LARGE, 7);
+    const bytes = bytesOf(7, LARGE);
     await assert.rejects(
       destination.write({ ...file("md5.bin", bytes), md5: md5(new Uint8Array(4)) }),
       portError("ChecksumMismatch", false, "md5.bin", md5(bytes)),
@@ -240,7 +213,7 @@ Deno.test("s3 destination: a large body with another md5 or length is aborted be
 
 Deno.test("s3 destination: an abort during a multipart upload aborts it", async () => {
   await withPeer(async ({ s3, destination }) => {
-    const bytes = sampleBytes(LARGE, 8);
+    const bytes = bytesOf(8, LARGE);
     const controller = new AbortController();
     const reason = new Error("restore cancelled");
     await assert.rejects(
@@ -267,13 +240,13 @@ Deno.test("s3 destination: PutObject faults are retryable PortErrors and store n
     for (const [kind, code] of cases) {
       s3.inject({ kind, op: "PutObject" });
       await assert.rejects(
-        destination.write(file(`fault-${kind}.bin`, sampleBytes(50_000, 9))),
+        destination.write(file(`fault-${kind}.bin`, bytesOf(9, 50_000))),
         portError(code, true, "PutObject", `${PREFIX}fault-${kind}.bin`, BUCKET),
       );
       s3.clearFaults();
     }
     assert.deepEqual(s3.objects(BUCKET), []);
-    await destination.write(file("fault-reset.bin", sampleBytes(50_000, 9)));
+    await destination.write(file("fault-reset.bin", bytesOf(9, 50_000)));
     assert.equal(s3.objects(BUCKET).length, 1);
   });
 });
@@ -287,7 +260,7 @@ Deno.test("s3 destination: an existing object is DestinationExists and stays as 
       portError("DestinationExists", false, `${PREFIX}theirs.txt`),
     );
     await assert.rejects(
-      destination.write(file("theirs.txt", sampleBytes(LARGE, 10))),
+      destination.write(file("theirs.txt", bytesOf(10, LARGE))),
       portError("DestinationExists", false, `${PREFIX}theirs.txt`),
     );
     assert.deepEqual(await peekObject(`${PREFIX}theirs.txt`), old);
@@ -296,7 +269,7 @@ Deno.test("s3 destination: an existing object is DestinationExists and stays as 
 
 Deno.test("s3 destination: a read cut short is a retryable TruncatedBody", async () => {
   await withPeer(async ({ s3, destination }) => {
-    const bytes = sampleBytes(300_000, 11);
+    const bytes = bytesOf(11, 300_000);
     await destination.write(file("cut.bin", bytes));
     s3.inject({ kind: "truncate", op: "GetObject" });
     await assert.rejects(
@@ -309,12 +282,10 @@ Deno.test("s3 destination: a read cut short is a retryable TruncatedBody", async
 
 Deno.test("s3 destination: a missing bucket is NoSuchBucket, not retryable", async () => {
   await withPeer(async ({ s3 }) => {
-    const destination = await S3Destination.open({ bucket: "no-such-bucket", prefix: "" }, {
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: s3.region,
-      credentials: s3.credentials,
-    });
+    const destination = await S3Destination.open(
+      { bucket: "no-such-bucket", prefix: "" },
+      s3.connection,
+    );
     try {
       await assert.rejects(
         destination.write(file("x.txt", encoder.encode("x"))),
@@ -327,22 +298,15 @@ Deno.test("s3 destination: a missing bucket is NoSuchBucket, not retryable", asy
 });
 
 Deno.test("s3 destination: a refused connection is a retryable ECONNREFUSED", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  const destination = await S3Destination.open({ bucket: BUCKET, prefix: "" }, {
-    endpoint: `http://127.0.0.1:${port}`,
-    forcePathStyle: true,
-    region: "us-east-1",
-    credentials: { accessKeyId: "AKID", secretAccessKey: "never-in-messages" },
-  });
+  const refused = refusedS3Connection();
+  const destination = await S3Destination.open({ bucket: BUCKET, prefix: "" }, refused);
   try {
     for (const overwrite of [false, true]) {
       await assert.rejects(
         destination.write({ ...file("x.txt", encoder.encode("x")), overwrite }),
         (e: unknown) => {
           portError("ECONNREFUSED", true, overwrite ? "PutObject" : "HeadObject")(e);
-          assert.ok(!(e as Error).message.includes("never-in-messages"));
+          assert.ok(!(e as Error).message.includes(refused.credentials.secretAccessKey));
           return true;
         },
       );

@@ -33,7 +33,8 @@ import {
   JOB_TTL_MS,
   TEST_CREDENTIALS,
 } from "./doubles/glacier.ts";
-import { bytes, readAll } from "./store_conformance.ts";
+import { bytesOf } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -286,12 +287,12 @@ Deno.test("glacier double: a missing or wrong x-amz-glacier-version is refused",
 
 Deno.test("glacier double: a body that does not match x-amz-content-sha256 is refused", async () => {
   await withDouble(async (glacier) => {
-    const data = bytes(100, 1);
+    const data = bytesOf(1, 100);
     const r = await raw(glacier, "POST", `/-/vaults/${V}/archives`, {
       body: data,
       headers: {
         "x-amz-sha256-tree-hash": treeHash(data),
-        "x-amz-content-sha256": createHash("sha256").update(bytes(100, 2)).digest("hex"),
+        "x-amz-content-sha256": createHash("sha256").update(bytesOf(2, 100)).digest("hex"),
       },
     });
     assertError(r, 400, "InvalidParameterValueException", "x-amz-content-sha256");
@@ -330,7 +331,7 @@ Deno.test("glacier double: vaults are described, and only empty ones deleted", a
     assert.equal(described.VaultName, V);
     assert.equal(described.VaultARN, `arn:aws:glacier:us-east-1:${DOUBLE_ACCOUNT_ID}:vaults/${V}`);
     assert.equal(described.NumberOfArchives, 0);
-    await upload(client, bytes(10, 3));
+    await upload(client, bytesOf(3, 10));
     await rejectsWith(
       client.send(new DeleteVaultCommand({ accountId: "-", vaultName: V })),
       "InvalidParameterValueException",
@@ -346,7 +347,7 @@ Deno.test("glacier double: vaults are described, and only empty ones deleted", a
 
 Deno.test("glacier double: UploadArchive stores the bytes and answers id and tree hash", async () => {
   await withDouble(async (glacier, client) => {
-    const data = bytes(3 * MIB + 17, 4);
+    const data = bytesOf(4, 3 * MIB + 17);
     const out = await upload(client, data, "coldpack v1");
     assert.equal(out.checksum, treeHash(data));
     assert.equal(out.archiveId?.length, 138);
@@ -360,14 +361,14 @@ Deno.test("glacier double: UploadArchive stores the bytes and answers id and tre
 
 Deno.test("glacier double: UploadArchive checks the tree hash against the body", async () => {
   await withDouble(async (glacier, client) => {
-    const data = bytes(2 * MIB, 5);
+    const data = bytesOf(5, 2 * MIB);
     await rejectsWith(
       client.send(
         new UploadArchiveCommand({
           accountId: "-",
           vaultName: V,
           body: data,
-          checksum: treeHash(bytes(2 * MIB, 6)),
+          checksum: treeHash(bytesOf(6, 2 * MIB)),
         }),
       ),
       "InvalidParameterValueException",
@@ -394,12 +395,12 @@ Deno.test("glacier double: an empty archive is refused", async () => {
 Deno.test("glacier double: descriptions longer than 1,024 or not printable ASCII are refused", async () => {
   await withDouble(async (glacier, client) => {
     await rejectsWith(
-      upload(client, bytes(10, 7), "d".repeat(1025)),
+      upload(client, bytesOf(7, 10), "d".repeat(1025)),
       "InvalidParameterValueException",
       400,
       "1025 characters, at most 1024",
     );
-    const data = bytes(10, 7);
+    const data = bytesOf(7, 10);
     for (const [description, code] of [["caf\u00e9", 233], ["tab\there", 9]] as const) {
       const r = await raw(glacier, "POST", `/-/vaults/${V}/archives`, {
         body: data,
@@ -418,7 +419,7 @@ Deno.test("glacier double: descriptions longer than 1,024 or not printable ASCII
 
 Deno.test("glacier double: DeleteArchive removes an archive; an unknown one is 404", async () => {
   await withDouble(async (glacier, client) => {
-    const out = await upload(client, bytes(10, 8));
+    const out = await upload(client, bytesOf(8, 10));
     await client.send(
       new DeleteArchiveCommand({ accountId: "-", vaultName: V, archiveId: out.archiveId }),
     );
@@ -503,7 +504,7 @@ Deno.test("glacier double: the part size must be 1 MiB x a power of two, up to 4
 
 Deno.test("glacier double: a multipart upload in parts of the part size completes", async () => {
   await withDouble(async (glacier, client) => {
-    const data = bytes(5 * MIB + 3, 9);
+    const data = bytesOf(9, 5 * MIB + 3);
     const id = await initiate(client, 2 * MIB, "multi");
     const hashes: Uint8Array[] = [];
     for (let start = 0; start < data.length; start += 2 * MIB) {
@@ -534,7 +535,7 @@ Deno.test("glacier double: a multipart upload in parts of the part size complete
 Deno.test("glacier double: parts must be aligned, of the part size, with a matching tree hash", async () => {
   await withDouble(async (_glacier, client) => {
     const id = await initiate(client, MIB);
-    const one = bytes(MIB, 10);
+    const one = bytesOf(10, MIB);
     await rejectsWith(
       part(client, id, 512 * 1024, one),
       "InvalidParameterValueException",
@@ -542,13 +543,13 @@ Deno.test("glacier double: parts must be aligned, of the part size, with a match
       "does not start at a multiple of the part size",
     );
     await rejectsWith(
-      part(client, id, 0, bytes(MIB + 1, 10)),
+      part(client, id, 0, bytesOf(10, MIB + 1)),
       "InvalidParameterValueException",
       400,
       "more than the part size",
     );
     await rejectsWith(
-      part(client, id, 0, one, treeHash(bytes(MIB, 11))),
+      part(client, id, 0, one, treeHash(bytesOf(11, MIB))),
       "InvalidParameterValueException",
       400,
       "part's tree hash",
@@ -565,7 +566,7 @@ Deno.test("glacier double: parts must be aligned, of the part size, with a match
 Deno.test("glacier double: raw part requests with bad Content-Range or length are refused", async () => {
   await withDouble(async (glacier, client) => {
     const id = await initiate(client, MIB);
-    const data = bytes(1000, 12);
+    const data = bytesOf(12, 1000);
     const path = `/-/vaults/${V}/multipart-uploads/${id}`;
     const h = { "x-amz-sha256-tree-hash": treeHash(data) };
     assertError(
@@ -597,7 +598,7 @@ Deno.test("glacier double: raw part requests with bad Content-Range or length ar
 
 Deno.test("glacier double: Complete checks the size, gaps, short parts and the tree hash", async () => {
   await withDouble(async (glacier, client) => {
-    const data = bytes(3 * MIB + 5, 13);
+    const data = bytesOf(13, 3 * MIB + 5);
     const whole = treeHash(data);
     const id = await initiate(client, MIB);
     await part(client, id, 0, data.subarray(0, MIB));
@@ -630,7 +631,7 @@ Deno.test("glacier double: Complete checks the size, gaps, short parts and the t
       `a part starts at byte ${2 * MIB}`,
     );
     await rejectsWith(
-      complete(client, id, data.length, treeHash(bytes(10, 1))),
+      complete(client, id, data.length, treeHash(bytesOf(1, 10))),
       "InvalidParameterValueException",
       400,
       "parts' tree hash",
@@ -644,7 +645,7 @@ Deno.test("glacier double: Complete checks the size, gaps, short parts and the t
 Deno.test("glacier double: Abort is idempotent; an aborted upload is gone", async () => {
   await withDouble(async (glacier, client) => {
     const id = await initiate(client, MIB);
-    await part(client, id, 0, bytes(10, 14));
+    await part(client, id, 0, bytesOf(14, 10));
     const abort = () =>
       client.send(new AbortMultipartUploadCommand({ accountId: "-", vaultName: V, uploadId: id }));
     await abort();
@@ -655,7 +656,7 @@ Deno.test("glacier double: Abort is idempotent; an aborted upload is gone", asyn
       "ResourceNotFoundException",
       404,
     );
-    await rejectsWith(part(client, id, 0, bytes(10, 14)), "ResourceNotFoundException", 404);
+    await rejectsWith(part(client, id, 0, bytesOf(14, 10)), "ResourceNotFoundException", 404);
   });
 });
 
@@ -663,7 +664,7 @@ Deno.test("glacier double: an idle upload vanishes after 24 hours", async () => 
   await withDouble(async (glacier, client) => {
     const id = await initiate(client, MIB);
     glacier.advance(23 * HOUR);
-    await part(client, id, 0, bytes(10, 15));
+    await part(client, id, 0, bytesOf(15, 10));
     glacier.advance(23 * HOUR);
     assert.equal(glacier.uploads(V).length, 1);
     glacier.advance(HOUR);
@@ -697,7 +698,7 @@ function output(client: GlacierClient, jobId: string, range?: string) {
 Deno.test("glacier double: RetrievalByteRange must be megabyte aligned within the archive", async () => {
   await withDouble(async (_glacier, client) => {
     const size = 3 * MIB + 100;
-    const { archiveId } = await upload(client, bytes(size, 16));
+    const { archiveId } = await upload(client, bytesOf(16, size));
     for (
       const [range, words] of [
         [`1-${MIB - 1}`, "start is not megabyte aligned"],
@@ -722,7 +723,7 @@ Deno.test("glacier double: RetrievalByteRange must be megabyte aligned within th
 
 Deno.test("glacier double: InitiateJob checks description, tier, topic, type and archive", async () => {
   await withDouble(async (_glacier, client) => {
-    const { archiveId } = await upload(client, bytes(100, 17));
+    const { archiveId } = await upload(client, bytesOf(17, 100));
     const cases: [Record<string, string>, string, number, string][] = [
       [{ Description: "x".repeat(1025) }, "InvalidParameterValueException", 400, "job description"],
       [{ Description: "caf\u00e9" }, "InvalidParameterValueException", 400, "character 233"],
@@ -758,7 +759,7 @@ Deno.test("glacier double: InitiateJob checks description, tier, topic, type and
 
 Deno.test("glacier double: a job takes its delay on the double's clock, then expires 24 h later", async () => {
   await withDouble(async (glacier, client) => {
-    const data = bytes(2 * MIB, 18);
+    const data = bytesOf(18, 2 * MIB);
     const { archiveId } = await upload(client, data);
     const t0 = glacier.now();
     const { jobId, location } = await retrieval(client, archiveId!, {
@@ -808,7 +809,7 @@ Deno.test("glacier double: a job takes its delay on the double's clock, then exp
 
 Deno.test("glacier double: completeJob and failJob end a job at once", async () => {
   await withDouble(async (glacier, client) => {
-    const { archiveId } = await upload(client, bytes(100, 19));
+    const { archiveId } = await upload(client, bytesOf(19, 100));
     const a = (await retrieval(client, archiveId!)).jobId!;
     const b = (await retrieval(client, archiveId!)).jobId!;
     glacier.completeJob(a);
@@ -824,7 +825,7 @@ Deno.test("glacier double: completeJob and failJob end a job at once", async () 
 
 Deno.test("glacier double: GetJobOutput ranges are relative, 206, hashed only when aligned", async () => {
   await withDouble(async (_glacier, client) => {
-    const data = bytes(6 * MIB + 10, 20);
+    const data = bytesOf(20, 6 * MIB + 10);
     const { archiveId } = await upload(client, data);
     const job =
       (await retrieval(client, archiveId!, { RetrievalByteRange: `${4 * MIB}-${data.length - 1}` }))
@@ -864,8 +865,8 @@ Deno.test("glacier double: GetJobOutput ranges are relative, 206, hashed only wh
 
 Deno.test("glacier double: an inventory job lists the archives as JSON", async () => {
   await withDouble(async (glacier, client) => {
-    const a = await upload(client, bytes(10, 21), "first");
-    const b = await upload(client, bytes(20, 22), "second");
+    const a = await upload(client, bytesOf(21, 10), "first");
+    const b = await upload(client, bytesOf(22, 20), "second");
     const { jobId } = await client.send(
       new InitiateJobCommand({
         accountId: "-",
@@ -887,14 +888,14 @@ Deno.test("glacier double: an inventory job lists the archives as JSON", async (
       ) => [x.ArchiveId, x.ArchiveDescription, x.Size]),
       [[a.archiveId, "first", 10], [b.archiveId, "second", 20]],
     );
-    assert.equal(doc.ArchiveList[0].SHA256TreeHash, treeHash(bytes(10, 21)));
+    assert.equal(doc.ArchiveList[0].SHA256TreeHash, treeHash(bytesOf(21, 10)));
     assert.equal(doc.ArchiveList[0].CreationDate, new Date(glacier.now()).toISOString());
   });
 });
 
 Deno.test("glacier double: ListJobs filters by status and completion and pages", async () => {
   await withDouble(async (glacier, client) => {
-    const { archiveId } = await upload(client, bytes(100, 23));
+    const { archiveId } = await upload(client, bytesOf(23, 100));
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await retrieval(client, archiveId!)).jobId!);
     glacier.completeJob(ids[0]!);
@@ -953,9 +954,9 @@ Deno.test("glacier double: faults wait for their operation and count down", asyn
   await withDouble(async (glacier, client) => {
     glacier.inject({ kind: "throttle", operation: "UploadArchive", count: 2 });
     await client.send(new DescribeVaultCommand({ accountId: "-", vaultName: V }));
-    await rejectsWith(upload(client, bytes(10, 24)), "ThrottlingException", 400);
-    await rejectsWith(upload(client, bytes(10, 24)), "ThrottlingException", 400);
-    await upload(client, bytes(10, 24));
+    await rejectsWith(upload(client, bytesOf(24, 10)), "ThrottlingException", 400);
+    await rejectsWith(upload(client, bytesOf(24, 10)), "ThrottlingException", 400);
+    await upload(client, bytesOf(24, 10));
     assert.deepEqual(glacier.faultsServed(), [
       { operation: "UploadArchive", kind: "throttle" },
       { operation: "UploadArchive", kind: "throttle" },
@@ -968,11 +969,11 @@ Deno.test("glacier double: faults wait for their operation and count down", asyn
 Deno.test("glacier double: a reset cuts the connection, a truncated body stops short", async () => {
   await withDouble(async (glacier, client) => {
     glacier.inject({ kind: "reset", operation: "UploadArchive" });
-    await assert.rejects(upload(client, bytes(10, 25)), (e: unknown) => {
+    await assert.rejects(upload(client, bytesOf(25, 10)), (e: unknown) => {
       assert.equal((e as { code?: string }).code, "ECONNRESET");
       return true;
     });
-    const data = bytes(2 * MIB, 26);
+    const data = bytesOf(26, 2 * MIB);
     const { archiveId } = await upload(client, data);
     const job = (await retrieval(client, archiveId!)).jobId!;
     glacier.inject({ kind: "truncate", operation: "GetJobOutput" });

@@ -13,13 +13,13 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { MogileFsClient, type MogileFsClientOptions } from "../adapters/mogilefs/client.ts";
-import { ChangedError, PortError, VanishedError } from "../core/errors.ts";
+import { ChangedError, VanishedError } from "../core/errors.ts";
 import { encodeArgs } from "../core/mogilefs_protocol.ts";
 import type { TrackerAddress } from "../core/source_url.ts";
 import { MogileFsDouble, type MogileFsDoubleOptions } from "./doubles/mogilefs.ts";
-import { readAll } from "./source_conformance.ts";
+import { md5, portError } from "./_helpers.ts";
+import { chunked, readAll } from "./_streams.ts";
 
 const encoder = new TextEncoder();
 
@@ -28,25 +28,12 @@ function address(hostPort: string): TrackerAddress {
   return { host: hostPort.slice(0, colon), port: Number(hostPort.slice(colon + 1)) };
 }
 
-function md5(bytes: Uint8Array): string {
-  return createHash("md5").update(bytes).digest("hex");
-}
-
 function bytesOf(n: number, seed = 7): Uint8Array {
   return new Uint8Array(n).map((_, i) => (i * seed + (i >> 8)) & 0xff);
 }
 
 function streamOf(bytes: Uint8Array, chunk = 4096): () => ReadableStream<Uint8Array> {
-  return () => {
-    let offset = 0;
-    return new ReadableStream({
-      pull(controller) {
-        if (offset >= bytes.length) return controller.close();
-        controller.enqueue(bytes.slice(offset, offset + chunk));
-        offset += chunk;
-      },
-    });
-  };
+  return () => chunked(bytes, [chunk]);
 }
 
 /** A double and a client on all its trackers, both closed afterwards. */
@@ -66,19 +53,6 @@ async function withMogile(
     await client.close();
     await mogile.close();
   }
-}
-
-/** Asserts a PortError with `code`, and that the message holds each of `words`. */
-function portError(code: string, retryable: boolean, ...words: string[]): (e: unknown) => true {
-  return (e: unknown) => {
-    assert.ok(e instanceof PortError, `expected a PortError ${code}, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.equal(e.retryable, retryable, `retryable of ${e.code}: ${e.message}`);
-    for (const w of words) {
-      assert.ok(e.message.includes(w), `the message lacks ${JSON.stringify(w)}: ${e.message}`);
-    }
-    return true;
-  };
 }
 
 // ---------------------------------------------------------------------------

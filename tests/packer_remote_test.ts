@@ -8,12 +8,11 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { WorkerPacker } from "../adapters/pack/worker_packer.ts";
 import { MogileFsSource } from "../adapters/source/mogilefs.ts";
 import { S3Source } from "../adapters/source/s3.ts";
-import { QUIET_LOGGER } from "../adapters/store/_aws.ts";
 import { archiveId } from "../core/ids.ts";
 import type { PackedArchive, PackFile, Source, SourceEntry } from "../core/ports.ts";
 import { safeEntryName } from "../core/safe_name.ts";
@@ -23,6 +22,7 @@ import { TreeHasher } from "../core/tree_hash.ts";
 import { MogileFsDouble } from "./doubles/mogilefs.ts";
 import { S3ArchiveDouble } from "./doubles/s3_archive.ts";
 import { bytesOf, md5, tempDir } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 const MEMORY_THRESHOLD = 1024 * 1024;
 
@@ -41,8 +41,32 @@ async function rowsOf(source: Source): Promise<PackFile[]> {
   }
 }
 
-async function bytesOfArchive(p: PackedArchive): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(p.body()).arrayBuffer());
+/**
+ * Packs `files` into one archive with `packer` and hands it to `check`;
+ * then releases the archive and closes the packer and the source.
+ */
+async function packOnce(
+  packer: WorkerPacker,
+  source: Source,
+  files: PackFile[],
+  check: (packed: PackedArchive) => Promise<void>,
+): Promise<void> {
+  try {
+    const packed = await packer.pack({
+      archiveId: archiveId("20261122T000000.000Z-aaaaaaaaaaaa"),
+      source: source.id,
+      files,
+      nowMs: 0,
+    });
+    try {
+      await check(packed);
+    } finally {
+      await packed.release();
+    }
+  } finally {
+    await packer.close();
+    await source.close();
+  }
 }
 
 /** Checks that every member's bytes, md5 and offsets match, and the tree hash. */
@@ -51,7 +75,7 @@ async function checkArchive(
   files: readonly PackFile[],
   want: ReadonlyMap<string, Uint8Array>,
 ): Promise<void> {
-  const tar = await bytesOfArchive(packed);
+  const tar = await readAll(packed.body());
   assert.equal(tar.length, packed.size);
   const hasher = new TreeHasher();
   hasher.update(tar);
@@ -93,36 +117,23 @@ Deno.test("worker packer over MogileFS: packs small, spooled and empty files; le
       readAhead: 3,
       memoryThreshold: MEMORY_THRESHOLD,
     });
-    try {
-      const packed = await packer.pack({
-        archiveId: archiveId("20261122T000000.000Z-aaaaaaaaaaaa"),
-        source: source.id,
-        files,
-        nowMs: 0,
-      });
-      try {
-        assert.equal(packed.members.length, want.size);
-        await checkArchive(packed, files, want);
-        const outcome = (key: string) => {
-          const f = files.find((x) => x.row.key === key)!;
-          return packed.outcomes.find((o) => o.fileId === f.row.id);
-        };
-        assert.equal(outcome("deleted-after-listing")?.kind, "vanished");
-        const broken = outcome("no-good-replica");
-        assert.ok(broken?.kind === "failed", `outcome: ${JSON.stringify(broken)}`);
-        assert.equal(broken.code, "LengthMismatch");
-        assert.equal(broken.retryable, true);
-        // Each worker spools into a directory of its own.
-        const spooled = [];
-        for await (const e of Deno.readDir(`${dir.path}/workers`)) spooled.push(e.name);
-        assert.ok(spooled.length >= 1, "per-worker spool directories exist");
-      } finally {
-        await packed.release();
-      }
-    } finally {
-      await packer.close();
-      await source.close();
-    }
+    await packOnce(packer, source, files, async (packed) => {
+      assert.equal(packed.members.length, want.size);
+      await checkArchive(packed, files, want);
+      const outcome = (key: string) => {
+        const f = files.find((x) => x.row.key === key)!;
+        return packed.outcomes.find((o) => o.fileId === f.row.id);
+      };
+      assert.equal(outcome("deleted-after-listing")?.kind, "vanished");
+      const broken = outcome("no-good-replica");
+      assert.ok(broken?.kind === "failed", `outcome: ${JSON.stringify(broken)}`);
+      assert.equal(broken.code, "LengthMismatch");
+      assert.equal(broken.retryable, true);
+      // Each worker spools into a directory of its own.
+      const spooled = [];
+      for await (const e of Deno.readDir(`${dir.path}/workers`)) spooled.push(e.name);
+      assert.ok(spooled.length >= 1, "per-worker spool directories exist");
+    });
   } finally {
     await mogile.close();
     await dir.cleanup();
@@ -132,17 +143,7 @@ Deno.test("worker packer over MogileFS: packs small, spooled and empty files; le
 Deno.test("worker packer over S3: each worker opens the bucket with the source's client options", async () => {
   const s3 = await S3ArchiveDouble.start();
   const dir = await tempDir();
-  const options = {
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: s3.region,
-    credentials: s3.credentials,
-  };
-  const client = new S3Client({
-    ...options,
-    logger: QUIET_LOGGER,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-  });
+  const client = s3.client();
   try {
     await s3.createBucket("uploads");
     const want = new Map<string, Uint8Array>([
@@ -159,29 +160,19 @@ Deno.test("worker packer over S3: each worker opens the bucket with the source's
         }),
       );
     }
-    const source = await S3Source.open({ kind: "s3", bucket: "uploads", prefix: "p/" }, options);
+    const source = await S3Source.open(
+      { kind: "s3", bucket: "uploads", prefix: "p/" },
+      s3.connection,
+    );
     const files = await rowsOf(source);
     const packer = await WorkerPacker.open({ kind: "s3", ...source.spec() }, dir.path, {
       workers: 1,
       memoryThreshold: MEMORY_THRESHOLD,
     });
-    try {
-      const packed = await packer.pack({
-        archiveId: archiveId("20261122T000000.000Z-bbbbbbbbbbbb"),
-        source: source.id,
-        files,
-        nowMs: 0,
-      });
-      try {
-        assert.deepEqual(packed.outcomes, []);
-        await checkArchive(packed, files, want);
-      } finally {
-        await packed.release();
-      }
-    } finally {
-      await packer.close();
-      await source.close();
-    }
+    await packOnce(packer, source, files, async (packed) => {
+      assert.deepEqual(packed.outcomes, []);
+      await checkArchive(packed, files, want);
+    });
   } finally {
     client.destroy();
     await s3.close();

@@ -14,11 +14,12 @@ import { WorkerPacker } from "../adapters/pack/worker_packer.ts";
 import { InlinePacker } from "../core/pack.ts";
 import { archiveId } from "../core/ids.ts";
 import { MANIFEST_NAME, parseManifest } from "../core/manifest.ts";
-import type { PackedArchive, Packer, PackFile, SourceEntry } from "../core/ports.ts";
+import type { Packer, PackFile, SourceEntry } from "../core/ports.ts";
 import { safeEntryName } from "../core/safe_name.ts";
 import { readTar } from "../core/tar_reader.ts";
 import { TreeHasher } from "../core/tree_hash.ts";
 import { bytesOf, md5, put, tempDir } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 interface Fixture {
   root: string;
@@ -64,10 +65,6 @@ async function listed(source: DirectorySource): Promise<PackFile[]> {
   }
 }
 
-async function bodyBytes(p: PackedArchive): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(p.body()).arrayBuffer());
-}
-
 function packerSuite(name: string, make: Make): void {
   Deno.test(`${name}: packs small, large and empty files into a tar that reads back exactly`, async () => {
     const f = await fixture(make);
@@ -85,7 +82,7 @@ function packerSuite(name: string, make: Make): void {
       assert.deepEqual(packed.outcomes, []);
       assert.equal(packed.members.length, 4);
       assert.equal(packed.dataBytes, 3000 + 2_500_000 + 512);
-      const bytes = await bodyBytes(packed);
+      const bytes = await readAll(packed.body());
       assert.equal(bytes.length, packed.size);
       const h = new TreeHasher();
       h.update(bytes);
@@ -103,7 +100,7 @@ function packerSuite(name: string, make: Make): void {
       const manifest = parseManifest(seen.get(MANIFEST_NAME)!);
       assert.equal(manifest.archiveId, id);
       assert.equal(manifest.files.length, 4);
-      assert.deepEqual(await bodyBytes(packed), bytes, "the body can be read again (retries)");
+      assert.deepEqual(await readAll(packed.body()), bytes, "the body can be read again (retries)");
       assert.equal([...Deno.readDirSync(f.spool)].length, 1, "the 2.5 MB file was spooled");
       await packed.release();
       assert.deepEqual([...Deno.readDirSync(f.spool)], [], "release removes spool files");

@@ -37,16 +37,7 @@ interface Peer {
 async function withDouble(fn: (p: Peer) => Promise<void>): Promise<void> {
   const clock = new ManualClock(START);
   const s3 = await S3ArchiveDouble.start({ clock });
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: s3.region,
-    credentials: s3.credentials,
-    maxAttempts: 1,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    logger: { debug() {}, info() {}, warn() {}, error() {} },
-  });
+  const client = s3.client();
   try {
     await s3.createBucket(B);
     await fn({ s3, client, clock });

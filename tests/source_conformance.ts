@@ -23,6 +23,8 @@
 import assert from "node:assert/strict";
 import { ChangedError, VanishedError } from "../core/errors.ts";
 import type { ListPage, SkippedEntry, Source, SourceEntry } from "../core/ports.ts";
+import { assertBytes, fixtureTests } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 /** A fresh, empty source and the means to change what it holds. */
 export interface SourceFixture {
@@ -74,17 +76,12 @@ function sampleFiles(): Map<string, Uint8Array> {
  * @param setup makes a fresh, empty source per test
  */
 export function sourceConformance(name: string, setup: () => Promise<SourceFixture>): void {
-  function test(title: string, body: (fixture: SourceFixture) => Promise<void>): void {
-    Deno.test(`${name}: ${title}`, async () => {
-      const fixture = await setup();
-      try {
-        await body(fixture);
-      } finally {
-        await fixture.source.close();
-        await fixture.cleanup();
-      }
-    });
-  }
+  const test = fixtureTests(name, setup, {
+    teardown: async (fixture) => {
+      await fixture.source.close();
+      await fixture.cleanup();
+    },
+  });
 
   test("has a non-empty id", ({ source }) => {
     assert.equal(typeof source.id, "string");
@@ -126,8 +123,7 @@ export function sourceConformance(name: string, setup: () => Promise<SourceFixtu
     const listing = await listAll(fixture.source);
     for (const [key, bytes] of files) {
       const got = await readAll(await fixture.source.open(listing.entries.get(key)!));
-      assert.equal(got.length, bytes.length, `bytes read of ${key}`);
-      assert.ok(equalBytes(got, bytes), `the bytes of ${key} differ`);
+      assertBytes(got, bytes, `the bytes read of ${key}`);
     }
   });
 
@@ -140,7 +136,7 @@ export function sourceConformance(name: string, setup: () => Promise<SourceFixtu
     const first = await reader.read();
     assert.equal(first.done, false);
     await reader.cancel();
-    assert.ok(equalBytes(await readAll(await fixture.source.open(entry)), bytes));
+    assertBytes(await readAll(await fixture.source.open(entry)), bytes, "a second read");
   });
 
   test("list pages hold at most a page of entries and together list all", async (fixture) => {
@@ -197,7 +193,7 @@ export function sourceConformance(name: string, setup: () => Promise<SourceFixtu
       assert.ok(e.message.includes(key), `the message does not name the key: ${e.message}`);
       return true;
     });
-    assert.ok(equalBytes(await readAll(await fixture.source.open(current)), newer));
+    assertBytes(await readAll(await fixture.source.open(current)), newer, "the new version");
   });
 
   test("open with an aborted signal rejects with the signal's reason", async (fixture) => {
@@ -234,32 +230,15 @@ export async function listAll(source: Source): Promise<Listing> {
   return { pages, entries, skipped };
 }
 
-/** Reads a stream to its end. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  const reader = stream.getReader();
-  for (let r = await reader.read(); !r.done; r = await reader.read()) {
-    chunks.push(r.value);
-    length += r.value.length;
-  }
-  const all = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+/** The entry a full listing gives for `key`; fails the test when it is not listed. */
+export async function entryOf(source: Source, key: string): Promise<SourceEntry> {
+  const entry = (await listAll(source)).entries.get(key);
+  assert.ok(entry !== undefined, `${key} is not listed`);
+  return entry;
 }
 
 function versions(listing: Listing): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, entry] of listing.entries) out[key] = entry.version;
   return out;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

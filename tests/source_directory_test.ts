@@ -10,8 +10,9 @@
 import assert from "node:assert/strict";
 import { DirectorySource, NOT_UTF8_REASON } from "../adapters/source/directory.ts";
 import { ChangedError, PortError, VanishedError } from "../core/errors.ts";
-import type { SourceEntry } from "../core/ports.ts";
-import { listAll, readAll, sourceConformance } from "./source_conformance.ts";
+import { entryOf, listAll, sourceConformance } from "./source_conformance.ts";
+import { expectError } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 const encoder = new TextEncoder();
 
@@ -57,28 +58,8 @@ async function run(cmd: string, args: string[], cwd = "."): Promise<void> {
   }
 }
 
-async function entryOf(source: DirectorySource, key: string): Promise<SourceEntry> {
-  const entry = (await listAll(source)).entries.get(key);
-  assert.ok(entry !== undefined, `${key} is not listed`);
-  return entry;
-}
-
 function skippedReasons(skipped: readonly { key: string; reason: string }[]) {
   return Object.fromEntries(skipped.map((s) => [s.key, s.reason]));
-}
-
-/** Asserts the class and that the message contains each of `words`. */
-function expectError(
-  ErrorClass: abstract new (...args: never[]) => Error,
-  ...words: string[]
-): (e: unknown) => true {
-  return (e: unknown) => {
-    assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
-    for (const w of words) {
-      assert.ok(e.message.includes(w), `the message lacks ${JSON.stringify(w)}: ${e.message}`);
-    }
-    return true;
-  };
 }
 
 // --------------------------------------------------------------------------

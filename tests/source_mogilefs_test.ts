@@ -14,7 +14,8 @@ import { ChangedError, PortError, VanishedError } from "../core/errors.ts";
 import type { ListPage, SourceEntry } from "../core/ports.ts";
 import { type MogileFsSourceUrl, parseSourceUrl } from "../core/source_url.ts";
 import { MogileFsDouble, type MogileFsDoubleOptions } from "./doubles/mogilefs.ts";
-import { listAll, readAll, sourceConformance } from "./source_conformance.ts";
+import { listAll, sourceConformance } from "./source_conformance.ts";
+import { readAll } from "./_streams.ts";
 
 const encoder = new TextEncoder();
 

@@ -12,18 +12,14 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import {
-  DeleteObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  type StorageClass,
-} from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, PutObjectCommand, type StorageClass } from "@aws-sdk/client-s3";
 import { FOLDER_MARKER_REASON, S3Source, type S3SourceOptions } from "../adapters/source/s3.ts";
-import { QUIET_LOGGER } from "../adapters/store/_aws.ts";
-import { ChangedError, PortError, VanishedError } from "../core/errors.ts";
-import type { ListPage, Source, SourceEntry } from "../core/ports.ts";
-import { S3ArchiveDouble } from "./doubles/s3_archive.ts";
-import { listAll, readAll, sourceConformance } from "./source_conformance.ts";
+import { ChangedError, VanishedError } from "../core/errors.ts";
+import type { ListPage, Source } from "../core/ports.ts";
+import { refusedS3Connection, S3ArchiveDouble } from "./doubles/s3_archive.ts";
+import { entryOf, listAll, sourceConformance } from "./source_conformance.ts";
+import { expectError, portError } from "./_helpers.ts";
+import { readAll } from "./_streams.ts";
 
 const BUCKET = "coldpack-source";
 const encoder = new TextEncoder();
@@ -41,15 +37,7 @@ interface Peer {
 
 async function startPeer(): Promise<Peer> {
   const s3 = await S3ArchiveDouble.start();
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: s3.region,
-    credentials: s3.credentials,
-    logger: QUIET_LOGGER,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-  });
+  const client = s3.client();
   const sources: S3Source[] = [];
   try {
     await s3.createBucket(BUCKET);
@@ -76,10 +64,7 @@ async function startPeer(): Promise<Peer> {
     },
     source: async (prefix, options = {}) => {
       const source = await S3Source.open({ kind: "s3", bucket: BUCKET, prefix }, {
-        endpoint: s3.endpoint,
-        forcePathStyle: true,
-        region: s3.region,
-        credentials: s3.credentials,
+        ...s3.connection,
         ...options,
       });
       sources.push(source);
@@ -118,34 +103,6 @@ sourceConformance("S3Source", async () => {
     throw e;
   }
 });
-
-/** Asserts a PortError with this code and retryability whose message has every word. */
-function portError(code: string, retryable: boolean, ...words: string[]): (e: unknown) => true {
-  return (e: unknown) => {
-    assert.ok(e instanceof PortError, `expected PortError ${code}, got ${e}`);
-    assert.equal(e.code, code, `code of: ${e.message}`);
-    assert.equal(e.retryable, retryable, `retryable of: ${e.message}`);
-    for (const w of words) assert.ok(e.message.includes(w), `"${w}" missing from: ${e.message}`);
-    return true;
-  };
-}
-
-function expectError(
-  ErrorClass: abstract new (...args: never[]) => Error,
-  ...words: string[]
-): (e: unknown) => true {
-  return (e: unknown) => {
-    assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
-    for (const w of words) assert.ok(e.message.includes(w), `"${w}" missing from: ${e.message}`);
-    return true;
-  };
-}
-
-async function entryOf(source: S3Source, key: string): Promise<SourceEntry> {
-  const entry = (await listAll(source)).entries.get(key);
-  assert.ok(entry !== undefined, `${key} is not listed`);
-  return entry;
-}
 
 Deno.test("s3 source: id, no pollMs, an hourly rescan", async () => {
   await withPeer(async (peer) => {
@@ -338,15 +295,8 @@ Deno.test("s3 source: a body cut short is a retryable TruncatedBody", async () =
 });
 
 Deno.test("s3 source: a refused connection is a retryable ECONNREFUSED", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  const source = await S3Source.open({ kind: "s3", bucket: BUCKET, prefix: "p/" }, {
-    endpoint: `http://127.0.0.1:${port}`,
-    forcePathStyle: true,
-    region: "us-east-1",
-    credentials: { accessKeyId: "AKID", secretAccessKey: "never-in-messages" },
-  });
+  const refused = refusedS3Connection();
+  const source = await S3Source.open({ kind: "s3", bucket: BUCKET, prefix: "p/" }, refused);
   try {
     await assert.rejects(
       (async () => {
@@ -354,7 +304,7 @@ Deno.test("s3 source: a refused connection is a retryable ECONNREFUSED", async (
       })(),
       (e: unknown) => {
         portError("ECONNREFUSED", true, "ListObjectsV2", `s3://${BUCKET}/p/`)(e);
-        assert.ok(!(e as Error).message.includes("never-in-messages"));
+        assert.ok(!(e as Error).message.includes(refused.credentials.secretAccessKey));
         return true;
       },
     );
@@ -365,12 +315,10 @@ Deno.test("s3 source: a refused connection is a retryable ECONNREFUSED", async (
 
 Deno.test("s3 source: a missing bucket is NoSuchBucket, not retryable", async () => {
   await withPeer(async (peer) => {
-    const source = await S3Source.open({ kind: "s3", bucket: "no-such-bucket", prefix: "" }, {
-      endpoint: peer.s3.endpoint,
-      forcePathStyle: true,
-      region: peer.s3.region,
-      credentials: peer.s3.credentials,
-    });
+    const source = await S3Source.open(
+      { kind: "s3", bucket: "no-such-bucket", prefix: "" },
+      peer.s3.connection,
+    );
     try {
       await assert.rejects(
         (async () => {

@@ -20,6 +20,8 @@ import { createHash } from "node:crypto";
 import type { ColdStore, PutResult, RetrievalJob } from "../core/ports.ts";
 import { ArchiveMismatchError, PortError } from "../core/errors.ts";
 import { type ArchiveId, hex, type JobId, jobId, newArchiveId } from "../core/ids.ts";
+import { assertBytes, bytesOf, fixtureTests } from "./_helpers.ts";
+import { chunked, readAll } from "./_streams.ts";
 
 /** A freshly opened, empty store for one test. */
 export interface ConformanceSubject {
@@ -41,16 +43,7 @@ const MIB = 1024 * 1024;
  * `open` is called once per test and must give an empty store.
  */
 export function storeConformance(name: string, open: () => Promise<ConformanceSubject>): void {
-  function test(title: string, fn: (s: ConformanceSubject) => Promise<void>): void {
-    Deno.test(`${name}: ${title}`, async () => {
-      const subject = await open();
-      try {
-        await fn(subject);
-      } finally {
-        await subject.cleanup();
-      }
-    });
-  }
+  const test = fixtureTests(name, open, { teardown: (subject) => subject.cleanup() });
 
   test("describes itself", ({ store }) => {
     assert.equal(typeof store.location, "string");
@@ -65,7 +58,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("put answers the size and tree hash of the bytes", async ({ store }) => {
-    const data = bytes(3000, 1);
+    const data = bytesOf(1, 3000);
     const result = await put(store, data);
     assert.equal(result.size, 3000);
     assert.equal(result.treeHash, referenceTreeHash(data));
@@ -75,7 +68,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
 
   test("put streams a body of several MiB in odd chunk sizes", async (subject) => {
     const { store } = subject;
-    const data = bytes(5 * MIB + 12_345, 2);
+    const data = bytesOf(2, 5 * MIB + 12_345);
     const result = await put(store, data, { chunks: [1, 7919, 65_539, MIB + 1, 3] });
     assert.equal(result.size, data.length);
     assert.equal(result.treeHash, referenceTreeHash(data));
@@ -87,7 +80,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("put rejects a body shorter than declared and stores nothing", async ({ store }) => {
-    const data = bytes(2000, 3);
+    const data = bytesOf(3, 2000);
     await assert.rejects(
       put(store, data, { size: 2500, treeHash: referenceTreeHash(data) }),
       (e: unknown) => {
@@ -101,7 +94,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("put rejects a body longer than declared and stores nothing", async ({ store }) => {
-    const data = bytes(2000, 4);
+    const data = bytesOf(4, 2000);
     await assert.rejects(
       put(store, data, { size: 1999, treeHash: referenceTreeHash(data.subarray(0, 1999)) }),
       (e: unknown) => {
@@ -115,8 +108,8 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("put never confirms a tree hash it did not receive", async ({ store }) => {
-    const data = bytes(5000, 5);
-    const wrong = referenceTreeHash(bytes(5000, 6));
+    const data = bytesOf(5, 5000);
+    const wrong = referenceTreeHash(bytesOf(6, 5000));
     let result: PutResult | null = null;
     try {
       result = await put(store, data, { treeHash: wrong });
@@ -130,7 +123,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
 
   test("put gives up when its signal aborts midway and stores nothing", async ({ store }) => {
     const controller = new AbortController();
-    const data = bytes(MIB, 7);
+    const data = bytesOf(7, MIB);
     let sent = false;
     const body = new ReadableStream<Uint8Array>({
       pull(c) {
@@ -150,8 +143,8 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("list shows each archive put, with its facts", async ({ store }) => {
-    const a = bytes(1500, 8);
-    const b = bytes(MIB + 17, 9);
+    const a = bytesOf(8, 1500);
+    const b = bytesOf(9, MIB + 17);
     const pa = await put(store, a, { description: "coldpack v1 first" });
     const pb = await put(store, b, { description: "coldpack v1 second" });
     const listed = await listAll(store);
@@ -173,8 +166,8 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("delete removes one archive, leaves the others, and is idempotent", async ({ store }) => {
-    const pa = await put(store, bytes(1000, 10));
-    const pb = await put(store, bytes(1000, 11));
+    const pa = await put(store, bytesOf(10, 1000));
+    const pb = await put(store, bytesOf(11, 1000));
     await store.delete(pa.remoteId);
     assert.deepEqual((await listAll(store)).map((x) => x.remoteId), [pb.remoteId]);
     await store.delete(pa.remoteId);
@@ -185,7 +178,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
 
   test("a whole retrieval reads back the exact bytes, whole and in part", async (subject) => {
     const { store } = subject;
-    const data = bytes(2 * MIB + 333, 12);
+    const data = bytesOf(12, 2 * MIB + 333);
     const p = await put(store, data);
     const started = await store.startRetrieval(p.remoteId, {
       description: "whole-1",
@@ -218,7 +211,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
     const { store } = subject;
     if (!store.capabilities.rangedRetrieval) return; // whole-archive stores: covered above
     const unit = store.capabilities.rangeAlignment;
-    const data = bytes(3 * unit + unit / 2, 13);
+    const data = bytesOf(13, 3 * unit + unit / 2);
     const p = await put(store, data);
     const ranges = [
       { start: unit, end: 2 * unit - 1 }, // tree-hash aligned
@@ -249,7 +242,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
     if (!store.capabilities.rangedRetrieval) return;
     const unit = store.capabilities.rangeAlignment;
     const size = 2 * unit + 100;
-    const p = await put(store, bytes(size, 14));
+    const p = await put(store, bytesOf(14, size));
     const bad = [
       { start: 1, end: unit - 1 }, // start not aligned
       { start: 0, end: unit }, // end + 1 not aligned and not the size
@@ -271,7 +264,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 
   test("a retrieval of an unknown archive is ResourceNotFoundException", async ({ store }) => {
-    const p = await put(store, bytes(1000, 15));
+    const p = await put(store, bytesOf(15, 1000));
     await store.delete(p.remoteId);
     await assert.rejects(
       store.startRetrieval(p.remoteId, { description: "gone" }),
@@ -281,7 +274,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
 
   test("reading a retrieval before it is ready is RetrievalNotReady", async (subject) => {
     const { store } = subject;
-    const data = bytes(4000, 16);
+    const data = bytesOf(16, 4000);
     const p = await put(store, data);
     const started = await store.startRetrieval(p.remoteId, { description: "early" });
     if (started.state === "ready") return; // a store without delay: nothing to wait for
@@ -299,7 +292,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
 
   test("reading outside the retrieved range is a RangeError", async (subject) => {
     const { store } = subject;
-    const data = bytes(5000, 17);
+    const data = bytesOf(17, 5000);
     const p = await put(store, data);
     const job = await ready(
       subject,
@@ -326,30 +319,6 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSu
   });
 }
 
-/**
- * A body that yields `data` 1 MiB at a time until `stallAfter` bytes, then
- * aborts `controller` with `reason` and stalls until cancelled: an upload
- * stopped midway.
- */
-export function stallingBody(
-  data: Uint8Array,
-  stallAfter: number,
-  controller: AbortController,
-  reason: Error,
-): ReadableStream<Uint8Array> {
-  let sent = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(c) {
-      if (sent >= stallAfter) {
-        controller.abort(reason);
-        return new Promise(() => {});
-      }
-      c.enqueue(data.slice(sent, sent + MIB));
-      sent += MIB;
-    },
-  });
-}
-
 /** The Glacier SHA-256 tree hash, written out plainly as a reference for the stores' own. */
 export function referenceTreeHash(data: Uint8Array): string {
   let level: Uint8Array[] = [];
@@ -368,66 +337,6 @@ export function referenceTreeHash(data: Uint8Array): string {
     level = next;
   }
   return hex(level[0]!);
-}
-
-/** Deterministic pseudo-random bytes (xorshift32), different for each seed. */
-export function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = (seed * 2_654_435_761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-/** A stream of `data` cut into pieces whose sizes cycle through `sizes`. */
-export function chunked(
-  data: Uint8Array,
-  sizes: readonly number[] = [65_536],
-): ReadableStream<Uint8Array> {
-  let off = 0;
-  let i = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(c) {
-      if (off >= data.length) {
-        c.close();
-        return;
-      }
-      const n = sizes[i++ % sizes.length]!;
-      c.enqueue(data.slice(off, off + n));
-      off += n;
-    },
-  });
-}
-
-/** Concatenates a stream. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of stream) {
-    parts.push(part);
-    total += part.length;
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const part of parts) {
-    out.set(part, off);
-    off += part.length;
-  }
-  return out;
-}
-
-/** Asserts two byte arrays are equal, naming the first differing offset. */
-export function assertBytes(actual: Uint8Array, expected: Uint8Array, label: string): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${label}: bytes differ at offset ${i}`);
-  }
 }
 
 function meta(data: Uint8Array) {

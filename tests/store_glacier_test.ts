@@ -20,15 +20,9 @@ import {
   type GlacierOperation,
   TEST_CREDENTIALS,
 } from "./doubles/glacier.ts";
-import {
-  assertBytes,
-  bytes,
-  chunked,
-  readAll,
-  referenceTreeHash,
-  stallingBody,
-  storeConformance,
-} from "./store_conformance.ts";
+import { referenceTreeHash, storeConformance } from "./store_conformance.ts";
+import { assertBytes, bytesOf } from "./_helpers.ts";
+import { chunked, readAll, stallingStream } from "./_streams.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -142,7 +136,7 @@ Deno.test("glacier: location is glacier://REGION/VAULT and the URL parser agrees
 
 Deno.test("glacier: a small archive is one UploadArchive with our tree hash", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(3 * MIB + 5, 1);
+    const data = bytesOf(1, 3 * MIB + 5);
     const put = await putBytes(store, data, { description: "coldpack v1 a=1" });
     assert.equal(put.treeHash, referenceTreeHash(data));
     assert.equal(glacier.requestCount("UploadArchive"), 1);
@@ -156,7 +150,7 @@ Deno.test("glacier: a small archive is one UploadArchive with our tree hash", as
 
 Deno.test("glacier: above the threshold the upload is multipart, parts in parallel", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(10 * MIB + 123, 2);
+    const data = bytesOf(2, 10 * MIB + 123);
     glacier.barrier("UploadMultipartPart", 4);
     const put = await putBytes(store, data, { chunks: [700_001, 3, 65_536] });
     assert.equal(put.treeHash, referenceTreeHash(data));
@@ -184,7 +178,7 @@ Deno.test("glacier: the part size is raised so that an archive has at most 10,00
 
 Deno.test("glacier: a part failing for good aborts the multipart upload", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(6 * MIB, 4);
+    const data = bytesOf(4, 6 * MIB);
     glacier.inject({
       kind: "error",
       operation: "UploadMultipartPart",
@@ -206,7 +200,7 @@ Deno.test("glacier: a part failing for good aborts the multipart upload", async 
 
 Deno.test("glacier: a part failing retryably twice is retried alone and the upload succeeds", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(5 * MIB, 5);
+    const data = bytesOf(5, 5 * MIB);
     glacier.inject({ kind: "throttle", operation: "UploadMultipartPart", count: 1 });
     glacier.inject({ kind: "server-error", operation: "UploadMultipartPart", count: 1 });
     const put = await putBytes(store, data);
@@ -224,7 +218,7 @@ Deno.test("glacier: a part failing retryably twice is retried alone and the uplo
 
 Deno.test("glacier: a part answered with a wrong tree hash is sent again", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(3 * MIB, 6);
+    const data = bytesOf(6, 3 * MIB);
     glacier.inject({ kind: "wrong-tree-hash", operation: "UploadMultipartPart" });
     const put = await putBytes(store, data);
     assert.equal(put.treeHash, referenceTreeHash(data));
@@ -236,7 +230,7 @@ Deno.test("glacier: a part that keeps failing retryably gives up after the polic
   await withGlacier(async (glacier, store) => {
     glacier.inject({ kind: "timeout", operation: "UploadMultipartPart", count: 10 });
     await assert.rejects(
-      putBytes(store, bytes(3 * MIB, 7)),
+      putBytes(store, bytesOf(7, 3 * MIB)),
       portError("RequestTimeoutException", true, "UploadMultipartPart"),
     );
     assert.equal(glacier.requestCount("UploadMultipartPart"), 4);
@@ -248,8 +242,13 @@ Deno.test("glacier: a part that keeps failing retryably gives up after the polic
 Deno.test("glacier: an abort midway through a multipart upload aborts it at Glacier", async () => {
   await withGlacier(async (glacier, store) => {
     const controller = new AbortController();
-    const data = bytes(4 * MIB, 8);
-    const body = stallingBody(data, 2 * MIB, controller, new Error("Operator stopped the backup"));
+    const data = bytesOf(8, 4 * MIB);
+    const body = stallingStream(
+      data,
+      2 * MIB,
+      controller,
+      new Error("Operator stopped the backup"),
+    );
     await assert.rejects(
       store.put({
         archiveId: archiveId("abort-multipart"),
@@ -268,7 +267,7 @@ Deno.test("glacier: an abort midway through a multipart upload aborts it at Glac
 
 Deno.test("glacier: a multipart body of the wrong size is refused before Complete", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(3 * MIB, 9);
+    const data = bytesOf(9, 3 * MIB);
     await assert.rejects(
       store.put({
         archiveId: archiveId("short-multipart"),
@@ -291,7 +290,7 @@ for (const op of ["UploadArchive", "CompleteMultipartUpload"] as const) {
   Deno.test(`glacier: a wrong tree hash answered by ${op} is ArchiveMismatchError`, async () => {
     await withGlacier(async (glacier, store) => {
       glacier.inject({ kind: "wrong-tree-hash", operation: op });
-      const data = bytes(2 * MIB + 1, 10);
+      const data = bytesOf(10, 2 * MIB + 1);
       await assert.rejects(
         putBytes(store, data),
         (e: unknown) =>
@@ -308,11 +307,11 @@ Deno.test("glacier: put to a missing vault is ResourceNotFoundException naming t
   const store = openStore(glacier);
   try {
     await assert.rejects(
-      putBytes(store, bytes(100, 11)),
+      putBytes(store, bytesOf(11, 100)),
       portError("ResourceNotFoundException", false, `vaults/${VAULT}`),
     );
     await assert.rejects(
-      putBytes(store, bytes(100, 11)),
+      putBytes(store, bytesOf(11, 100)),
       portError("ResourceNotFoundException", false, `glacier://us-east-1/${VAULT}: UploadArchive`),
     );
   } finally {
@@ -331,11 +330,11 @@ Deno.test("glacier: descriptions must be printable ASCII of at most 1,024 charac
       ] as const
     ) {
       await assert.rejects(
-        putBytes(store, bytes(10, 12), { description }),
+        putBytes(store, bytesOf(12, 10), { description }),
         (e: unknown) => e instanceof RangeError && e.message.includes(words),
       );
     }
-    const ok = await putBytes(store, bytes(10, 12), { description: "~ ".repeat(512) });
+    const ok = await putBytes(store, bytesOf(12, 10), { description: "~ ".repeat(512) });
     await assert.rejects(
       store.startRetrieval(ok.remoteId, { description: "r\u0001" }),
       (e: unknown) =>
@@ -348,7 +347,7 @@ Deno.test("glacier: descriptions must be printable ASCII of at most 1,024 charac
 
 Deno.test("glacier: a misaligned range is refused locally when its start is off", async () => {
   await withGlacier(async (glacier, store) => {
-    const put = await putBytes(store, bytes(3 * MIB, 13));
+    const put = await putBytes(store, bytesOf(13, 3 * MIB));
     await assert.rejects(
       store.startRetrieval(put.remoteId, { range: { start: 5, end: MIB - 1 }, description: "r" }),
       portError("InvalidParameterValueException", false, "invalid retrieval range 5-1048575"),
@@ -366,7 +365,7 @@ Deno.test("glacier: a misaligned range is refused locally when its start is off"
 Deno.test("glacier: the SNS topic is set on every retrieval job and published on completion", async () => {
   const topic = "arn:aws:sns:us-east-1:123456789012:coldpack-retrievals";
   await withGlacier(async (glacier, store) => {
-    const put = await putBytes(store, bytes(2 * MIB, 14));
+    const put = await putBytes(store, bytesOf(14, 2 * MIB));
     const job = await store.startRetrieval(put.remoteId, {
       description: "r-sns",
       tier: "Expedited",
@@ -391,7 +390,7 @@ Deno.test("glacier: the SNS topic is set on every retrieval job and published on
 
 Deno.test("glacier: a job maps to in-progress, ready with expiry, and expired after 25 h", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(2 * MIB + 7, 15);
+    const data = bytesOf(15, 2 * MIB + 7);
     const put = await putBytes(store, data);
     const t0 = glacier.now();
     const job = await store.startRetrieval(put.remoteId, { description: "r-life" });
@@ -420,7 +419,7 @@ Deno.test("glacier: a job maps to in-progress, ready with expiry, and expired af
 
 Deno.test("glacier: a failed job is failed with Glacier's reason", async () => {
   await withGlacier(async (glacier, store) => {
-    const put = await putBytes(store, bytes(1000, 16));
+    const put = await putBytes(store, bytesOf(16, 1000));
     const job = await store.startRetrieval(put.remoteId, { description: "r-fail" });
     glacier.failJob(job.jobId, "Archive retrieval failed: internal error");
     const now = await store.retrieval(job.jobId);
@@ -435,7 +434,7 @@ Deno.test("glacier: a failed job is failed with Glacier's reason", async () => {
 
 Deno.test("glacier: a truncated GetJobOutput errors at the end with TruncatedBody", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(3 * MIB + 11, 17);
+    const data = bytesOf(17, 3 * MIB + 11);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "r-cut" });
     glacier.inject({ kind: "truncate", operation: "GetJobOutput" });
@@ -448,7 +447,7 @@ Deno.test("glacier: a truncated GetJobOutput errors at the end with TruncatedBod
 
 Deno.test("glacier: a tree hash Glacier sends for an aligned read is checked", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(4 * MIB + 100, 18);
+    const data = bytesOf(18, 4 * MIB + 100);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, {
       description: "r-hash",
@@ -481,7 +480,7 @@ Deno.test("glacier: a tree hash Glacier sends for an aligned read is checked", a
 
 Deno.test("glacier: a wrong tree hash in DescribeJob fails a whole read", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(MIB + 1, 19);
+    const data = bytesOf(19, MIB + 1);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "r-dj" });
     glacier.inject({ kind: "wrong-tree-hash", operation: "DescribeJob" });
@@ -506,14 +505,14 @@ const FAULTS: [FaultKind, GlacierOperation, string, boolean][] = [
 for (const [kind, op, code, retryable] of FAULTS) {
   Deno.test(`glacier: a ${kind} fault on ${op} is PortError ${code}, retryable ${retryable}`, async () => {
     await withGlacier(async (glacier, store) => {
-      const put = await putBytes(store, bytes(1000, 20));
+      const put = await putBytes(store, bytesOf(20, 1000));
       const job = await store.startRetrieval(put.remoteId, { description: "r" });
       glacier.inject({ kind, operation: op });
       const call = op === "DescribeJob"
         ? store.retrieval(job.jobId)
         : op === "InitiateJob"
         ? store.startRetrieval(put.remoteId, { description: "r2", tier: "Expedited" })
-        : putBytes(store, bytes(2000, 21));
+        : putBytes(store, bytesOf(21, 2000));
       await assert.rejects(
         call,
         portError(code, retryable, `glacier://us-east-1/${VAULT}: ${op}`),
@@ -533,7 +532,7 @@ for (
 ) {
   Deno.test(`glacier: a ${code} answer is PortError ${code}, retryable ${retryable}`, async () => {
     await withGlacier(async (glacier, store) => {
-      const put = await putBytes(store, bytes(1000, 22));
+      const put = await putBytes(store, bytesOf(22, 1000));
       glacier.inject({ kind: "error", operation: "InitiateJob", code, status });
       await assert.rejects(
         store.startRetrieval(put.remoteId, { description: "r" }),
@@ -545,7 +544,7 @@ for (
 
 Deno.test("glacier: a slow answer is cut off by the caller's signal", async () => {
   await withGlacier(async (glacier, store) => {
-    const put = await putBytes(store, bytes(1000, 23));
+    const put = await putBytes(store, bytesOf(23, 1000));
     glacier.inject({ kind: "slow", operation: "InitiateJob", delayMs: 10_000 });
     const controller = new AbortController();
     const reason = new Error("Per-call timeout");
@@ -560,7 +559,7 @@ Deno.test("glacier: a slow answer is cut off by the caller's signal", async () =
 
 Deno.test("glacier: a retrieval read stops when its signal aborts", async () => {
   await withGlacier(async (_glacier, store) => {
-    const put = await putBytes(store, bytes(3 * MIB, 24));
+    const put = await putBytes(store, bytesOf(24, 3 * MIB));
     const job = await store.startRetrieval(put.remoteId, { description: "r" });
     const controller = new AbortController();
     const reader = (await store.readRetrieval(job.jobId, { signal: controller.signal }))
@@ -573,8 +572,8 @@ Deno.test("glacier: a retrieval read stops when its signal aborts", async () => 
 
 Deno.test("glacier: list reads the inventory job, reusing a fresh one and not a stale one", async () => {
   await withGlacier(async (glacier, store) => {
-    const a = await putBytes(store, bytes(1500, 25), { description: 'first "quoted" {x}' });
-    const b = await putBytes(store, bytes(MIB + 3, 26), { description: "second ]} [" });
+    const a = await putBytes(store, bytesOf(25, 1500), { description: 'first "quoted" {x}' });
+    const b = await putBytes(store, bytesOf(26, MIB + 3), { description: "second ]} [" });
     glacier.advance(1); // an inventory job made in the same millisecond as a put is not trusted
     const listed = [];
     for await (const x of store.list()) listed.push(x);
@@ -603,7 +602,9 @@ Deno.test("glacier: list reads the inventory job, reusing a fresh one and not a 
 Deno.test("glacier: a large inventory streams through in order", async () => {
   await withGlacier(async (glacier, store) => {
     const ids: RemoteArchiveId[] = [];
-    for (let i = 0; i < 60; i++) ids.push((await putBytes(store, bytes(10 + i, 100 + i))).remoteId);
+    for (let i = 0; i < 60; i++) {
+      ids.push((await putBytes(store, bytesOf(100 + i, 10 + i))).remoteId);
+    }
     let n = 0;
     for await (const x of store.list()) {
       assert.equal(x.remoteId, ids[n]);
@@ -617,8 +618,8 @@ Deno.test("glacier: a large inventory streams through in order", async () => {
 
 Deno.test("glacier: a truncated inventory is TruncatedBody", async () => {
   await withGlacier(async (glacier, store) => {
-    await putBytes(store, bytes(10, 27));
-    await putBytes(store, bytes(10, 28));
+    await putBytes(store, bytesOf(27, 10));
+    await putBytes(store, bytesOf(28, 10));
     glacier.inject({ kind: "truncate", operation: "GetJobOutput" });
     await assert.rejects(async () => {
       for await (const _ of store.list()) { /* read on */ }
@@ -645,7 +646,7 @@ Deno.test("glacier: delete of an unknown archive is fine, of a missing vault is 
 
 Deno.test("glacier: a started job whose DescribeJob fails is reported in progress", async () => {
   await withGlacier(async (glacier, store) => {
-    const put = await putBytes(store, bytes(1000, 29));
+    const put = await putBytes(store, bytesOf(29, 1000));
     glacier.inject({ kind: "server-error", operation: "DescribeJob" });
     const job = await store.startRetrieval(put.remoteId, { description: "r-started" });
     assert.equal(job.state, "in-progress");
@@ -663,7 +664,7 @@ Deno.test("glacier: the endpoint comes from AWS_ENDPOINT_URL_GLACIER when not gi
     credentials: TEST_CREDENTIALS,
   });
   try {
-    const put = await putBytes(store, bytes(100, 30));
+    const put = await putBytes(store, bytesOf(30, 100));
     assert.equal(glacier.archives(VAULT)[0]?.archiveId, put.remoteId);
   } finally {
     if (saved === undefined) Deno.env.delete("AWS_ENDPOINT_URL_GLACIER");
@@ -682,7 +683,7 @@ Deno.test("glacier: open takes the URL's SNS topic and keeps it out of the locat
   });
   try {
     assert.equal(store.location, `glacier://us-east-1/${VAULT}`);
-    const put = await putBytes(store, bytes(100, 31));
+    const put = await putBytes(store, bytesOf(31, 100));
     await store.startRetrieval(put.remoteId, { description: "r" });
     assert.equal(glacier.jobs(VAULT)[0]?.SNSTopic, topic);
   } finally {
@@ -729,7 +730,7 @@ Deno.test("glacier: random faults under load are all retried away by the wrapper
     glacier.randomFaults({ rate: 0.2, seed: 7 });
     const puts: [PutResult, Uint8Array][] = [];
     for (let i = 0; i < 12; i++) {
-      const data = bytes(i % 3 === 0 ? 3 * MIB + i : 5000 + i, 200 + i);
+      const data = bytesOf(200 + i, i % 3 === 0 ? 3 * MIB + i : 5000 + i);
       puts.push([await putBytes(store, data), data]);
     }
     for (const [put, data] of puts.slice(0, 4)) {
@@ -757,7 +758,7 @@ Deno.test("glacier: random faults under load are all retried away by the wrapper
 
 Deno.test("glacier: with the packer's SHA-256 the body is read once; a wrong one is refused", async () => {
   await withGlacier(async (glacier, store) => {
-    const data = bytes(2 * MIB + 77, 41);
+    const data = bytesOf(41, 2 * MIB + 77);
     let readings = 0;
     const archive = {
       archiveId: newArchiveId(Date.now(), crypto.getRandomValues(new Uint8Array(6))),

@@ -3,14 +3,9 @@ import { LocalVault } from "../adapters/store/local_vault.ts";
 import { ArchiveMismatchError, PortError } from "../core/errors.ts";
 import { type ArchiveId, archiveId, jobId, type RemoteArchiveId } from "../core/ids.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
-import {
-  assertBytes,
-  bytes,
-  chunked,
-  readAll,
-  referenceTreeHash,
-  storeConformance,
-} from "./store_conformance.ts";
+import { referenceTreeHash, storeConformance } from "./store_conformance.ts";
+import { assertBytes, bytesOf } from "./_helpers.ts";
+import { chunked, readAll } from "./_streams.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -192,7 +187,7 @@ Deno.test("local vault: a retrieval is in progress until the delay has passed", 
   await withDir(async (dir) => {
     const clock = fakeClock(1_000_000);
     const vault = await LocalVault.open(dir, { retrievalDelayMs: 30_000, now: clock.now });
-    const data = bytes(10_000, 1);
+    const data = bytesOf(1, 10_000);
     const put = await putBytes(vault, data, "a1");
     const job = await vault.startRetrieval(put.remoteId, { description: "r-delay" });
     assert.equal(job.state, "in-progress");
@@ -220,7 +215,7 @@ Deno.test("local vault: a retrieval expires after its time to live, also after r
     const clock = fakeClock(5_000_000);
     const options = { retrievalDelayMs: 1000, retrievalTtlMs: HOUR, now: clock.now };
     const vault = await LocalVault.open(dir, options);
-    const put = await putBytes(vault, bytes(2000, 2), "a2");
+    const put = await putBytes(vault, bytesOf(2, 2000), "a2");
     const job = await vault.startRetrieval(put.remoteId, { description: "r-ttl" });
     clock.set(5_001_000 + HOUR - 1);
     assert.equal((await vault.retrieval(job.jobId)).state, "ready");
@@ -274,7 +269,7 @@ Deno.test("local vault: a body that fails midway leaves no tar, no sidecar, no p
 Deno.test("local vault: a size mismatch names both sizes and leaves nothing behind", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(700, 3);
+    const data = bytesOf(3, 700);
     await assert.rejects(
       vault.put({
         archiveId: archiveId("short"),
@@ -313,11 +308,11 @@ Deno.test("local vault: open removes .part files older than 24 hours and keeps n
 Deno.test("local vault: putting the same bytes again is idempotent, different bytes are refused", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(3000, 4);
+    const data = bytesOf(4, 3000);
     const first = await putBytes(vault, data, "same", "first");
     const again = await putBytes(vault, data, "same", "second");
     assert.deepEqual(again, first);
-    const other = bytes(3000, 5);
+    const other = bytesOf(5, 3000);
     await assert.rejects(
       putBytes(vault, other, "same"),
       (e: unknown) =>
@@ -336,7 +331,7 @@ Deno.test("local vault: putting the same bytes again is idempotent, different by
 Deno.test("local vault: a body whose tree hash differs from the declared one is refused", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(3000, 6);
+    const data = bytesOf(6, 3000);
     await assert.rejects(
       vault.put({
         archiveId: archiveId("lying"),
@@ -383,7 +378,7 @@ Deno.test("local vault: put validates size, tree hash and description like Glaci
 Deno.test("local vault: a misaligned range is rejected with a message naming it", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const put = await putBytes(vault, bytes(2 * MIB + 10, 7), "ranges");
+    const put = await putBytes(vault, bytesOf(7, 2 * MIB + 10), "ranges");
     const cases = [
       [
         { start: 1, end: MIB - 1 },
@@ -418,7 +413,7 @@ Deno.test("local vault: a misaligned range is rejected with a message naming it"
 Deno.test("local vault: a tree hash is given only for tree-hash aligned ranges", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(3 * MIB + MIB / 2, 8);
+    const data = bytesOf(8, 3 * MIB + MIB / 2);
     const put = await putBytes(vault, data, "hashes");
     const cases: [{ start: number; end: number } | undefined, boolean][] = [
       [undefined, true],
@@ -492,7 +487,7 @@ Deno.test("local vault: a remote id that is not <archiveId>.tar is InvalidParame
 Deno.test("local vault: startRetrieval checks description and tier", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const put = await putBytes(vault, bytes(100, 9), "desc");
+    const put = await putBytes(vault, bytesOf(9, 100), "desc");
     await assert.rejects(
       vault.startRetrieval(put.remoteId, { description: "line\nbreak" }),
       portError("InvalidParameterValueException", "Invalid description for retrieval"),
@@ -507,7 +502,7 @@ Deno.test("local vault: startRetrieval checks description and tier", async () =>
 Deno.test("local vault: a ready job whose archive was deleted has failed", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const put = await putBytes(vault, bytes(100, 10), "doomed");
+    const put = await putBytes(vault, bytesOf(10, 100), "doomed");
     const job = await vault.startRetrieval(put.remoteId, { description: "d" });
     await vault.delete(put.remoteId);
     const now = await vault.retrieval(job.jobId);
@@ -524,7 +519,7 @@ Deno.test("local vault: a ready job whose archive was deleted has failed", async
 Deno.test("local vault: a retrieval read stops early when its signal aborts", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const put = await putBytes(vault, bytes(2 * MIB, 11), "abort");
+    const put = await putBytes(vault, bytesOf(11, 2 * MIB), "abort");
     const job = await vault.startRetrieval(put.remoteId, { description: "a" });
     const controller = new AbortController();
     const reader = (await vault.readRetrieval(job.jobId, { signal: controller.signal }))
@@ -539,7 +534,7 @@ Deno.test("local vault: a retrieval read stops early when its signal aborts", as
 Deno.test("local vault: a tar without sidecar is listed with what the file tells", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(1234, 12);
+    const data = bytesOf(12, 1234);
     await Deno.writeFile(`${dir}/manual.tar`, data);
     await Deno.writeFile(`${dir}/not-an-archive.txt`, data);
     const listed = [];
@@ -556,7 +551,7 @@ Deno.test("local vault: a tar without sidecar is listed with what the file tells
 Deno.test("local vault: archives and jobs survive reopening the vault", async () => {
   await withDir(async (dir) => {
     const vault = await LocalVault.open(dir);
-    const data = bytes(5000, 13);
+    const data = bytesOf(13, 5000);
     const put = await putBytes(vault, data, "durable");
     const job = await vault.startRetrieval(put.remoteId, { description: "keep" });
     await vault.close();

@@ -19,29 +19,15 @@ import {
   S3ArchiveDouble,
   type S3Operation,
 } from "./doubles/s3_archive.ts";
-import {
-  assertBytes,
-  bytes,
-  chunked,
-  readAll,
-  referenceTreeHash,
-  stallingBody,
-  storeConformance,
-} from "./store_conformance.ts";
+import { referenceTreeHash, storeConformance } from "./store_conformance.ts";
+import { assertBytes, bytesOf, FAST_RETRY, portError } from "./_helpers.ts";
+import { chunked, readAll, stallingStream } from "./_streams.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const BUCKET = "coldpack-archives";
 const START = Date.UTC(2026, 10, 22, 10, 0, 0);
-
-/** Retries of parts without real waiting. */
-const FAST_RETRY = {
-  attempts: 3,
-  baseMs: 1,
-  maxMs: 2,
-  clock: { now: () => Date.now(), sleep: () => Promise.resolve() },
-} as const;
 
 interface Setup {
   readonly s3: S3ArchiveDouble;
@@ -62,10 +48,7 @@ async function setup(
     const store = await S3GlacierStore.open(
       `s3://${options.bucket ?? BUCKET}/${prefix}?storage-class=${storageClass}`,
       {
-        endpoint: s3.endpoint,
-        forcePathStyle: true,
-        region: s3.region,
-        credentials: s3.credentials,
+        ...s3.connection,
         clock,
         partRetry: FAST_RETRY,
         ...options,
@@ -155,21 +138,9 @@ function sha256b64(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("base64");
 }
 
-function portError(code: string, retryable: boolean, words?: string) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PortError, `expected PortError ${code}, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.equal(e.retryable, retryable, `${code} retryable: ${e.message}`);
-    if (words !== undefined) {
-      assert.ok(e.message.includes(words), `"${e.message}" lacks "${words}"`);
-    }
-    return true;
-  };
-}
-
 Deno.test("s3: put stores PREFIX/<archiveId> in the storage class, with checksum and metadata", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ s3, store }) => {
-    const data = bytes(70_000, 21);
+    const data = bytesOf(21, 70_000);
     const id = archiveId("20261122T100000.000Z-0a0b0c0d0e0f");
     const description = "  coldpack v1 id=x  files=3 100% ";
     const put = await putBytes(store, data, { id, description });
@@ -194,7 +165,7 @@ Deno.test("s3: put stores PREFIX/<archiveId> in the storage class, with checksum
 
 Deno.test("s3: GET before the restore is InvalidObjectState, mapped to RetrievalNotReady", async () => {
   await withSetup("GLACIER", {}, async ({ s3, store, clock }) => {
-    const data = bytes(5000, 22);
+    const data = bytesOf(22, 5000);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "r-early", tier: "Bulk" });
     assert.equal(job.state, "in-progress");
@@ -221,7 +192,7 @@ Deno.test("s3: GET before the restore is InvalidObjectState, mapped to Retrieval
 
 Deno.test("s3: RestoreAlreadyInProgress and already-restored both give a job", async () => {
   await withSetup("GLACIER", {}, async ({ s3, store, clock }) => {
-    const put = await putBytes(store, bytes(3000, 23));
+    const put = await putBytes(store, bytesOf(23, 3000));
     const first = await store.startRetrieval(put.remoteId, { description: "one" });
     const second = await store.startRetrieval(put.remoteId, { description: "two" });
     assert.equal(second.state, "in-progress", "409 RestoreAlreadyInProgress is a job under way");
@@ -243,7 +214,7 @@ Deno.test("s3: RestoreAlreadyInProgress and already-restored both give a job", a
 
 Deno.test("s3: a restored copy expires; reading it then is RetrievalExpired", async () => {
   await withSetup("DEEP_ARCHIVE", { restoreDays: 2 }, async ({ s3, store, clock }) => {
-    const data = bytes(4000, 24);
+    const data = bytesOf(24, 4000);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "ttl" });
     clock.advance(RESTORE_DELAY_MS.DEEP_ARCHIVE.Standard);
@@ -266,7 +237,7 @@ Deno.test("s3: a restored copy expires; reading it then is RetrievalExpired", as
 
 Deno.test("s3: tiers: Expedited becomes Standard for DEEP_ARCHIVE, stays for GLACIER", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ s3, store }) => {
-    const put = await putBytes(store, bytes(100, 25));
+    const put = await putBytes(store, bytesOf(25, 100));
     await store.startRetrieval(put.remoteId, { description: "x", tier: "Expedited" });
     assert.equal(s3.objects(BUCKET)[0]?.restoreTier, "Standard");
     assert.equal(
@@ -275,7 +246,7 @@ Deno.test("s3: tiers: Expedited becomes Standard for DEEP_ARCHIVE, stays for GLA
     );
   });
   await withSetup("GLACIER", {}, async ({ s3, store }) => {
-    const put = await putBytes(store, bytes(100, 26));
+    const put = await putBytes(store, bytesOf(26, 100));
     await store.startRetrieval(put.remoteId, { description: "x", tier: "Expedited" });
     assert.equal(s3.objects(BUCKET)[0]?.restoreTier, "Expedited");
   });
@@ -283,7 +254,7 @@ Deno.test("s3: tiers: Expedited becomes Standard for DEEP_ARCHIVE, stays for GLA
 
 Deno.test("s3: GLACIER_IR is ready at once with no restore request", async () => {
   await withSetup("GLACIER_IR", {}, async ({ s3, store }) => {
-    const data = bytes(2000, 27);
+    const data = bytesOf(27, 2000);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "ir" });
     assert.equal(job.state, "ready");
@@ -299,7 +270,7 @@ const MULTIPART = { multipartThreshold: 6 * MIB, partSize: 5 * MIB, partConcurre
 
 Deno.test("s3: multipart above the threshold: parts, composite checksum, nothing left open", async () => {
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
-    const data = bytes(12 * MIB + 123, 28);
+    const data = bytesOf(28, 12 * MIB + 123);
     const put = await putBytes(store, data, { description: "big one" });
     assert.equal(put.size, data.length);
     assert.equal(put.treeHash, referenceTreeHash(data));
@@ -329,7 +300,7 @@ Deno.test("s3: a retryable part failure is retried, the put succeeds", async () 
     s3.inject({ kind: "InternalError", op: "UploadPart" });
     s3.inject({ kind: "reset", op: "UploadPart" });
     s3.inject({ kind: "SlowDown", op: "UploadPart" });
-    const data = bytes(11 * MIB, 29);
+    const data = bytesOf(29, 11 * MIB);
     const put = await putBytes(store, data);
     assert.equal(put.treeHash, referenceTreeHash(data));
     assert.equal(s3.requestCount("UploadPart"), 3 + 3, "three parts, three retried");
@@ -342,7 +313,7 @@ Deno.test("s3: a retryable part failure is retried, the put succeeds", async () 
 Deno.test("s3: a non-retryable part failure aborts the upload and stores nothing", async () => {
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
     s3.inject({ kind: "badChecksum", op: "UploadPart" });
-    await assert.rejects(putBytes(store, bytes(11 * MIB, 30)), (e: unknown) => {
+    await assert.rejects(putBytes(store, bytesOf(30, 11 * MIB)), (e: unknown) => {
       assert.ok(e instanceof ArchiveMismatchError, `expected ArchiveMismatchError, got ${e}`);
       assert.match(e.message, /S3 answered SHA-256 \S+ for part \d of ugc\/archives\//);
       return true;
@@ -358,7 +329,7 @@ Deno.test("s3: parts that keep failing abort the upload with the service's code"
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
     s3.inject({ kind: "InternalError", op: "UploadPart", count: 100 });
     await assert.rejects(
-      putBytes(store, bytes(11 * MIB, 31)),
+      putBytes(store, bytesOf(31, 11 * MIB)),
       portError("InternalError", true, "UploadPart of ugc/archives/"),
     );
     assert.deepEqual(s3.uploads(), []);
@@ -369,7 +340,7 @@ Deno.test("s3: parts that keep failing abort the upload with the service's code"
 Deno.test("s3: a wrong composite checksum deletes the object: ArchiveMismatchError", async () => {
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
     s3.inject({ kind: "badChecksum", op: "CompleteMultipartUpload" });
-    await assert.rejects(putBytes(store, bytes(11 * MIB, 32)), (e: unknown) => {
+    await assert.rejects(putBytes(store, bytesOf(32, 11 * MIB)), (e: unknown) => {
       assert.ok(e instanceof ArchiveMismatchError, `expected ArchiveMismatchError, got ${e}`);
       assert.match(e.message, /composite SHA-256 .*-3 .*the object was deleted/);
       return true;
@@ -381,7 +352,7 @@ Deno.test("s3: a wrong composite checksum deletes the object: ArchiveMismatchErr
 
 Deno.test("s3: a multipart body of the wrong size or tree hash is aborted before Complete", async () => {
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
-    const data = bytes(11 * MIB, 33);
+    const data = bytesOf(33, 11 * MIB);
     const cases = [
       {
         size: data.length + 1,
@@ -421,8 +392,8 @@ Deno.test("s3: a multipart body of the wrong size or tree hash is aborted before
 Deno.test("s3: a multipart put aborted by its signal aborts the upload", async () => {
   await withSetup("GLACIER", MULTIPART, async ({ s3, store }) => {
     const controller = new AbortController();
-    const data = bytes(11 * MIB, 34);
-    const body = stallingBody(
+    const data = bytesOf(34, 11 * MIB);
+    const body = stallingStream(
       data,
       6 * MIB,
       controller,
@@ -447,7 +418,7 @@ Deno.test("s3: a multipart put aborted by its signal aborts the upload", async (
 Deno.test("s3: a wrong checksum answered to PutObject is ArchiveMismatchError, object deleted", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ s3, store }) => {
     s3.inject({ kind: "badChecksum", op: "PutObject" });
-    const data = bytes(3000, 35);
+    const data = bytesOf(35, 3000);
     await assert.rejects(putBytes(store, data), (e: unknown) => {
       assert.ok(e instanceof ArchiveMismatchError, `expected ArchiveMismatchError, got ${e}`);
       assert.ok(e.message.includes(`the bytes sent have ${sha256b64(data)}`), e.message);
@@ -459,8 +430,8 @@ Deno.test("s3: a wrong checksum answered to PutObject is ArchiveMismatchError, o
 
 Deno.test("s3: a body that reads differently the second time is refused by S3 (BadDigest)", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ s3, store }) => {
-    const data = bytes(3000, 36);
-    const other = bytes(3000, 37);
+    const data = bytesOf(36, 3000);
+    const other = bytesOf(37, 3000);
     let calls = 0;
     await assert.rejects(
       store.put({
@@ -479,7 +450,7 @@ Deno.test("s3: a body that reads differently the second time is refused by S3 (B
 
 Deno.test("s3: a truncated GET body is a retryable TruncatedBody", async () => {
   await withSetup("GLACIER_IR", {}, async ({ s3, store }) => {
-    const data = bytes(MIB, 38);
+    const data = bytesOf(38, MIB);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "t" });
     s3.inject({ kind: "truncate", op: "GetObject" });
@@ -492,7 +463,7 @@ Deno.test("s3: a truncated GET body is a retryable TruncatedBody", async () => {
 Deno.test("s3: a missing bucket is NoSuchBucket naming the bucket", async () => {
   await withSetup("DEEP_ARCHIVE", { bucket: "no-such-bucket" }, async ({ store }) => {
     await assert.rejects(
-      putBytes(store, bytes(100, 39)),
+      putBytes(store, bytesOf(39, 100)),
       portError("NoSuchBucket", false, "s3://no-such-bucket/"),
     );
     await assert.rejects(
@@ -509,7 +480,7 @@ Deno.test("s3: unknown credentials are not retryable and the secret stays out of
     "DEEP_ARCHIVE",
     { credentials: { accessKeyId: "AKIDWRONG", secretAccessKey: "sup3r-s3cret-value" } },
     async ({ store }) => {
-      await assert.rejects(putBytes(store, bytes(100, 40)), (e: unknown) => {
+      await assert.rejects(putBytes(store, bytesOf(40, 100)), (e: unknown) => {
         portError("InvalidAccessKeyId", false)(e);
         assert.ok(!(e as Error).message.includes("sup3r-s3cret-value"));
         return true;
@@ -520,7 +491,7 @@ Deno.test("s3: unknown credentials are not retryable and the secret stays out of
 
 Deno.test("s3: each fault class maps to its code and retryability", async () => {
   await withSetup("GLACIER", {}, async ({ s3, store }) => {
-    const put = await putBytes(store, bytes(2000, 41));
+    const put = await putBytes(store, bytesOf(41, 2000));
     const job = await store.startRetrieval(put.remoteId, { description: "f" });
     // HEAD answers carry no error body: S3's generic code for the status.
     const cases = [
@@ -551,7 +522,7 @@ Deno.test("s3: each fault class maps to its code and retryability", async () => 
       await fault(
         kind,
         "PutObject",
-        () => putBytes(store, bytes(100, 42)),
+        () => putBytes(store, bytesOf(42, 100)),
         portError(code, retryable, "PutObject"),
       );
       await fault(
@@ -581,7 +552,7 @@ Deno.test("s3: each fault class maps to its code and retryability", async () => 
 
 Deno.test("s3: a slow answer gives way to the caller's signal", async () => {
   await withSetup("GLACIER", {}, async ({ s3, store }) => {
-    const put = await putBytes(store, bytes(2000, 43));
+    const put = await putBytes(store, bytesOf(43, 2000));
     const job = await store.startRetrieval(put.remoteId, { description: "slow" });
     s3.inject({ kind: "slow", op: "HeadObject", delayMs: 30_000 });
     const controller = new AbortController();
@@ -594,16 +565,10 @@ Deno.test("s3: a slow answer gives way to the caller's signal", async () => {
 
 Deno.test("s3: a job id holds everything: another store instance follows it", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ s3, store, clock }) => {
-    const data = bytes(1000, 44);
+    const data = bytesOf(44, 1000);
     const put = await putBytes(store, data);
     const job = await store.startRetrieval(put.remoteId, { description: "r20261122-abc" });
-    const other = await S3GlacierStore.open(store.location, {
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: s3.region,
-      credentials: s3.credentials,
-      clock,
-    });
+    const other = await S3GlacierStore.open(store.location, { ...s3.connection, clock });
     try {
       const seen = await other.retrieval(job.jobId);
       assert.equal(seen.state, "in-progress");
@@ -620,7 +585,7 @@ Deno.test("s3: a job id holds everything: another store instance follows it", as
 
 Deno.test("s3: ids outside the prefix, forged jobs, ranges and bad descriptions are refused", async () => {
   await withSetup("DEEP_ARCHIVE", {}, async ({ store }) => {
-    const put = await putBytes(store, bytes(100, 45));
+    const put = await putBytes(store, bytesOf(45, 100));
     for (const bad of ["other/x", "ugc/archives/../x", "ugc/archives/a/b", "x"]) {
       await assert.rejects(
         store.startRetrieval(bad as RemoteArchiveId, { description: "" }),
@@ -661,19 +626,14 @@ Deno.test("s3: ids outside the prefix, forged jobs, ranges and bad descriptions 
 Deno.test("s3: list pages through ListObjectsV2 and skips what is not an archive", async () => {
   await withSetup("GLACIER", { listPageSize: 2, listConcurrency: 2 }, async ({ s3, store }) => {
     const puts = [];
-    for (let i = 0; i < 5; i++) puts.push(await putBytes(store, bytes(100 + i, 50 + i)));
+    for (let i = 0; i < 5; i++) puts.push(await putBytes(store, bytesOf(50 + i, 100 + i)));
     // Something else under the prefix (a "folder") and beside it.
     const foreign = await S3GlacierStore.open(
       `s3://${BUCKET}/ugc/archives/sub?storage-class=GLACIER`,
-      {
-        endpoint: s3.endpoint,
-        forcePathStyle: true,
-        region: s3.region,
-        credentials: s3.credentials,
-      },
+      s3.connection,
     );
     try {
-      await putBytes(foreign, bytes(10, 60));
+      await putBytes(foreign, bytesOf(60, 10));
     } finally {
       await foreign.close();
     }
@@ -705,7 +665,7 @@ Deno.test("s3: under a seeded fault rate, retried puts all land intact", async (
     });
     const expected = new Map<string, string>();
     for (let i = 0; i < 12; i++) {
-      const data = bytes(1000 + i * 37, 70 + i);
+      const data = bytesOf(70 + i, 1000 + i * 37);
       const put = await resilient.put({
         archiveId: newId(),
         size: data.length,
@@ -727,7 +687,7 @@ Deno.test("s3: under a seeded fault rate, retried puts all land intact", async (
 
 Deno.test("s3: with the packer's SHA-256 the body is read once; a wrong one is BadDigest", async () => {
   await withSetup("GLACIER", {}, async ({ s3, store }) => {
-    const data = bytes(300_000, 42);
+    const data = bytesOf(42, 300_000);
     let readings = 0;
     const archive = {
       archiveId: newId(),
@@ -755,7 +715,7 @@ Deno.test("s3: a single put whose body is shorter or longer than declared fails,
   // With the packer's SHA-256 given, the body is read once, while it is sent:
   // the size check fires inside the upload stream and must abort the request.
   await withSetup("GLACIER", {}, async ({ s3, store }) => {
-    const data = bytes(300_000, 35);
+    const data = bytesOf(35, 300_000);
     const sha256 = createHash("sha256").update(data).digest("hex");
     for (const size of [data.length + 10, data.length - 10]) {
       await assert.rejects(

@@ -256,7 +256,10 @@ export class SqliteCatalog implements Catalog {
            mtime_ms, discovered_at, state, attempts)
          SELECT ?, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4,
            e.value ->> 5, e.value ->> 6, ?, 'pending', 0
-         FROM json_each(?) AS e WHERE true
+         FROM json_each(?) AS e
+         WHERE NOT EXISTS (SELECT 1 FROM files AS f INDEXED BY files_version
+                           WHERE f.source = ?1 AND f.file_key = e.value ->> 0
+                             AND f.version = e.value ->> 1)
          ON CONFLICT (source, file_key, version) DO NOTHING
          RETURNING id, file_key, version`,
       );

@@ -36,22 +36,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { PortError } from "../../core/errors.ts";
+import { errorCode, PortError } from "../../core/errors.ts";
 import { hex } from "../../core/ids.ts";
 import type { Destination, DestinationWrite } from "../../core/ports.ts";
+import { closeQuietly, FS_RETRYABLE_CODES, isGone, openRootDirectory } from "../_fs.ts";
 
-/** Error codes after which the same write may succeed later. */
-const RETRYABLE_CODES = new Set([
-  "EIO",
-  "EAGAIN",
-  "EBUSY",
-  "EINTR",
-  "EMFILE",
-  "ENFILE",
-  "ENOMEM",
-  "ETIMEDOUT",
-  "ESTALE",
-]);
 /** Codes of a file system that cannot make hard links. */
 const NO_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS"]);
 const MD5_HEX = /^[0-9a-f]{32}$/;
@@ -79,25 +68,7 @@ export class LocalDestination implements Destination {
    * @throws {PortError} code `ENOENT`, `ENOTDIR`, `EACCES`...: the message names the path
    */
   static async open(root: string): Promise<LocalDestination> {
-    let real: string;
-    try {
-      real = await Deno.realPath(root);
-      const info = await Deno.stat(real);
-      if (!info.isDirectory) {
-        throw new PortError(`Cannot open destination directory "${root}": not a directory`, {
-          code: "ENOTDIR",
-          retryable: false,
-        });
-      }
-    } catch (e) {
-      if (e instanceof PortError) throw e;
-      const code = codeOf(e);
-      throw new PortError(`Cannot open destination directory "${root}": ${code}`, {
-        code,
-        retryable: false,
-        cause: e,
-      });
-    }
+    const real = await openRootDirectory(root, "destination");
     return new LocalDestination(real);
   }
 
@@ -181,7 +152,7 @@ export class LocalDestination implements Destination {
     try {
       real = await Deno.realPath(this.#prefix + key);
     } catch (e) {
-      if (gone(codeOf(e))) return null;
+      if (isGone(errorCode(e))) return null;
       throw fsError(e, `read ${quote(key)} in ${this.location}`);
     }
     if (!this.#inside(real)) throw this.#outside(key, real);
@@ -189,7 +160,7 @@ export class LocalDestination implements Destination {
     try {
       handle = await Deno.open(real, { read: true });
     } catch (e) {
-      if (gone(codeOf(e))) return null;
+      if (isGone(errorCode(e))) return null;
       throw fsError(e, `read ${quote(key)} in ${this.location}`);
     }
     try {
@@ -232,8 +203,8 @@ export class LocalDestination implements Destination {
       try {
         real = await Deno.realPath(path);
       } catch (e) {
-        const code = codeOf(e);
-        if (gone(code)) {
+        const code = errorCode(e);
+        if (isGone(code)) {
           throw new PortError(
             `Cannot write ${quote(key)} in ${this.location}: ${path} is a broken symlink`,
             { code, retryable: false, cause: e },
@@ -312,7 +283,7 @@ export class LocalDestination implements Destination {
       return;
     } catch (e) {
       if (e instanceof Deno.errors.AlreadyExists) throw this.#exists(key, target);
-      if (!NO_LINKS.has(codeOf(e))) throw fsError(e, `link the temp file to ${target}`);
+      if (!NO_LINKS.has(errorCode(e))) throw fsError(e, `link the temp file to ${target}`);
     }
     if (await exists(target)) throw this.#exists(key, target);
     try {
@@ -373,10 +344,10 @@ function lengthMismatch(
 
 function fsError(e: unknown, what: string): unknown {
   if (!(e instanceof Error) || e instanceof PortError || e.name === "AbortError") return e;
-  const code = codeOf(e);
+  const code = errorCode(e);
   return new PortError(`Cannot ${what}: ${code}`, {
     code,
-    retryable: RETRYABLE_CODES.has(code),
+    retryable: FS_RETRYABLE_CODES.has(code),
     cause: e,
   });
 }
@@ -386,7 +357,7 @@ async function exists(path: string): Promise<boolean> {
     await Deno.lstat(path);
     return true;
   } catch (e) {
-    if (gone(codeOf(e))) return false;
+    if (isGone(errorCode(e))) return false;
     throw fsError(e, `check ${path}`);
   }
 }
@@ -421,25 +392,6 @@ function truncateName(name: string): string {
 
 function randomHex(): string {
   return hex(crypto.getRandomValues(new Uint8Array(8)));
-}
-
-/** The errno name of a Deno error (`ENOENT`), else the error's name. */
-function codeOf(e: unknown): string {
-  if (e && typeof e === "object" && "code" in e && typeof e.code === "string") return e.code;
-  if (e instanceof Error) return e.name;
-  return "Unknown";
-}
-
-function gone(code: string): boolean {
-  return code === "ENOENT" || code === "ENOTDIR";
-}
-
-function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 /** A key for a message: JSON-quoted so that newlines and spaces show. */

@@ -43,47 +43,38 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { Readable } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
   type CompletedPart,
   CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  type CreateMultipartUploadCommandOutput,
   GetObjectCommand,
   type GetObjectCommandOutput,
   HeadObjectCommand,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   UploadPartCommand,
   type UploadPartCommandOutput,
 } from "@aws-sdk/client-s3";
 import { PortError } from "../../core/errors.ts";
 import type { Destination, DestinationWrite } from "../../core/ports.ts";
-import { retry, type RetryPolicy, withTimeout } from "../../core/retry.ts";
-import { systemClock } from "../clock.ts";
 import {
-  freshConnectionAgents,
   type NodeBody,
   s3BodyStream,
-  s3ClientConfig,
   type S3ClientOptions,
+  S3Clients,
+  type S3Multipart,
+  s3Multipart,
+  type S3MultipartOptions,
+  s3MultipartUpload,
+  s3PartSize,
   sendS3,
 } from "../store/_aws.ts";
+import { type StreamChecks, streamedBody } from "../store/_body.ts";
+import { uploadParts } from "../store/_parts.ts";
 
-const MIB = 1024 * 1024;
-const GIB = 1024 * MIB;
-/** S3's smallest part but the last. */
-const MIN_PART = 5 * MIB;
-/** S3's largest part, and largest single PUT. */
-const MAX_PART = 5 * GIB;
-const MAX_PARTS = 10_000;
-/** S3's largest object. */
-const MAX_OBJECT = 5 * 1024 * GIB;
+/** S3's largest object: 5 TiB. */
+const MAX_OBJECT = 5 * 1024 ** 4;
 const MAX_KEY_BYTES = 1024;
 const MD5_HEX = /^[0-9a-f]{32}$/;
-/** How long the clean-up abort of a failed multipart upload may take, retries included. */
-const CLEANUP_TIMEOUT_MS = 60_000;
 
 /** Where an {@linkcode S3Destination} writes. */
 export interface S3Target {
@@ -92,24 +83,8 @@ export interface S3Target {
   readonly prefix: string;
 }
 
-/** Options for {@linkcode S3Destination.open}. */
-export interface S3DestinationOptions extends S3ClientOptions {
-  /** Files of at least this many bytes go up in parts; default 64 MiB (1 B to 5 GiB). */
-  readonly multipartThreshold?: number;
-  /** Part size, raised as needed to keep at most 10,000 parts; default 16 MiB (at least 5 MiB). */
-  readonly partSize?: number;
-  /** Parts in flight at once (each holds one part in memory); default 2. */
-  readonly partConcurrency?: number;
-  /** How one failed part (and the clean-up abort) is retried; default 4 attempts, 0.5 s to 10 s. */
-  readonly partRetry?: RetryPolicy;
-}
-
-/** Records the first reason a streamed body failed, so that it wins over the SDK's report. */
-interface BodyState {
-  failure: unknown;
-  /** Aborted with the failure, to break the request off. */
-  readonly stop: AbortController;
-}
+/** Options for {@linkcode S3Destination.open}: where to connect, and how to go multipart. */
+export interface S3DestinationOptions extends S3ClientOptions, S3MultipartOptions {}
 
 /**
  * Restored files as objects in an S3 bucket; see the module notes.
@@ -117,34 +92,20 @@ interface BodyState {
 export class S3Destination implements Destination {
   /** `s3://bucket/prefix`, the prefix exactly as configured. */
   readonly location: string;
+  readonly #clients: S3Clients;
+  /** `#clients.client`: every request but the streamed PutObject. */
   readonly #client: S3Client;
-  /** For streamed PutObject bodies only: fresh connections (see freshConnectionAgents). */
-  readonly #streamClient: S3Client;
-  readonly #streamAgents = freshConnectionAgents();
   readonly #bucket: string;
   readonly #prefix: string;
-  readonly #threshold: number;
-  readonly #partSize: number;
-  readonly #partConcurrency: number;
-  readonly #partRetry: RetryPolicy;
+  readonly #multipart: S3Multipart;
 
   private constructor(target: S3Target, options: S3DestinationOptions) {
     this.#bucket = target.bucket;
     this.#prefix = target.prefix;
     this.location = `s3://${target.bucket}/${target.prefix}`;
-    this.#threshold = wholeNumber(
-      "multipart threshold",
-      options.multipartThreshold ?? 64 * MIB,
-      1,
-      MAX_PART,
-    );
-    this.#partSize = wholeNumber("part size", options.partSize ?? 16 * MIB, MIN_PART, MAX_PART);
-    this.#partConcurrency = wholeNumber("part concurrency", options.partConcurrency ?? 2, 1, 64);
-    this.#partRetry = options.partRetry ??
-      { attempts: 4, baseMs: 500, maxMs: 10_000, clock: systemClock };
-    const config = s3ClientConfig(options);
-    this.#client = new S3Client(config);
-    this.#streamClient = new S3Client({ ...config, requestHandler: this.#streamAgents });
+    this.#multipart = s3Multipart(options);
+    this.#clients = new S3Clients(options);
+    this.#client = this.#clients.client;
   }
 
   /**
@@ -187,7 +148,7 @@ export class S3Destination implements Destination {
     const { signal } = file;
     signal?.throwIfAborted();
     if (!file.overwrite && (await this.#exists(key, signal))) throw this.#taken(key);
-    if (file.length < this.#threshold) await this.#putSingle(file, key);
+    if (file.length < this.#multipart.threshold) await this.#putSingle(file, key);
     else await this.#putMultipart(file, key);
     return { location: `s3://${this.#bucket}/${key}` };
   }
@@ -227,10 +188,7 @@ export class S3Destination implements Destination {
 
   /** Closes the clients' connections. Idempotent. */
   close(): Promise<void> {
-    this.#client.destroy();
-    this.#streamClient.destroy();
-    this.#streamAgents.httpAgent.destroy();
-    this.#streamAgents.httpsAgent.destroy();
+    this.#clients.destroy();
     return Promise.resolve();
   }
 
@@ -238,103 +196,64 @@ export class S3Destination implements Destination {
 
   async #putSingle(file: DestinationWrite, key: string): Promise<void> {
     const { signal } = file;
-    // A failing body aborts the request: a Node stream piped into a request
-    // does not end it on error, and an unheard error event would be uncaught.
-    const stop = new AbortController();
-    const state: BodyState = { failure: null, stop };
-    const body = Readable.fromWeb(
-      this.#checkedBody(file, key, state) as import("node:stream/web").ReadableStream<Uint8Array>,
-    );
-    body.on("error", () => {}); // reported through `state` and `stop`
+    const upload = streamedBody(file.body(), signal, this.#checks(file, key));
     try {
       await sendS3(
-        this.#streamClient,
+        this.#clients.streaming,
         new PutObjectCommand({
           Bucket: this.#bucket,
           Key: key,
-          Body: body,
+          Body: upload.body,
           ContentLength: file.length,
           ContentMD5: Buffer.from(file.md5, "hex").toString("base64"),
           StorageClass: "STANDARD",
           ...(file.overwrite ? {} : { IfNoneMatch: "*" }),
         }),
         this.#where("PutObject", key),
-        signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]),
+        upload.signal,
       );
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      throw state.failure ?? this.#mismatch(e, key);
+      throw upload.failure() ?? this.#mismatch(e, key);
     } finally {
-      body.destroy();
+      upload.body.destroy();
     }
-    if (state.failure !== null) throw state.failure; // never reached: S3 had the whole body
+    const failure = upload.failure();
+    if (failure !== null) throw failure; // never reached: S3 had the whole body
   }
 
   /**
-   * `file.body()` passed through, counting and hashing: it errors (and
-   * records why in `state`) as soon as it runs past `file.length`, or at its
-   * end when the count or the md5 differ, or with the body's own error.
+   * Checks of a body as it is read, for one PUT or across the parts: it
+   * fails as soon as it runs past `file.length`, or at its end when the
+   * count or the md5 differ.
    */
-  #checkedBody(file: DestinationWrite, key: string, state: BodyState): ReadableStream<Uint8Array> {
-    const reader = file.body().getReader();
+  #checks(file: DestinationWrite, key: string): Required<StreamChecks> {
     const md5 = createHash("md5");
-    let count = 0;
-    const fail = (controller: ReadableStreamDefaultController<Uint8Array>, e: unknown) => {
-      state.failure ??= e;
-      state.stop.abort(e);
-      controller.error(e);
-      reader.cancel(e).catch(() => {});
-    };
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let next: ReadableStreamReadResult<Uint8Array>;
-        try {
-          next = await reader.read();
-        } catch (e) {
-          fail(controller, e);
-          return;
-        }
-        if (next.done) {
-          const digest = md5.digest("hex");
-          if (count !== file.length) fail(controller, this.#lengthMismatch(file, key, count));
-          else if (digest !== file.md5) fail(controller, this.#checksumMismatch(file, key, digest));
-          else controller.close();
-          return;
-        }
-        count += next.value.length;
-        if (count > file.length) {
-          fail(controller, this.#lengthMismatch(file, key, count));
-          return;
-        }
-        md5.update(next.value);
-        controller.enqueue(next.value);
+    return {
+      onChunk: (chunk, count) => {
+        if (count > file.length) throw this.#lengthMismatch(file, key, count);
+        md5.update(chunk);
       },
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
+      onEnd: (count) => {
+        if (count !== file.length) throw this.#lengthMismatch(file, key, count);
+        const digest = md5.digest("hex");
+        if (digest !== file.md5) throw this.#checksumMismatch(file, key, digest);
+      },
+    };
   }
 
   async #putMultipart(file: DestinationWrite, key: string): Promise<void> {
     const { signal } = file;
-    const partSize = Math.max(this.#partSize, Math.ceil(file.length / MAX_PARTS / MIB) * MIB);
-    const created = await sendS3<CreateMultipartUploadCommandOutput>(
-      this.#client,
-      new CreateMultipartUploadCommand({
-        Bucket: this.#bucket,
-        Key: key,
-        StorageClass: "STANDARD",
-      }),
-      this.#where("CreateMultipartUpload", key),
+    const partSize = s3PartSize(file.length, this.#multipart.partSize);
+    await s3MultipartUpload({
+      client: this.#client,
+      bucket: this.#bucket,
+      key,
+      location: this.location,
+      create: { StorageClass: "STANDARD" },
+      retry: this.#multipart.retry,
       signal,
-    );
-    const uploadId = created.UploadId;
-    if (uploadId === undefined) {
-      throw new PortError(
-        `S3 CreateMultipartUpload of ${key} in ${this.location} answered no upload id`,
-        { code: "MalformedResponse", retryable: true },
-      );
-    }
-    let completed = false;
-    try {
+    }, async (uploadId) => {
       const parts = await this.#uploadParts(file, key, uploadId, partSize);
       signal?.throwIfAborted();
       try {
@@ -353,17 +272,13 @@ export class S3Destination implements Destination {
       } catch (e) {
         throw this.#mismatch(e, key);
       }
-      completed = true;
-    } finally {
-      if (!completed) await this.#abortUpload(key, uploadId);
-    }
+    });
   }
 
   /**
-   * Reads the body once, cutting it into parts, and sends them with at most
-   * `partConcurrency` in flight (each holding its own buffer), each retried
-   * on its own. The first failure stops the reading and cancels the parts in
-   * flight. Checks the count and the md5 of the whole before it returns.
+   * Sends the body in parts (see `uploadParts`), each with its own
+   * `Content-MD5`, checked as in a single PUT (`#checks`). Resolves to the
+   * parts in order.
    */
   async #uploadParts(
     file: DestinationWrite,
@@ -371,140 +286,36 @@ export class S3Destination implements Destination {
     uploadId: string,
     partSize: number,
   ): Promise<CompletedPart[]> {
-    const { signal } = file;
-    const stop = new AbortController();
-    const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const reader = file.body().getReader();
-    const onAbort = () => {
-      reader.cancel(signal?.reason).catch(() => {});
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const md5 = createHash("md5");
-    const free: Uint8Array[] = [];
-    let allocated = 0;
-    const inflight = new Set<Promise<void>>();
-    const parts: CompletedPart[] = [];
-    let failure: { error: unknown } | null = null;
-    let count = 0;
-    let pending: Uint8Array | null = null;
-    let ended = false;
-    let partNumber = 0;
-    try {
-      while (!ended && failure === null) {
-        while (free.length === 0 && allocated >= this.#partConcurrency && failure === null) {
-          await Promise.race(inflight);
-        }
-        if (failure !== null) break;
-        let buf = free.pop();
-        if (buf === undefined) {
-          buf = new Uint8Array(partSize);
-          allocated++;
-        }
-        let filled = 0;
-        while (filled < partSize) {
-          if (pending !== null) {
-            const take = Math.min(pending.length, partSize - filled);
-            buf.set(pending.subarray(0, take), filled);
-            filled += take;
-            pending = take < pending.length ? pending.subarray(take) : null;
-            continue;
-          }
-          const { done, value } = await reader.read();
-          signal?.throwIfAborted();
-          if (done) {
-            ended = true;
-            break;
-          }
-          count += value.length;
-          if (count > file.length) throw this.#lengthMismatch(file, key, count);
-          md5.update(value);
-          pending = value;
-        }
-        if (filled === 0) {
-          free.push(buf);
-          break;
-        }
-        const number = ++partNumber;
-        const body = buf.subarray(0, filled);
-        const slot = buf;
-        const contentMd5 = createHash("md5").update(body).digest("base64");
-        const task: Promise<void> = retry(
-          () =>
-            sendS3<UploadPartCommandOutput>(
-              this.#client,
-              new UploadPartCommand({
-                Bucket: this.#bucket,
-                Key: key,
-                UploadId: uploadId,
-                PartNumber: number,
-                Body: body,
-                ContentLength: filled,
-                ContentMD5: contentMd5,
-              }),
-              this.#where(`UploadPart ${number}`, key),
-              partSignal,
-            ),
-          this.#partRetry,
-          partSignal,
-        ).then((out) => {
-          parts.push({ PartNumber: number, ETag: out.ETag });
-        }).catch((e) => {
-          if (failure === null) {
-            failure = { error: signal?.aborted ? signal.reason : this.#mismatch(e, key) };
-            stop.abort();
-          }
-        }).finally(() => {
-          inflight.delete(task);
-          free.push(slot);
-        });
-        inflight.add(task);
-      }
-      if (failure === null) {
-        if (count !== file.length) throw this.#lengthMismatch(file, key, count);
-        const digest = md5.digest("hex");
-        if (digest !== file.md5) throw this.#checksumMismatch(file, key, digest);
-      }
-    } catch (e) {
-      failure ??= { error: signal?.aborted ? signal.reason : e };
-      stop.abort();
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      await Promise.allSettled(inflight);
-      if (failure !== null) await reader.cancel().catch(() => {});
-      reader.releaseLock();
-    }
-    if (failure !== null) throw (failure as { error: unknown }).error;
-    return parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
-  }
-
-  /** Aborts a multipart upload, retrying, within a time limit; a failure here is swallowed. */
-  async #abortUpload(key: string, uploadId: string): Promise<void> {
-    try {
-      await withTimeout(
-        `S3 AbortMultipartUpload of ${key} in ${this.location}`,
-        CLEANUP_TIMEOUT_MS,
-        systemClock,
-        (signal) =>
-          retry(
-            () =>
-              sendS3(
-                this.#client,
-                new AbortMultipartUploadCommand({
-                  Bucket: this.#bucket,
-                  Key: key,
-                  UploadId: uploadId,
-                }),
-                this.#where("AbortMultipartUpload", key),
-                signal,
-              ),
-            this.#partRetry,
+    const { results } = await uploadParts({
+      body: file.body(),
+      partSize,
+      concurrency: this.#multipart.concurrency,
+      retry: this.#multipart.retry,
+      signal: file.signal,
+      ...this.#checks(file, key),
+      send: async ({ number, bytes }, signal): Promise<CompletedPart> => {
+        try {
+          const out = await sendS3<UploadPartCommandOutput>(
+            this.#client,
+            new UploadPartCommand({
+              Bucket: this.#bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: number,
+              Body: bytes,
+              ContentLength: bytes.length,
+              ContentMD5: createHash("md5").update(bytes).digest("base64"),
+            }),
+            this.#where(`UploadPart ${number}`, key),
             signal,
-          ),
-      );
-    } catch {
-      // The write fails with its own error; parts left behind are removed by
-      // the bucket's AbortIncompleteMultipartUpload lifecycle rule.
-    }
+          );
+          return { PartNumber: number, ETag: out.ETag };
+        } catch (e) {
+          throw this.#mismatch(e, key);
+        }
+      },
+    });
+    return results;
   }
 
   async #exists(key: string, signal: AbortSignal | undefined): Promise<boolean> {
@@ -582,13 +393,6 @@ export class S3Destination implements Destination {
   #where(op: string, key: string) {
     return { op, key, location: this.location };
   }
-}
-
-function wholeNumber(what: string, n: number, min: number, max: number): number {
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new RangeError(`Invalid ${what}: ${n} (must be a whole number from ${min} to ${max})`);
-  }
-  return n;
 }
 
 /** A key for a message: JSON-quoted so that newlines and spaces show. */

@@ -26,8 +26,9 @@
  */
 
 import { type SourceId, sourceId } from "../../core/ids.ts";
-import { ChangedError, PortError, VanishedError } from "../../core/errors.ts";
+import { ChangedError, errorCode, PortError, VanishedError } from "../../core/errors.ts";
 import type { ListOptions, ListPage, SkippedEntry, Source, SourceEntry } from "../../core/ports.ts";
+import { closeQuietly, FS_RETRYABLE_CODES, isGone, openRootDirectory } from "../_fs.ts";
 
 /** Options for {@linkcode DirectorySource.open}. */
 export interface DirectorySourceOptions {
@@ -46,18 +47,6 @@ const DEFAULT_CHUNK_SIZE = 256 * 1024;
 const MAX_STALL_MS = 20;
 /** How long a burst of watcher events is gathered into one yield. */
 const WATCH_SETTLE_MS = 200;
-/** Error codes after which the same read may succeed later. */
-const RETRYABLE_CODES = new Set([
-  "EIO",
-  "EAGAIN",
-  "EBUSY",
-  "EINTR",
-  "EMFILE",
-  "ENFILE",
-  "ENOMEM",
-  "ETIMEDOUT",
-  "ESTALE",
-]);
 
 /**
  * A directory tree as a {@linkcode Source}: every regular file under the
@@ -124,25 +113,7 @@ export class DirectorySource implements Source {
     if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
       throw new RangeError(`Invalid chunk size: ${chunkSize} is not a positive integer`);
     }
-    let real: string;
-    try {
-      real = await Deno.realPath(root);
-      const info = await Deno.stat(real);
-      if (!info.isDirectory) {
-        throw new PortError(`Cannot open source directory "${root}": not a directory`, {
-          code: "ENOTDIR",
-          retryable: false,
-        });
-      }
-    } catch (e) {
-      if (e instanceof PortError) throw e;
-      const code = codeOf(e);
-      throw new PortError(`Cannot open source directory "${root}": ${code}`, {
-        code,
-        retryable: false,
-        cause: e,
-      });
-    }
+    const real = await openRootDirectory(root, "source");
     return new DirectorySource(real, batchSize, chunkSize);
   }
 
@@ -168,15 +139,15 @@ export class DirectorySource implements Source {
       try {
         names = Deno.readDirSync(dir === "" ? this.#root : prefix + dir);
       } catch (e) {
-        const code = codeOf(e);
+        const code = errorCode(e);
         if (dir === "") {
           throw new PortError(`Cannot list source directory "${this.#root}": ${code}`, {
             code,
-            retryable: RETRYABLE_CODES.has(code),
+            retryable: FS_RETRYABLE_CODES.has(code),
             cause: e,
           });
         }
-        const reason = gone(code)
+        const reason = isGone(code)
           ? (isMangled(dir) ? NOT_UTF8_REASON : null)
           : `unreadable directory: ${code}`;
         if (reason !== null) skipped.push({ key: dir, reason });
@@ -192,8 +163,8 @@ export class DirectorySource implements Source {
         try {
           info = Deno.lstatSync(prefix + key);
         } catch (e) {
-          const code = codeOf(e);
-          if (!gone(code)) skipped.push({ key, reason: `unreadable file: ${code}` });
+          const code = errorCode(e);
+          if (!isGone(code)) skipped.push({ key, reason: `unreadable file: ${code}` });
           else if (isMangled(name.name)) skipped.push({ key, reason: NOT_UTF8_REASON });
           continue;
         }
@@ -602,8 +573,8 @@ function openError(e: unknown, key: string): unknown {
   ) {
     return e;
   }
-  const code = codeOf(e);
-  if (gone(code)) {
+  const code = errorCode(e);
+  if (isGone(code)) {
     return new VanishedError(`Source file ${quote(key)} vanished: ${code}`, { cause: e });
   }
   if (code === "ELOOP") {
@@ -613,31 +584,19 @@ function openError(e: unknown, key: string): unknown {
   }
   return new PortError(`Cannot open source file ${quote(key)}: ${code}`, {
     code,
-    retryable: RETRYABLE_CODES.has(code),
+    retryable: FS_RETRYABLE_CODES.has(code),
     cause: e,
   });
 }
 
 function readError(e: unknown, key: string): unknown {
   if (e instanceof ChangedError || !(e instanceof Error) || e.name === "AbortError") return e;
-  const code = codeOf(e);
+  const code = errorCode(e);
   return new PortError(`Cannot read source file ${quote(key)}: ${code}`, {
     code,
-    retryable: RETRYABLE_CODES.has(code),
+    retryable: FS_RETRYABLE_CODES.has(code),
     cause: e,
   });
-}
-
-/** The errno name of a Deno error (`ENOENT`), else the error's name. */
-function codeOf(e: unknown): string {
-  if (e && typeof e === "object" && "code" in e && typeof e.code === "string") return e.code;
-  if (e instanceof Error) return e.name;
-  return "Unknown";
-}
-
-/** Whether an error code means the path no longer exists. */
-function gone(code: string): boolean {
-  return code === "ENOENT" || code === "ENOTDIR";
 }
 
 /** Deno replaces bytes that are not UTF-8 with U+FFFD, so such a name cannot be opened. */
@@ -658,14 +617,6 @@ function kindOf(info: Deno.FileInfo): string {
 /** A key for a message: JSON-quoted so that newlines and spaces show. */
 function quote(key: string): string {
   return JSON.stringify(key);
-}
-
-function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 /**

@@ -1,14 +1,34 @@
 /**
  * AWS SDK client settings and error mapping that the Glacier store, the S3
  * store, the S3 source and the S3 destination share, so that they build
- * their clients and classify S3 errors the same way.
+ * their clients and classify S3 errors the same way; and what the two S3
+ * writers (store and destination) share: multipart settings, the clean-up
+ * of a failed multipart upload, reading a GetObject body.
  * @module
  */
 
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
+import {
+  AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  type CreateMultipartUploadCommandInput,
+  type CreateMultipartUploadCommandOutput,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
 import { ArchiveMismatchError, ChangedError, PortError, VanishedError } from "../../core/errors.ts";
+import { retry, type RetryPolicy, withTimeout } from "../../core/retry.ts";
+import { systemClock } from "../clock.ts";
+
+const MIB = 1024 * 1024;
+/** S3's smallest part but the last. */
+const S3_MIN_PART = 5 * MIB;
+/** S3's largest part, and largest single PUT. */
+export const S3_MAX_PART = 5 * 1024 * MIB;
+const S3_MAX_PARTS = 10_000;
+/** How long the clean-up abort of a failed multipart upload may take, retries included. */
+const CLEANUP_TIMEOUT_MS = 60_000;
 
 /**
  * A logger that says nothing: the SDK warns on the console about failed
@@ -69,6 +89,167 @@ export function s3ClientConfig(options: S3ClientOptions): S3ClientConfig {
   return config;
 }
 
+/**
+ * The two S3 clients of a writer (the S3 store, the S3 destination):
+ * `client` for requests whose bodies are buffered or empty (kept-alive
+ * connections: a silent re-send cannot hurt them), and `streaming` for
+ * streamed PutObject bodies, on fresh connections (see
+ * {@linkcode freshConnectionAgents}).
+ */
+export class S3Clients {
+  readonly client: S3Client;
+  readonly streaming: S3Client;
+  readonly #agents = freshConnectionAgents();
+
+  constructor(options: S3ClientOptions) {
+    const config = s3ClientConfig(options);
+    this.client = new S3Client(config);
+    this.streaming = new S3Client({ ...config, requestHandler: this.#agents });
+  }
+
+  /** Closes both clients' connections. Idempotent. */
+  destroy(): void {
+    this.client.destroy();
+    this.streaming.destroy();
+    this.#agents.httpAgent.destroy();
+    this.#agents.httpsAgent.destroy();
+  }
+}
+
+/** How an S3 writer (the S3 store, the S3 destination) goes multipart. */
+export interface S3MultipartOptions {
+  /** Bodies of at least this many bytes go up in parts; default 64 MiB (1 B to 5 GiB). */
+  readonly multipartThreshold?: number;
+  /** Part size, raised as needed to keep at most 10,000 parts; default 16 MiB (at least 5 MiB). */
+  readonly partSize?: number;
+  /** Parts in flight at once (each holds one part in memory); default 2 (1 to 64). */
+  readonly partConcurrency?: number;
+  /**
+   * How one failed part, and the clean-up abort of a failed upload, are
+   * retried; default 4 attempts, 0.5 s to 10 s on the system clock.
+   */
+  readonly partRetry?: RetryPolicy;
+}
+
+/** {@linkcode S3MultipartOptions} checked, with their defaults. */
+export interface S3Multipart {
+  readonly threshold: number;
+  readonly partSize: number;
+  readonly concurrency: number;
+  readonly retry: RetryPolicy;
+}
+
+/**
+ * Checks multipart options and fills in the defaults.
+ *
+ * @throws {RangeError} an option out of range, naming it
+ */
+export function s3Multipart(options: S3MultipartOptions): S3Multipart {
+  return {
+    threshold: wholeNumber(
+      "multipart threshold",
+      options.multipartThreshold ?? 64 * MIB,
+      1,
+      S3_MAX_PART,
+    ),
+    partSize: wholeNumber("part size", options.partSize ?? 16 * MIB, S3_MIN_PART, S3_MAX_PART),
+    concurrency: wholeNumber("part concurrency", options.partConcurrency ?? 2, 1, 64),
+    retry: options.partRetry ?? { attempts: 4, baseMs: 500, maxMs: 10_000, clock: systemClock },
+  };
+}
+
+/**
+ * The part size for a body of `size` bytes: `partSize`, or more (whole
+ * MiB) when 10,000 parts of it would not hold the body.
+ */
+export function s3PartSize(size: number, partSize: number): number {
+  return Math.max(partSize, Math.ceil(size / S3_MAX_PARTS / MIB) * MIB);
+}
+
+/**
+ * `n`, checked to be a whole number from `min` to `max`.
+ *
+ * @throws {RangeError} naming `what`, `n` and the bounds
+ */
+export function wholeNumber(what: string, n: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RangeError(`Invalid ${what}: ${n} (must be a whole number from ${min} to ${max})`);
+  }
+  return n;
+}
+
+/** One multipart upload for {@linkcode s3MultipartUpload}. */
+export interface S3MultipartUpload {
+  /** The client for every request of it (parts are buffered: kept-alive connections do). */
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly key: string;
+  /** The store or destination, for messages. */
+  readonly location: string;
+  /** CreateMultipartUpload's other fields: storage class, checksum algorithm, metadata... */
+  readonly create: Omit<CreateMultipartUploadCommandInput, "Bucket" | "Key">;
+  /** How the clean-up abort is retried. */
+  readonly retry: RetryPolicy;
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * Runs one multipart upload: CreateMultipartUpload, then `work(uploadId)`,
+ * which sends the parts and completes it. When `work` throws, the upload is
+ * aborted (retrying as `upload.retry` says, for at most a minute of real
+ * time, whatever the caller's signal) before the error is rethrown. A
+ * failed abort is swallowed: the write fails with its own error, and parts
+ * left behind are removed by the bucket's `AbortIncompleteMultipartUpload`
+ * lifecycle rule.
+ *
+ * @throws {PortError} S3's error; `MalformedResponse` (retryable) when S3 answers no upload id
+ */
+export async function s3MultipartUpload<T>(
+  upload: S3MultipartUpload,
+  work: (uploadId: string) => Promise<T>,
+): Promise<T> {
+  const { client, bucket, key, location, signal } = upload;
+  const created = await sendS3<CreateMultipartUploadCommandOutput>(
+    client,
+    new CreateMultipartUploadCommand({ ...upload.create, Bucket: bucket, Key: key }),
+    { op: "CreateMultipartUpload", key, location },
+    signal,
+  );
+  const uploadId = created.UploadId;
+  if (uploadId === undefined) {
+    throw new PortError(`S3 CreateMultipartUpload of ${key} in ${location} answered no upload id`, {
+      code: "MalformedResponse",
+      retryable: true,
+    });
+  }
+  try {
+    return await work(uploadId);
+  } catch (e) {
+    try {
+      await withTimeout(
+        `S3 AbortMultipartUpload of ${key} in ${location}`,
+        CLEANUP_TIMEOUT_MS,
+        systemClock,
+        (cleanup) =>
+          retry(
+            () =>
+              sendS3(
+                client,
+                new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+                { op: "AbortMultipartUpload", key, location },
+                cleanup,
+              ),
+            upload.retry,
+            cleanup,
+          ),
+      );
+    } catch {
+      // See above: the write reports its own error.
+    }
+    throw e;
+  }
+}
+
 /** S3 codes that mean "try again later" (throttling, timeouts, server trouble). */
 const S3_RETRYABLE_CODES = new Set([
   "SlowDown",
@@ -92,10 +273,11 @@ const S3_RETRYABLE_CODES = new Set([
 ]);
 
 /**
- * Connection-level failures: nothing (or not all) was answered, so trying
- * again may help. The same list as the Glacier store's.
+ * Connection-level failures and client-side timeouts: nothing (or not all)
+ * was answered, so trying again may help. The S3 classifier here and the
+ * Glacier store's both use this one list.
  */
-const NETWORK_CODES = new Set([
+export const NETWORK_CODES: ReadonlySet<string> = new Set([
   "ECONNRESET",
   "ECONNREFUSED",
   "ECONNABORTED",
@@ -105,6 +287,9 @@ const NETWORK_CODES = new Set([
   "EAI_AGAIN",
   "EHOSTUNREACH",
   "ENETUNREACH",
+  "ENETDOWN",
+  "TimeoutError",
+  "RequestTimeout",
 ]);
 
 /**

@@ -24,7 +24,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -54,13 +53,14 @@ import type {
   StoredArchive,
   Tier,
 } from "../../core/ports.ts";
-import { retry, type RetryPolicy } from "../../core/retry.ts";
+import type { RetryPolicy } from "../../core/retry.ts";
 import { parseStoreUrl } from "../../core/store_url.ts";
 import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
-import { type BodyFacts, digest } from "./_body.ts";
+import { type BodyFacts, digest, streamedBody } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
 import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
-import { freshConnectionAgents, QUIET_LOGGER } from "./_aws.ts";
+import { freshConnectionAgents, NETWORK_CODES, QUIET_LOGGER } from "./_aws.ts";
+import { type Part, uploadParts } from "./_parts.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -85,22 +85,6 @@ const RETRYABLE_CODES = new Set([
   "SlowDown",
   "InternalFailure",
   "InternalError",
-]);
-
-/** Connection-level failures: nothing (or not all) was answered; trying again may help. */
-const NETWORK_CODES = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "ECONNABORTED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENETDOWN",
-  "TimeoutError",
-  "RequestTimeout",
 ]);
 
 /** Options for {@linkcode GlacierStore}. */
@@ -304,13 +288,21 @@ export class GlacierStore implements ColdStore {
       ? { length: archive.size, sha256: archive.sha256, treeHash: archive.treeHash }
       : await digest(archive.body(), signal);
     this.#checkBody(archive, facts.length, facts.treeHash);
-    // Second pass: stream the same bytes (SigV4 needed their SHA-256 before the first byte).
-    const failed = new AbortController();
-    const body = Readable.from(verifiedChunks(archive.body(), archive, failed, this.location), {
-      objectMode: false,
+    // Second pass: stream the same bytes (SigV4 needed their SHA-256 before the
+    // first byte). A body that now gives another count breaks the request off.
+    const mismatch = (n: number) =>
+      new ArchiveMismatchError(
+        `Cannot put archive ${archive.archiveId} to ${this.location}: the body gave ${n} bytes on its second reading, ${archive.size} on its first`,
+      );
+    const upload = streamedBody(archive.body(), signal, {
+      onChunk: (_, n) => {
+        if (n > archive.size) throw mismatch(n);
+      },
+      onEnd: (n) => {
+        if (n !== archive.size) throw mismatch(n);
+      },
     });
-    this.#facts.set(body, facts);
-    const abortSignal = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
+    this.#facts.set(upload.body, facts);
     let out;
     try {
       out = await this.#client.send(
@@ -318,17 +310,18 @@ export class GlacierStore implements ColdStore {
           accountId: "-",
           vaultName: this.#vault,
           checksum: facts.treeHash,
-          body,
+          body: upload.body,
           ...(archive.description === "" ? {} : { archiveDescription: archive.description }),
         }),
-        { abortSignal },
+        { abortSignal: upload.signal },
       );
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
-      if (failed.signal.aborted) throw failed.signal.reason;
+      const failure = upload.failure();
+      if (failure !== null) throw failure;
       throw this.#error(`UploadArchive ${archive.archiveId}`, e);
     } finally {
-      body.destroy();
+      upload.body.destroy();
     }
     return await this.#confirm(archive, facts.treeHash, out.archiveId, out.checksum);
   }
@@ -383,9 +376,11 @@ export class GlacierStore implements ColdStore {
   }
 
   /**
-   * Reads the body once, a part at a time, and uploads the parts with at
-   * most `partConcurrency` in flight (so at most that many buffered). The
-   * first part that fails for good stops the others and the reading.
+   * Sends the body in parts (see `uploadParts`), each with its tree hash,
+   * which Glacier must answer back; resolves to the byte count and, when it
+   * is the archive's size, the tree hash of the whole (else `""`: the
+   * caller reports the mismatch). A body longer than the archive stops at
+   * once.
    */
   async #uploadParts(
     uploadId: string,
@@ -393,63 +388,29 @@ export class GlacierStore implements ColdStore {
     partSize: number,
     signal: AbortSignal | undefined,
   ): Promise<{ length: number; treeHash: string }> {
-    const stop = new AbortController();
-    const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const source = new PartReader(archive.body(), partSignal);
-    const hashes: Uint8Array[] = [];
-    const running = new Set<Promise<void>>();
-    // Set by a part's callback; an object so that the compiler does not narrow it to null.
-    const failed: { error?: unknown; set: boolean } = { set: false };
-    let length = 0;
-    try {
-      for (let index = 0;; index++) {
-        while (running.size >= this.#concurrency) await Promise.race(running);
-        if (failed.set) break;
-        const part = await source.read(partSize);
-        if (part === null) break;
-        const start = length;
-        length += part.length;
-        if (length > archive.size) {
-          length += await source.skipRest();
-          break; // #checkBody names both sizes
-        }
-        const i = index;
-        const task: Promise<void> = this.#uploadPart(uploadId, archive, start, part, partSignal)
-          .then(
-            (hash) => {
-              hashes[i] = hash;
-            },
-            (error: unknown) => {
-              if (!failed.set) Object.assign(failed, { error, set: true });
-              stop.abort(error);
-            },
-          )
-          .finally(() => running.delete(task));
-        running.add(task);
-      }
-      await Promise.all(running);
-      if (failed.set) throw failed.error;
-      signal?.throwIfAborted();
-      if (length !== archive.size) return { length, treeHash: "" };
-      return { length, treeHash: hex(combineTreeHashes(hashes)) };
-    } catch (e) {
-      stop.abort(e);
-      await Promise.allSettled(running);
-      if (signal?.aborted) throw signal.reason;
-      throw e;
-    } finally {
-      await source.close();
-    }
+    const { results, bytes } = await uploadParts({
+      body: archive.body(),
+      partSize,
+      concurrency: this.#concurrency,
+      retry: this.#retry,
+      signal,
+      onChunk: (_, n) => {
+        if (n > archive.size) throw this.#sizeMismatch(archive, `at least ${n}`);
+      },
+      send: (part, partSignal) => this.#uploadPart(uploadId, archive, part, partSignal),
+    });
+    if (bytes !== archive.size) return { length: bytes, treeHash: "" };
+    return { length: bytes, treeHash: hex(combineTreeHashes(results)) };
   }
 
-  /** Uploads one part, retrying it alone; resolves to its raw tree hash. */
+  /** Uploads one part, one try; resolves to its raw tree hash. */
   async #uploadPart(
     uploadId: string,
     archive: PutArchive,
-    start: number,
-    data: Uint8Array,
+    part: Part,
     signal: AbortSignal,
   ): Promise<Uint8Array> {
+    const data = part.bytes;
     const hasher = new TreeHasher();
     hasher.update(data);
     const raw = hasher.digestBytes();
@@ -459,33 +420,27 @@ export class GlacierStore implements ColdStore {
       treeHash: hex(raw),
     };
     this.#facts.set(data, facts);
-    const range = `bytes ${start}-${start + data.length - 1}/*`;
+    const range = `bytes ${part.offset}-${part.offset + data.length - 1}/*`;
     const what = `UploadMultipartPart ${archive.archiveId} ${range}`;
-    await retry(
-      async () => {
-        const out = await this.#call(what, signal, (o) =>
-          this.#client.send(
-            new UploadMultipartPartCommand({
-              accountId: "-",
-              vaultName: this.#vault,
-              uploadId,
-              range,
-              checksum: facts.treeHash,
-              body: data,
-            }),
-            o,
-          ));
-        if (out.checksum !== facts.treeHash) {
-          // Glacier says it got other bytes: sending the range again overwrites them.
-          throw new PortError(
-            `${this.location}: ${what}: Glacier answered tree hash ${out.checksum}, not ${facts.treeHash}`,
-            { code: "PartTreeHashMismatch", retryable: true },
-          );
-        }
-      },
-      this.#retry,
-      signal,
-    );
+    const out = await this.#call(what, signal, (o) =>
+      this.#client.send(
+        new UploadMultipartPartCommand({
+          accountId: "-",
+          vaultName: this.#vault,
+          uploadId,
+          range,
+          checksum: facts.treeHash,
+          body: data,
+        }),
+        o,
+      ));
+    if (out.checksum !== facts.treeHash) {
+      // Glacier says it got other bytes: sending the range again (a retry) overwrites them.
+      throw new PortError(
+        `${this.location}: ${what}: Glacier answered tree hash ${out.checksum}, not ${facts.treeHash}`,
+        { code: "PartTreeHashMismatch", retryable: true },
+      );
+    }
     return raw;
   }
 
@@ -516,17 +471,19 @@ export class GlacierStore implements ColdStore {
 
   /** Throws `ArchiveMismatchError` unless what was read is what `archive` declares. */
   #checkBody(archive: PutArchive, length: number, treeHash: string): void {
-    const where = `Cannot put archive ${archive.archiveId} to ${this.location}`;
-    if (length !== archive.size) {
-      throw new ArchiveMismatchError(
-        `${where}: the body has ${length} bytes but the archive declares ${archive.size}`,
-      );
-    }
+    if (length !== archive.size) throw this.#sizeMismatch(archive, String(length));
     if (treeHash !== archive.treeHash) {
       throw new ArchiveMismatchError(
-        `${where}: the body's tree hash is ${treeHash} but the archive declares ${archive.treeHash}`,
+        `Cannot put archive ${archive.archiveId} to ${this.location}: the body's tree hash is ${treeHash} but the archive declares ${archive.treeHash}`,
       );
     }
+  }
+
+  /** The body has `bytes` (a count, or `at least N`) bytes, not the archive's size. */
+  #sizeMismatch(archive: PutArchive, bytes: string): ArchiveMismatchError {
+    return new ArchiveMismatchError(
+      `Cannot put archive ${archive.archiveId} to ${this.location}: the body has ${bytes} bytes but the archive declares ${archive.size}`,
+    );
   }
 
   /** Checks Glacier's answer; an archive it stored with another tree hash is deleted again. */
@@ -988,98 +945,6 @@ export function partSizeFor(size: number, partSize: number): number {
     );
   }
   return n;
-}
-
-/**
- * The body's chunks for the upload request. A body that now yields other
- * than `archive.size` bytes, or fails, aborts the request through `failed`
- * (a piped stream's error would otherwise leave the request waiting).
- */
-async function* verifiedChunks(
-  body: ReadableStream<Uint8Array>,
-  archive: PutArchive,
-  failed: AbortController,
-  location: string,
-): AsyncGenerator<Uint8Array> {
-  let n = 0;
-  try {
-    for await (const chunk of body) {
-      n += chunk.length;
-      if (n > archive.size) break;
-      yield chunk;
-    }
-    if (n !== archive.size) {
-      throw new ArchiveMismatchError(
-        `Cannot put archive ${archive.archiveId} to ${location}: the body gave ${n} bytes on its second reading, ${archive.size} on its first`,
-      );
-    }
-  } catch (e) {
-    failed.abort(e);
-    throw e;
-  }
-}
-
-/** Reads a byte stream in parts of a given size, one buffer per part. */
-class PartReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #signal: AbortSignal;
-  readonly #onAbort: () => void;
-  #rest: Uint8Array | null = null;
-  #done = false;
-
-  constructor(body: ReadableStream<Uint8Array>, signal: AbortSignal) {
-    this.#reader = body.getReader();
-    this.#signal = signal;
-    this.#onAbort = () => {
-      this.#reader.cancel(signal.reason).catch(() => {});
-    };
-    signal.addEventListener("abort", this.#onAbort, { once: true });
-  }
-
-  /** The next `size` bytes (fewer at the end), or `null` when none are left. */
-  async read(size: number): Promise<Uint8Array | null> {
-    let buf: Uint8Array | null = null;
-    let filled = 0;
-    while (filled < size) {
-      let chunk = this.#rest;
-      this.#rest = null;
-      if (chunk === null) {
-        if (this.#done) break;
-        const r = await this.#reader.read();
-        this.#signal.throwIfAborted();
-        if (r.done) {
-          this.#done = true;
-          break;
-        }
-        chunk = r.value;
-      }
-      const take = Math.min(size - filled, chunk.length);
-      buf ??= new Uint8Array(size);
-      buf.set(chunk.subarray(0, take), filled);
-      filled += take;
-      if (take < chunk.length) this.#rest = chunk.subarray(take);
-    }
-    return buf === null || filled === 0 ? null : buf.subarray(0, filled);
-  }
-
-  /** Counts and discards whatever is left. */
-  async skipRest(): Promise<number> {
-    let n = this.#rest?.length ?? 0;
-    this.#rest = null;
-    while (!this.#done) {
-      const r = await this.#reader.read();
-      this.#signal.throwIfAborted();
-      if (r.done) this.#done = true;
-      else n += r.value.length;
-    }
-    return n;
-  }
-
-  async close(): Promise<void> {
-    this.#signal.removeEventListener("abort", this.#onAbort);
-    if (!this.#done) await this.#reader.cancel().catch(() => {});
-    this.#reader.releaseLock();
-  }
 }
 
 /**

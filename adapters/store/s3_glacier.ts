@@ -38,14 +38,10 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { Readable } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
   type CompletedPart,
   CompleteMultipartUploadCommand,
   type CompleteMultipartUploadCommandOutput,
-  CreateMultipartUploadCommand,
-  type CreateMultipartUploadCommandOutput,
   DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -57,8 +53,7 @@ import {
   type PutObjectCommandOutput,
   RestoreObjectCommand,
   type RestoreObjectCommandOutput,
-  S3Client,
-  type S3ClientConfig,
+  type S3Client,
   UploadPartCommand,
   type UploadPartCommandOutput,
 } from "@aws-sdk/client-s3";
@@ -75,52 +70,41 @@ import type {
 } from "../../core/ports.ts";
 import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
-import { Limiter, retry, type RetryPolicy } from "../../core/retry.ts";
+import { Limiter } from "../../core/retry.ts";
 import { parseStoreUrl, type S3StorageClass } from "../../core/store_url.ts";
 import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
-import { digest } from "./_body.ts";
+import { digest, streamedBody } from "./_body.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
-import { freshConnectionAgents, QUIET_LOGGER, s3PortError } from "./_aws.ts";
+import {
+  type NodeBody,
+  s3BodyStream,
+  type S3ClientOptions,
+  S3Clients,
+  type S3Multipart,
+  s3Multipart,
+  type S3MultipartOptions,
+  s3MultipartUpload,
+  s3PartSize,
+  sendS3,
+  wholeNumber,
+} from "./_aws.ts";
+import { uploadParts } from "./_parts.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-const MIB = 1024 * 1024;
-const GIB = 1024 * MIB;
 const DAY = 24 * 3_600_000;
-/** S3's smallest part but the last. */
-const MIN_PART = 5 * MIB;
-/** S3's largest part, and largest single PUT. */
-const MAX_PART = 5 * GIB;
-const MAX_PARTS = 10_000;
 const ARCHIVE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TREE_HASH = /^[0-9a-f]{64}$/;
 const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 const META_DESCRIPTION = "coldpack-description";
 const META_TREE_HASH = "coldpack-tree-hash";
 
-/** Options for {@linkcode S3GlacierStore.open}. */
-export interface S3GlacierStoreOptions {
-  /** S3 endpoint URL; default from the SDK chain (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, AWS). */
-  readonly endpoint?: string;
-  /** Path-style addressing (needed by most S3 look-alikes); default false. */
-  readonly forcePathStyle?: boolean;
-  /** AWS region; default from the SDK chain (`AWS_REGION`, profile). */
-  readonly region?: string;
-  /** Credentials; default from the SDK chain (environment, profile, instance role). */
-  readonly credentials?: {
-    readonly accessKeyId: string;
-    readonly secretAccessKey: string;
-    readonly sessionToken?: string;
-  };
-  /** Archives of at least this many bytes go up in parts; default 64 MiB (at most 5 GiB). */
-  readonly multipartThreshold?: number;
-  /** Part size, raised as needed to keep at most 10,000 parts; default 16 MiB (at least 5 MiB). */
-  readonly partSize?: number;
-  /** Parts in flight at once (each holds one part in memory); default 2. */
-  readonly partConcurrency?: number;
-  /** How one failed part is retried; default 4 attempts, 0.5 s to 10 s on the system clock. */
-  readonly partRetry?: RetryPolicy;
+/**
+ * Options for {@linkcode S3GlacierStore.open}: where to connect, how to go
+ * multipart (archives of at least `multipartThreshold` bytes), and the rest.
+ */
+export interface S3GlacierStoreOptions extends S3ClientOptions, S3MultipartOptions {
   /** Days a restored copy stays readable; default 7. */
   readonly restoreDays?: number;
   /** HeadObject calls in flight while listing; default 8. */
@@ -186,17 +170,13 @@ interface RestoreHeader {
 export class S3GlacierStore implements ColdStore {
   readonly location: string;
   readonly capabilities: StoreCapabilities = { rangedRetrieval: false, rangeAlignment: 1 };
+  readonly #clients: S3Clients;
+  /** `#clients.client`: every request but the streamed PutObject. */
   readonly #client: S3Client;
-  /** For streamed PutObject bodies only: no keep-alive (see the constructor). */
-  readonly #streamClient: S3Client;
-  readonly #streamAgents = freshConnectionAgents();
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #storageClass: S3StorageClass;
-  readonly #threshold: number;
-  readonly #partSize: number;
-  readonly #partConcurrency: number;
-  readonly #partRetry: RetryPolicy;
+  readonly #multipart: S3Multipart;
   readonly #days: number;
   readonly #listConcurrency: number;
   readonly #listPageSize: number;
@@ -214,35 +194,14 @@ export class S3GlacierStore implements ColdStore {
     this.location = `s3://${bucket}${
       prefix === "" ? "" : `/${prefix.split("/").map(encodeURIComponent).join("/")}`
     }?storage-class=${storageClass}`;
-    this.#threshold = wholeNumber(
-      "multipart threshold",
-      options.multipartThreshold ?? 64 * MIB,
-      1,
-      MAX_PART,
-    );
-    this.#partSize = wholeNumber("part size", options.partSize ?? 16 * MIB, MIN_PART, MAX_PART);
-    this.#partConcurrency = wholeNumber("part concurrency", options.partConcurrency ?? 2, 1, 64);
+    this.#multipart = s3Multipart(options);
     this.#days = wholeNumber("restore days", options.restoreDays ?? 7, 1, 30_000);
     this.#listConcurrency = wholeNumber("list concurrency", options.listConcurrency ?? 8, 1, 256);
     this.#listPageSize = wholeNumber("list page size", options.listPageSize ?? 1000, 1, 1000);
     this.#clock = options.clock ?? systemClock;
-    this.#partRetry = options.partRetry ??
-      { attempts: 4, baseMs: 500, maxMs: 10_000, clock: systemClock };
-    const config: S3ClientConfig = {
-      // One attempt per call: withRetryStore retries; every error is mapped here.
-      maxAttempts: 1,
-      logger: QUIET_LOGGER,
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-    };
-    if (options.endpoint !== undefined) config.endpoint = options.endpoint;
-    if (options.forcePathStyle !== undefined) config.forcePathStyle = options.forcePathStyle;
-    if (options.region !== undefined) config.region = options.region;
-    if (options.credentials !== undefined) config.credentials = { ...options.credentials };
-    this.#client = new S3Client(config);
-    // Streamed puts use fresh connections (see freshConnectionAgents); buffered
-    // requests, which a silent re-send cannot hurt, keep alive.
-    this.#streamClient = new S3Client({ ...config, requestHandler: this.#streamAgents });
+    // One attempt per call (withRetryStore retries); streamed puts on fresh connections.
+    this.#clients = new S3Clients(options);
+    this.#client = this.#clients.client;
   }
 
   /**
@@ -284,7 +243,7 @@ export class S3GlacierStore implements ColdStore {
     signal?.throwIfAborted();
     const key = this.#key(id);
     try {
-      return archive.size < this.#threshold
+      return archive.size < this.#multipart.threshold
         ? await this.#putSingle(archive, key, signal)
         : await this.#putMultipart(archive, key, signal);
     } catch (e) {
@@ -452,7 +411,7 @@ export class S3GlacierStore implements ColdStore {
       });
     }
     const what = range === undefined ? key : `${key} bytes ${range.start}-${range.end}`;
-    return checkedBody(body, length, `${what} from ${this.location}`, signal);
+    return s3BodyStream(body, length, `${what} from ${this.location}`, signal);
   }
 
   /** Lists the archives under the prefix, with description and tree hash from their metadata. */
@@ -517,10 +476,7 @@ export class S3GlacierStore implements ColdStore {
 
   /** Closes the client's connections. */
   close(): Promise<void> {
-    this.#client.destroy();
-    this.#streamClient.destroy();
-    this.#streamAgents.httpAgent.destroy();
-    this.#streamAgents.httpsAgent.destroy();
+    this.#clients.destroy();
     return Promise.resolve();
   }
 
@@ -537,17 +493,16 @@ export class S3GlacierStore implements ColdStore {
       }
       : await digestBody(archive.body(), signal);
     this.#checkBody(id, archive, first.bytes, first.treeHash);
-    let bodyError: Error | null = null;
-    // A body of the wrong size errors inside the node stream, where nothing
-    // listens: abort the request instead, and report the mismatch.
-    const stop = new AbortController();
-    const stream = exactStream(archive.body(), archive.size, (sent) => {
-      bodyError = this.#sizeMismatch(id, sent, archive.size, sent > archive.size);
-      stop.abort(bodyError);
-      return bodyError;
+    // A body of the wrong size breaks the request off, and the mismatch is reported.
+    const size = archive.size;
+    const upload = streamedBody(archive.body(), signal, {
+      onChunk: (_, sent) => {
+        if (sent > size) throw this.#sizeMismatch(id, sent, size, true);
+      },
+      onEnd: (sent) => {
+        if (sent !== size) throw this.#sizeMismatch(id, sent, size, false);
+      },
     });
-    const body = Readable.fromWeb(stream as import("node:stream/web").ReadableStream<Uint8Array>);
-    body.on("error", () => {});
     let out;
     try {
       out = await this.#send<PutObjectCommandOutput>(
@@ -556,19 +511,19 @@ export class S3GlacierStore implements ColdStore {
         new PutObjectCommand({
           Bucket: this.#bucket,
           Key: key,
-          Body: body,
-          ContentLength: archive.size,
+          Body: upload.body,
+          ContentLength: size,
           ChecksumSHA256: first.sha256,
           StorageClass: this.#storageClass,
           Metadata: this.#metadata(archive.description, first.treeHash),
         }),
-        signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]),
-        this.#streamClient,
+        upload.signal,
+        this.#clients.streaming,
       );
     } catch (e) {
-      throw bodyError ?? e;
+      throw upload.failure() ?? e;
     } finally {
-      body.destroy();
+      upload.body.destroy();
     }
     if (out.ChecksumSHA256 !== first.sha256) {
       await this.#deleteQuietly(key);
@@ -583,29 +538,21 @@ export class S3GlacierStore implements ColdStore {
 
   async #putMultipart(archive: PutArchive, key: string, signal?: AbortSignal): Promise<PutResult> {
     const id = archive.archiveId as string;
-    const partSize = Math.max(this.#partSize, Math.ceil(archive.size / MAX_PARTS / MIB) * MIB);
-    const created = await this.#send<CreateMultipartUploadCommandOutput>(
-      "CreateMultipartUpload",
+    const partSize = s3PartSize(archive.size, this.#multipart.partSize);
+    const { sent, composite, out } = await s3MultipartUpload({
+      client: this.#client,
+      bucket: this.#bucket,
       key,
-      new CreateMultipartUploadCommand({
-        Bucket: this.#bucket,
-        Key: key,
+      location: this.location,
+      create: {
         StorageClass: this.#storageClass,
         ChecksumAlgorithm: "SHA256",
         ChecksumType: "COMPOSITE",
         Metadata: this.#metadata(archive.description, archive.treeHash),
-      }),
+      },
+      retry: this.#multipart.retry,
       signal,
-    );
-    const uploadId = created.UploadId;
-    if (uploadId === undefined) {
-      throw new PortError(
-        `CreateMultipartUpload of ${key} in ${this.location} answered no upload id`,
-        { code: "InvalidResponse", retryable: true },
-      );
-    }
-    let completed = false;
-    try {
+    }, async (uploadId) => {
       const sent = await this.#uploadParts(archive, key, uploadId, partSize, signal);
       this.#checkBody(id, archive, sent.bytes, sent.treeHash);
       const all = createHash("sha256");
@@ -622,26 +569,24 @@ export class S3GlacierStore implements ColdStore {
         }),
         signal,
       );
-      completed = true;
-      if (out.ChecksumSHA256 !== composite) {
-        await this.#deleteQuietly(key);
-        throw new ArchiveMismatchError(
-          `Cannot put archive ${id} in ${this.location}: S3 answered composite SHA-256 ${
-            out.ChecksumSHA256 ?? "(none)"
-          } for ${key}, but the ${sent.parts.length} parts sent make ${composite}; the object was deleted`,
-        );
-      }
-      return { remoteId: remoteArchiveId(key), size: sent.bytes, treeHash: sent.treeHash };
-    } catch (e) {
-      if (!completed) await this.#abortUpload(key, uploadId);
-      throw e;
+      return { sent, composite, out };
+    });
+    if (out.ChecksumSHA256 !== composite) {
+      await this.#deleteQuietly(key);
+      throw new ArchiveMismatchError(
+        `Cannot put archive ${id} in ${this.location}: S3 answered composite SHA-256 ${
+          out.ChecksumSHA256 ?? "(none)"
+        } for ${key}, but the ${sent.parts.length} parts sent make ${composite}; the object was deleted`,
+      );
     }
+    return { remoteId: remoteArchiveId(key), size: sent.bytes, treeHash: sent.treeHash };
   }
 
   /**
-   * Reads the body once, cutting it into parts, and sends them with at most
-   * `partConcurrency` in flight (each holding its own buffer). The first
-   * failure stops the reading and cancels the parts in flight.
+   * Sends the body in parts (see `uploadParts`), each with its SHA-256,
+   * which S3 must answer back; computes the tree hash of the whole on the
+   * way. A body longer than the archive stops at once; the caller checks
+   * the rest.
    */
   async #uploadParts(
     archive: PutArchive,
@@ -651,130 +596,45 @@ export class S3GlacierStore implements ColdStore {
     signal?: AbortSignal,
   ): Promise<{ parts: CompletedPart[]; bytes: number; treeHash: string }> {
     const id = archive.archiveId as string;
-    const stop = new AbortController();
-    const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const reader = archive.body().getReader();
-    const onAbort = () => {
-      reader.cancel(signal?.reason).catch(() => {});
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
     const hasher = new TreeHasher();
-    const free: Uint8Array[] = [];
-    let allocated = 0;
-    const inflight = new Set<Promise<void>>();
-    const parts: CompletedPart[] = [];
-    let failure: { error: unknown } | null = null;
-    let bytes = 0;
-    let pending: Uint8Array | null = null;
-    let ended = false;
-    let partNumber = 0;
-    try {
-      while (!ended && failure === null) {
-        while (free.length === 0 && allocated >= this.#partConcurrency && failure === null) {
-          await Promise.race(inflight);
-        }
-        if (failure !== null) break;
-        let buf = free.pop();
-        if (buf === undefined) {
-          buf = new Uint8Array(partSize);
-          allocated++;
-        }
-        let filled = 0;
-        while (filled < partSize) {
-          if (pending !== null) {
-            const take = Math.min(pending.length, partSize - filled);
-            buf.set(pending.subarray(0, take), filled);
-            filled += take;
-            pending = take < pending.length ? pending.subarray(take) : null;
-            continue;
-          }
-          const { done, value } = await reader.read();
-          signal?.throwIfAborted();
-          if (done) {
-            ended = true;
-            break;
-          }
-          bytes += value.length;
-          if (bytes > archive.size) throw this.#sizeMismatch(id, bytes, archive.size, true);
-          hasher.update(value);
-          pending = value;
-        }
-        if (filled === 0) {
-          free.push(buf);
-          break;
-        }
-        const number = ++partNumber;
-        const body = buf.subarray(0, filled);
-        const slot = buf;
-        const sha256 = createHash("sha256").update(body).digest("base64");
-        const task: Promise<void> = retry(
-          () =>
-            this.#send<UploadPartCommandOutput>(
-              "UploadPart",
-              key,
-              new UploadPartCommand({
-                Bucket: this.#bucket,
-                Key: key,
-                UploadId: uploadId,
-                PartNumber: number,
-                Body: body,
-                ContentLength: filled,
-                ChecksumSHA256: sha256,
-              }),
-              partSignal,
-            ),
-          this.#partRetry,
+    const { results, bytes } = await uploadParts({
+      body: archive.body(),
+      partSize,
+      concurrency: this.#multipart.concurrency,
+      retry: this.#multipart.retry,
+      signal,
+      onChunk: (chunk, count) => {
+        if (count > archive.size) throw this.#sizeMismatch(id, count, archive.size, true);
+        hasher.update(chunk);
+      },
+      send: async ({ number, bytes }, partSignal): Promise<CompletedPart> => {
+        const sha256 = createHash("sha256").update(bytes).digest("base64");
+        const out = await this.#send<UploadPartCommandOutput>(
+          "UploadPart",
+          key,
+          new UploadPartCommand({
+            Bucket: this.#bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: number,
+            Body: bytes,
+            ContentLength: bytes.length,
+            ChecksumSHA256: sha256,
+          }),
           partSignal,
-        ).then((out) => {
-          if (out.ChecksumSHA256 !== sha256) {
-            throw new ArchiveMismatchError(
-              `Cannot put archive ${id} in ${this.location}: S3 answered SHA-256 ${
-                out.ChecksumSHA256 ?? "(none)"
-              } for part ${number} of ${key}, but the part sent has ${sha256}`,
-            );
-          }
-          parts.push({ PartNumber: number, ETag: out.ETag, ChecksumSHA256: sha256 });
-        }).catch((e) => {
-          if (failure === null) {
-            failure = { error: e };
-            stop.abort();
-          }
-        }).finally(() => {
-          inflight.delete(task);
-          free.push(slot);
-        });
-        inflight.add(task);
-      }
-    } catch (e) {
-      failure ??= { error: e };
-      stop.abort();
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      await Promise.allSettled(inflight);
-      if (failure !== null) await reader.cancel().catch(() => {});
-      reader.releaseLock();
-    }
-    if (failure !== null) throw (failure as { error: unknown }).error;
-    parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
-    return { parts, bytes, treeHash: hasher.digest() };
-  }
-
-  async #abortUpload(key: string, uploadId: string): Promise<void> {
-    try {
-      await retry(
-        () =>
-          this.#send(
-            "AbortMultipartUpload",
-            key,
-            new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }),
-            undefined,
-          ),
-        this.#partRetry,
-      );
-    } catch {
-      // The put fails with its own error; an upload left behind is removed by
-      // the bucket's AbortIncompleteMultipartUpload lifecycle rule.
-    }
+        );
+        if (out.ChecksumSHA256 !== sha256) {
+          // Not retried: an ArchiveMismatchError is no retryable PortError.
+          throw new ArchiveMismatchError(
+            `Cannot put archive ${id} in ${this.location}: S3 answered SHA-256 ${
+              out.ChecksumSHA256 ?? "(none)"
+            } for part ${number} of ${key}, but the part sent has ${sha256}`,
+          );
+        }
+        return { PartNumber: number, ETag: out.ETag, ChecksumSHA256: sha256 };
+      },
+    });
+    return { parts: results, bytes, treeHash: hasher.digest() };
   }
 
   async #deleteQuietly(key: string): Promise<void> {
@@ -909,35 +769,16 @@ export class S3GlacierStore implements ColdStore {
     };
   }
 
-  /** Sends a command; an SDK error becomes a `PortError`, an abort rejects with the signal's reason. */
-  async #send<O>(
+  /** Sends a command (see `sendS3`): S3 errors as `PortError`s, an abort as the signal's reason. */
+  #send<O>(
     op: string,
     key: string,
     command: unknown,
     signal: AbortSignal | undefined,
     client: S3Client = this.#client,
   ): Promise<O & { $metadata: { httpStatusCode?: number } }> {
-    const send = client.send.bind(client) as unknown as (
-      c: unknown,
-      o: { abortSignal?: AbortSignal },
-    ) => Promise<O & { $metadata: { httpStatusCode?: number } }>;
-    try {
-      return await send(command, signal === undefined ? {} : { abortSignal: signal });
-    } catch (e) {
-      if (signal?.aborted) throw signal.reason;
-      throw this.#portError(e, op, key);
-    }
+    return sendS3<O>(client, command, { op, key, location: this.location }, signal);
   }
-
-  #portError(e: unknown, op: string, key: string): unknown {
-    return s3PortError(e, op, key, this.location);
-  }
-}
-
-/** The SDK would warn on the console about each failed streaming upload; we report errors ourselves. */
-/** What the SDK's GetObject body is under Node (a Readable). */
-interface NodeBody extends AsyncIterable<Uint8Array> {
-  destroy(error?: Error): void;
 }
 
 function isArchived(storageClass: string): boolean {
@@ -976,13 +817,6 @@ function checkDescription(description: string, what: string): void {
   if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
 }
 
-function wholeNumber(what: string, n: number, min: number, max: number): number {
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new RangeError(`Invalid ${what}: ${n} (must be a whole number from ${min} to ${max})`);
-  }
-  return n;
-}
-
 /**
  * Metadata values travel as HTTP headers, which lose leading, trailing and
  * repeated spaces: those spaces and `%` are written as `%20` and `%25`.
@@ -993,10 +827,6 @@ function encodeMeta(s: string): string {
 
 function decodeMeta(s: string): string {
   return s.replace(/%(25|20)/g, (_, h: string) => (h === "25" ? "%" : " "));
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, " ").trim();
 }
 
 /** Reads a body to its end, counting it and computing its SHA-256 (base64) and tree hash. */
@@ -1010,80 +840,4 @@ async function digestBody(
     sha256: Buffer.from(facts.sha256, "hex").toString("base64"),
     treeHash: facts.treeHash,
   };
-}
-
-/**
- * `body` passed through, failing with `mismatch(bytes)` as soon as it yields
- * more than `size` bytes, or at its end when it yielded fewer.
- */
-function exactStream(
-  body: ReadableStream<Uint8Array>,
-  size: number,
-  mismatch: (bytes: number) => Error,
-): ReadableStream<Uint8Array> {
-  let bytes = 0;
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        bytes += chunk.length;
-        if (bytes > size) controller.error(mismatch(bytes));
-        else controller.enqueue(chunk);
-      },
-      flush(controller) {
-        if (bytes !== size) controller.error(mismatch(bytes));
-      },
-    }),
-  );
-}
-
-/**
- * A GET body as a web stream that fails with a retryable `TruncatedBody`
- * when it ends before `length` bytes or breaks off, and with the signal's
- * reason when aborted.
- */
-function checkedBody(
-  body: NodeBody,
-  length: number,
-  what: string,
-  signal: AbortSignal | undefined,
-): ReadableStream<Uint8Array> {
-  const it = body[Symbol.asyncIterator]();
-  let got = 0;
-  const onAbort = () => body.destroy(signal?.reason);
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const done = () => signal?.removeEventListener("abort", onAbort);
-  const truncated = (cause?: unknown) =>
-    new PortError(
-      `Truncated body reading ${what}: got ${got} of ${length} bytes${
-        cause instanceof Error ? ` (${oneLine(cause.message)})` : ""
-      }`,
-      { code: "TruncatedBody", retryable: true, ...(cause === undefined ? {} : { cause }) },
-    );
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await it.next();
-        if (next.done) {
-          done();
-          if (got !== length) throw truncated();
-          controller.close();
-          return;
-        }
-        const chunk = next.value;
-        got += chunk.length;
-        if (got > length) throw truncated();
-        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      } catch (e) {
-        done();
-        body.destroy();
-        controller.error(
-          signal?.aborted ? signal.reason : e instanceof PortError ? e : truncated(e),
-        );
-      }
-    },
-    cancel() {
-      done();
-      body.destroy();
-    },
-  }, { highWaterMark: 0 });
 }

@@ -49,11 +49,12 @@
  * ```ts
  * const clock = new ManualClock();
  * const s3 = await S3ArchiveDouble.start({ clock });
+ * const client = s3.client(); // or: S3GlacierStore.open(url, s3.connection)
  * try {
  *   await s3.createBucket("archives");
- *   // point an S3 client at s3.endpoint with forcePathStyle and s3.credentials
  *   clock.advance(12 * 3_600_000); // Deep Archive Standard restores are done
  * } finally {
+ *   client.destroy();
  *   await s3.close();
  * }
  * ```
@@ -65,6 +66,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
+import { S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
 import type { Clock } from "../../core/ports.ts";
 import { prng } from "../../scripts/corpus.ts";
@@ -199,6 +201,63 @@ export interface UploadInfo {
 export interface S3ArchiveDoubleOptions {
   /** The clock restores run on; default a {@linkcode ManualClock} at the real time. */
   readonly clock?: { now(): number };
+}
+
+/**
+ * Where a client finds a double: the settings an SDK client and coldpack's
+ * S3 adapters take (`S3GlacierStore.open(url, s3.connection)`).
+ */
+export interface S3Connection {
+  /** The double's URL, e.g. `http://127.0.0.1:41234`. */
+  readonly endpoint: string;
+  /** Always true: the double serves path-style requests only. */
+  readonly forcePathStyle: true;
+  readonly region: string;
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
+}
+
+/**
+ * A connection to a local port where nothing listens, so every request is
+ * refused; its secret key must never show in an error message.
+ */
+export function refusedS3Connection(): S3Connection {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    forcePathStyle: true,
+    region: "us-east-1",
+    credentials: { accessKeyId: "AKID", secretAccessKey: "never-in-messages" },
+  };
+}
+
+/**
+ * A plain SDK client for a double, in this process or another: one attempt
+ * per call (a fault the test injects reaches the test), checksums only where
+ * S3 requires them, nothing logged. The caller destroys it.
+ *
+ * @example
+ * ```ts
+ * const client = plainS3Client(s3.connection);
+ * try {
+ *   await client.send(new PutObjectCommand({ Bucket: "b", Key: "k", Body: bytes }));
+ * } finally {
+ *   client.destroy();
+ * }
+ * ```
+ */
+export function plainS3Client(connection: S3Connection): S3Client {
+  return new S3Client({
+    endpoint: connection.endpoint,
+    forcePathStyle: connection.forcePathStyle,
+    region: connection.region,
+    credentials: { ...connection.credentials },
+    maxAttempts: 1,
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
 }
 
 /**
@@ -371,6 +430,34 @@ export class S3ArchiveDouble {
   /** The proxy's URL, e.g. `http://127.0.0.1:41234`: the S3 endpoint for clients. */
   get endpoint(): string {
     return `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** Where clients find this double: endpoint, path style, region, credentials. */
+  get connection(): S3Connection {
+    return {
+      endpoint: this.endpoint,
+      forcePathStyle: true,
+      region: this.region,
+      credentials: this.credentials,
+    };
+  }
+
+  /** A plain SDK client for this double ({@linkcode plainS3Client}); the caller destroys it. */
+  client(): S3Client {
+    return plainS3Client(this.connection);
+  }
+
+  /**
+   * The AWS SDK's environment variables that point a coldpack subprocess at
+   * this double: the S3 endpoint, the region and the credentials.
+   */
+  env(): Record<string, string> {
+    return {
+      AWS_ENDPOINT_URL_S3: this.endpoint,
+      AWS_REGION: this.region,
+      AWS_ACCESS_KEY_ID: this.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: this.credentials.secretAccessKey,
+    };
   }
 
   /** Creates a bucket (straight in s3rver, not counted). */

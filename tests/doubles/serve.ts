@@ -1,9 +1,10 @@
 /**
  * Runs a test double as its own process, for benchmarks and for trying
  * coldpack by hand: prints one JSON line with the endpoint, region and
- * credentials to point the AWS SDK at (MogileFS: the `mogilefs://` URL, the
- * tracker addresses and the storage node URLs), then serves until stdin
- * closes or SIGTERM/SIGINT.
+ * credentials to point the AWS SDK at (S3: the double's `S3Connection`, with
+ * `forcePathStyle`; MogileFS: the `mogilefs://` URL, the tracker addresses
+ * and the storage node URLs), then serves until stdin closes or
+ * SIGTERM/SIGINT.
  *
  * Usage:
  *   deno run -A tests/doubles/serve.ts glacier [--vault NAME]...
@@ -42,11 +43,7 @@ if (kind === "glacier") {
   const s3 = await S3ArchiveDouble.start();
   for (const b of values.bucket ?? []) await s3.createBucket(b);
   close = () => s3.close();
-  console.log(JSON.stringify({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    credentials: s3.credentials,
-  }));
+  console.log(JSON.stringify(s3.connection));
 } else if (kind === "mogilefs") {
   const mogile = await MogileFsDouble.start({
     domains: Object.fromEntries((values.domain ?? ["ugc"]).map((d) => [d, {}])),
