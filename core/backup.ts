@@ -182,6 +182,8 @@ class BackupRun {
   readonly #hard = new AbortController();
   /** Aborted when feeding must end (graceful stop, end of once, fatal). */
   readonly #quit = new AbortController();
+  /** Aborted when the run is over: ends the shutdown timer, which must not outlive it. */
+  readonly #finished = new AbortController();
   readonly #budget: ByteBudget;
   readonly #planQ: Channel<FileRow | "flush">;
   readonly #packQ: Channel<PackJob>;
@@ -270,6 +272,7 @@ class BackupRun {
       for (const name of [this.#discoverLease, `worker:${this.#owner}`]) {
         await catalog.releaseLease(name, this.#owner).catch(() => {});
       }
+      this.#finished.abort();
     }
     this.#report();
     return {
@@ -321,7 +324,8 @@ class BackupRun {
     if (this.#quit.signal.aborted) return;
     this.#quit.abort();
     this.#changed.notify();
-    this.#d.clock.sleep(this.#shutdownTimeoutMs, this.#hard.signal).then(
+    const wait = AbortSignal.any([this.#hard.signal, this.#finished.signal]);
+    this.#d.clock.sleep(this.#shutdownTimeoutMs, wait).then(
       () => {
         this.#progress.note(
           `Shutdown timeout (${this.#shutdownTimeoutMs / 1000} s) reached: ` +

@@ -258,3 +258,12 @@ Deno.test("MogileFS: a file with no good replica is recorded with its reason and
     assert.equal(got.find((r) => r.key === "keep.bin")!.state, "archived");
   });
 });
+
+Deno.test("backup --source mogilefs://.../UNKNOWN exits 2 naming the domain and the ones there are", async () => {
+  await withSetup({}, async (mogile, paths) => {
+    const run = await runCmd("backup", backupArgs(mogile.url("ugcc"), paths, "--once"));
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /--source: .*the domain "ugcc" does not exist/);
+    assert.match(run.stderr, /assets, ugc/);
+  });
+});

@@ -111,6 +111,21 @@ Deno.test("sqlite: reopening a file database keeps everything", async () => {
   });
 });
 
+Deno.test("sqlite: listing known versions again spends no file ids", async () => {
+  // A rescan re-lists every file: ids must stay dense, since operators restore by them.
+  const catalog = await SqliteCatalog.open(":memory:");
+  try {
+    const first = await catalog.addDiscovered(SRC, [entry("a"), entry("b")], T0);
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await catalog.addDiscovered(SRC, [entry("a"), entry("b")], T0 + i), []);
+    }
+    const [c] = await catalog.addDiscovered(SRC, [entry("a"), entry("c"), entry("b")], T0 + 9);
+    assert.equal(c?.id, first[1]!.id + 1);
+  } finally {
+    await catalog.close();
+  }
+});
+
 Deno.test("sqlite: migrate refuses a database from a newer coldpack", async () => {
   await withDbFile(async (path) => {
     await (await SqliteCatalog.open(path)).close();

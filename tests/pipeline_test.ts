@@ -285,6 +285,43 @@ Deno.test("the daemon closes a bundle by max age and stops gracefully on abort",
   }
 });
 
+Deno.test("a stopped daemon leaves no timer behind (the shutdown timeout ends with the run)", async () => {
+  const r = await rig();
+  try {
+    await put(r.src, "one.txt", "one");
+    // The system clock, with every sleep's end recorded.
+    const pending = new Map<number, number>();
+    let n = 0;
+    const clock = {
+      now: () => Date.now(),
+      sleep(ms: number, signal?: AbortSignal) {
+        const id = ++n;
+        pending.set(id, ms);
+        return systemClock.sleep(ms, signal).finally(() => pending.delete(id));
+      },
+    };
+    const stop = new AbortController();
+    const packer = new InlinePacker(await SpoolFetcher.open(r.source, `${r.state}/spool`));
+    const running = runBackup({
+      source: r.source,
+      packer,
+      store: r.store,
+      catalog: r.catalog,
+      clock,
+      random: randomBytes,
+    }, { maxAgeMs: 100, rescanMs: 50, shutdownTimeoutMs: 60_000, signal: stop.signal });
+    for (let i = 0; i < 100 && (await r.catalog.status()).files.archived < 1; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    stop.abort();
+    assert.equal((await running).fatal, null);
+    await new Promise((res) => setTimeout(res, 0));
+    assert.deepEqual([...pending.values()], [], "sleeps still pending after the run, in ms");
+  } finally {
+    await r.cleanup();
+  }
+});
+
 Deno.test("a daemon stops on a store error that will not go away, naming it", async () => {
   const r = await rig();
   try {
