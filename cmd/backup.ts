@@ -39,12 +39,12 @@ const HELP = `coldpack-backup: back up a file store into cold-storage tar archiv
 Usage:
   coldpack-backup --source SOURCE [options]         follow SOURCE as a daemon until SIGTERM
   coldpack-backup --source SOURCE --once [options]  back up what is there now, then exit
+  coldpack-backup status [--json] [options]         what the catalog holds
 
 SOURCE is a directory (/srv/uploads), a MogileFS domain
 (mogilefs://tracker1:7001,tracker2:7001/ugc; no domain: every domain) or an
 S3 bucket and prefix (s3://bucket/uploads/; endpoint, region and credentials
 from the AWS SDK's environment, profile or instance role).
-  coldpack-backup status [--json] [options]       what the catalog holds
 
 With only --source, the catalog and the vault go into the state directory
 (default ~/.local/state/coldpack): STATE_DIR/catalog.db and STATE_DIR/vault/.
