@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { S3Destination, type S3DestinationOptions } from "../adapters/destination/s3.ts";
+import { PortError } from "../core/errors.ts";
 import { refusedS3Connection, S3ArchiveDouble } from "./doubles/s3_archive.ts";
 import { destinationConformance, file } from "./destination_conformance.ts";
 import { bytesOf, FAST_RETRY, md5, portError } from "./_helpers.ts";
@@ -264,6 +265,52 @@ Deno.test("s3 destination: an existing object is DestinationExists and stays as 
       portError("DestinationExists", false, `${PREFIX}theirs.txt`),
     );
     assert.deepEqual(await peekObject(`${PREFIX}theirs.txt`), old);
+  });
+});
+
+Deno.test("s3 destination: an object put between the HEAD check and the PUT is DestinationExists (412)", async () => {
+  await withPeer(async ({ s3, destination, putObject, peekObject }) => {
+    const theirs = encoder.encode("the other writer's bytes");
+    // The key is free at the HEAD; another writer takes it as our PUT arrives.
+    s3.beforeNext("PutObject", ({ key }) => putObject(key, theirs));
+    await assert.rejects(
+      destination.write(file("raced.txt", encoder.encode("ours, too late"))),
+      (e: unknown) => {
+        portError("DestinationExists", false, `${PREFIX}raced.txt`)(e);
+        const cause = (e as Error).cause;
+        assert.ok(cause instanceof PortError, `cause: ${cause}`);
+        assert.equal(
+          cause.code,
+          "PreconditionFailed",
+          "refused by S3's If-None-Match, not the HEAD",
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(s3.counts(), { HeadObject: 1, PutObject: 2 });
+    assert.deepEqual(await peekObject(`${PREFIX}raced.txt`), theirs);
+  });
+});
+
+Deno.test("s3 destination: an object put before CompleteMultipartUpload is DestinationExists; the upload is aborted", async () => {
+  await withPeer(async ({ s3, destination, putObject, peekObject }) => {
+    const theirs = encoder.encode("put while our parts went up");
+    s3.beforeNext("CompleteMultipartUpload", ({ key }) => putObject(key, theirs));
+    await assert.rejects(
+      destination.write(file("raced-large.bin", bytesOf(12, LARGE))),
+      (e: unknown) => {
+        portError("DestinationExists", false, `${PREFIX}raced-large.bin`)(e);
+        const cause = (e as Error).cause;
+        assert.ok(cause instanceof PortError, `cause: ${cause}`);
+        assert.equal(cause.code, "PreconditionFailed");
+        return true;
+      },
+    );
+    assert.equal(s3.requestCount("HeadObject"), 1);
+    assert.equal(s3.requestCount("CompleteMultipartUpload"), 1);
+    assert.equal(s3.requestCount("AbortMultipartUpload"), 1);
+    assert.deepEqual(s3.uploads(BUCKET), []);
+    assert.deepEqual(await peekObject(`${PREFIX}raced-large.bin`), theirs);
   });
 });
 

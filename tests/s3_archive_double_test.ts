@@ -12,6 +12,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -541,4 +542,314 @@ Deno.test("s3 double: the same seed gives the same faults for the same requests"
   assert.deepEqual(await run(42), a);
   assert.notDeepEqual(await run(43), a);
   assert.ok(a.includes("ok") && a.includes("InternalError") && a.includes("SlowDown"), String(a));
+});
+
+/** A plain HTTP request to the double (no SDK): status, headers and body text. */
+async function raw(
+  s3: S3ArchiveDouble,
+  method: string,
+  key: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<{ status: number; headers: Headers; text: string }> {
+  const res = await fetch(`${s3.endpoint}/${B}/${key}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** The current ETag of `key` as the double answers it, quotes included. */
+async function etagOf(client: S3Client, key: string): Promise<string> {
+  const head = await client.send(new HeadObjectCommand({ Bucket: B, Key: key }));
+  assert.ok(head.ETag);
+  return head.ETag;
+}
+
+Deno.test("s3 double: GET and HEAD with an If-Match that does not hold are 412 PreconditionFailed", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const data = fill(1000, 20);
+    const putOut = await put(client, "c/x", data);
+    const etag = await etagOf(client, "c/x");
+    assert.equal(putOut.ETag, etag);
+    assert.equal(s3.objects(B)[0]?.etag, etag.replace(/"/g, ""));
+    const bare = etag.replace(/"/g, "");
+    // Matching: quoted, bare, in a list, or `*`.
+    for (const value of [etag, bare, `"other", ${etag}`, "*"]) {
+      const got = await raw(s3, "GET", "c/x", { "if-match": value });
+      assert.equal(got.status, 200, value);
+      assert.equal(got.text.length, 1000);
+      assert.equal((await raw(s3, "HEAD", "c/x", { "if-match": value })).status, 200, value);
+    }
+    const ranged = await client.send(
+      new GetObjectCommand({ Bucket: B, Key: "c/x", IfMatch: etag, Range: "bytes=0-9" }),
+    );
+    assert.equal(ranged.$metadata.httpStatusCode, 206);
+    assert.deepEqual(await ranged.Body!.transformToByteArray(), data.subarray(0, 10));
+
+    const get = await raw(s3, "GET", "c/x", { "if-match": '"0123456789abcdef0123456789abcdef"' });
+    assert.equal(get.status, 412);
+    assert.match(get.text, /<Code>PreconditionFailed<\/Code>/);
+    assert.match(get.text, /<Condition>If-Match<\/Condition>/);
+    const head = await raw(s3, "HEAD", "c/x", { "if-match": "other, also-other" });
+    assert.equal(head.status, 412);
+    assert.equal(head.text, "", "HEAD answers no body");
+    await assert.rejects(
+      client.send(new GetObjectCommand({ Bucket: B, Key: "c/x", IfMatch: '"stale"' })),
+      s3Error("PreconditionFailed", 412, "pre-conditions"),
+    );
+    await assert.rejects(
+      client.send(new HeadObjectCommand({ Bucket: B, Key: "c/x", IfMatch: '"stale"' })),
+      (e: unknown) =>
+        (e as { $metadata?: { httpStatusCode?: number } }).$metadata
+          ?.httpStatusCode === 412,
+    );
+    // A request that fails anyway fails so, whatever its conditions.
+    await assert.rejects(
+      client.send(new GetObjectCommand({ Bucket: B, Key: "c/none", IfMatch: etag })),
+      s3Error("NoSuchKey", 404),
+    );
+    await put(client, "c/cold", data, "GLACIER");
+    await assert.rejects(
+      client.send(new GetObjectCommand({ Bucket: B, Key: "c/cold", IfMatch: '"stale"' })),
+      s3Error("InvalidObjectState", 403),
+    );
+  });
+});
+
+Deno.test("s3 double: GET and HEAD with an If-None-Match that matches are 304 Not Modified", async () => {
+  await withDouble(async ({ s3, client }) => {
+    await put(client, "n/x", fill(500, 21));
+    const etag = await etagOf(client, "n/x");
+    for (const value of [etag, etag.replace(/"/g, ""), `"other",${etag}`, "*"]) {
+      for (const method of ["GET", "HEAD"]) {
+        const got = await raw(s3, method, "n/x", { "if-none-match": value });
+        assert.equal(got.status, 304, `${method} ${value}`);
+        assert.equal(got.text, "");
+        assert.equal(got.headers.get("etag"), etag);
+      }
+    }
+    const other = await raw(s3, "GET", "n/x", { "if-none-match": '"other"' });
+    assert.equal(other.status, 200);
+    assert.equal(other.text.length, 500);
+    await assert.rejects(
+      client.send(new GetObjectCommand({ Bucket: B, Key: "n/x", IfNoneMatch: etag })),
+      (e: unknown) =>
+        (e as { $metadata?: { httpStatusCode?: number } }).$metadata
+          ?.httpStatusCode === 304,
+    );
+    // A failed If-Match is 412 even when If-None-Match matches too.
+    const both = await raw(s3, "GET", "n/x", { "if-match": '"other"', "if-none-match": etag });
+    assert.equal(both.status, 412);
+  });
+});
+
+Deno.test("s3 double: If-Modified-Since and If-Unmodified-Since follow Last-Modified, as S3 orders them", async () => {
+  await withDouble(async ({ s3, client }) => {
+    await put(client, "d/x", fill(300, 22));
+    const etag = await etagOf(client, "d/x");
+    const modified = (await raw(s3, "HEAD", "d/x")).headers.get("last-modified");
+    assert.ok(modified);
+    const at = Date.parse(modified);
+    const before = new Date(at - 1000).toUTCString();
+    const later = new Date(at + 60_000).toUTCString();
+    const status = async (headers: Record<string, string>) =>
+      (await raw(s3, "GET", "d/x", headers)).status;
+
+    assert.equal(await status({ "if-modified-since": modified }), 304);
+    assert.equal(await status({ "if-modified-since": later }), 304);
+    assert.equal(await status({ "if-modified-since": before }), 200);
+    assert.equal(await status({ "if-unmodified-since": before }), 412);
+    assert.equal(await status({ "if-unmodified-since": modified }), 200);
+    const failed = await raw(s3, "GET", "d/x", { "if-unmodified-since": before });
+    assert.match(failed.text, /<Condition>If-Unmodified-Since<\/Condition>/);
+    // If-Match true: If-Unmodified-Since is ignored (S3 answers 200).
+    assert.equal(await status({ "if-match": etag, "if-unmodified-since": before }), 200);
+    // If-None-Match present: If-Modified-Since is ignored.
+    assert.equal(await status({ "if-none-match": '"other"', "if-modified-since": later }), 200);
+    assert.equal(await status({ "if-none-match": etag, "if-modified-since": before }), 304);
+    // A date that does not parse is ignored.
+    assert.equal(await status({ "if-unmodified-since": "yesterday-ish" }), 200);
+    assert.equal(await status({ "if-modified-since": "yesterday-ish" }), 200);
+  });
+});
+
+Deno.test("s3 double: PutObject with If-None-Match: * on a taken key is 412 and stores nothing", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const first = fill(100, 23);
+    const out = await client.send(
+      new PutObjectCommand({ Bucket: B, Key: "w/x", Body: first, IfNoneMatch: "*" }),
+    );
+    assert.equal(out.$metadata.httpStatusCode, 200);
+    const etag = await etagOf(client, "w/x");
+    const before = s3.objects(B);
+    await assert.rejects(
+      client.send(
+        new PutObjectCommand({ Bucket: B, Key: "w/x", Body: fill(100, 24), IfNoneMatch: "*" }),
+      ),
+      s3Error("PreconditionFailed", 412, "pre-conditions"),
+    );
+    const refused = await raw(s3, "PUT", "w/x", { "if-none-match": "*" }, "other bytes");
+    assert.equal(refused.status, 412);
+    assert.match(refused.text, /<Condition>If-None-Match<\/Condition>/);
+    assert.deepEqual(s3.objects(B), before);
+    assert.equal(await etagOf(client, "w/x"), etag);
+    assert.deepEqual(await getText(client, "w/x"), first);
+    // S3 takes only `*` there.
+    const notStar = await raw(s3, "PUT", "w/y", { "if-none-match": etag }, "abc");
+    assert.equal(notStar.status, 501);
+    assert.match(notStar.text, /<Code>NotImplemented<\/Code>.*If-None-Match/s);
+    assert.deepEqual(s3.objects(B).map((o) => o.key), ["w/x"]);
+  });
+});
+
+Deno.test("s3 double: PutObject with If-Match writes only over that ETag; a missing key is 404 NoSuchKey", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const putIf = (key: string, body: Uint8Array, ifMatch: string) =>
+      client.send(new PutObjectCommand({ Bucket: B, Key: key, Body: body, IfMatch: ifMatch }));
+    await assert.rejects(
+      putIf("m/none", fill(10, 25), '"0123456789abcdef0123456789abcdef"'),
+      s3Error("NoSuchKey", 404),
+    );
+    assert.deepEqual(s3.objects(B), []);
+    const v1 = fill(100, 26);
+    await put(client, "m/x", v1);
+    const etag1 = await etagOf(client, "m/x");
+    await assert.rejects(
+      putIf("m/x", fill(100, 27), '"stale"'),
+      s3Error("PreconditionFailed", 412),
+    );
+    assert.deepEqual(await getText(client, "m/x"), v1);
+    const v2 = fill(100, 28);
+    await putIf("m/x", v2, etag1);
+    const etag2 = await etagOf(client, "m/x");
+    assert.notEqual(etag2, etag1);
+    assert.deepEqual(await getText(client, "m/x"), v2);
+    // The old ETag no longer holds; the new one does, quotes or not.
+    await assert.rejects(putIf("m/x", v1, etag1), s3Error("PreconditionFailed", 412));
+    await putIf("m/x", v1, etag2.replace(/"/g, ""));
+    assert.deepEqual(await getText(client, "m/x"), v1);
+    assert.equal(s3.objects(B)[0]?.etag, etag1.replace(/"/g, ""));
+    // Conditional deletes are refused rather than done without their condition.
+    const del = await raw(s3, "DELETE", "m/x", { "if-match": etag1 });
+    assert.equal(del.status, 501);
+    assert.match(del.text, /<Code>NotImplemented<\/Code>.*Conditional DeleteObject/s);
+    assert.equal(s3.objects(B).length, 1);
+  });
+});
+
+Deno.test("s3 double: CompleteMultipartUpload with If-None-Match: * on a taken key is 412; the upload stays open", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const key = "mp/x";
+    const start = async () => {
+      const { UploadId } = await client.send(
+        new CreateMultipartUploadCommand({ Bucket: B, Key: key }),
+      );
+      assert.ok(UploadId);
+      const part = await client.send(
+        new UploadPartCommand({
+          Bucket: B,
+          Key: key,
+          UploadId,
+          PartNumber: 1,
+          Body: fill(1000, 29),
+        }),
+      );
+      assert.ok(part.ETag);
+      return { id: UploadId, parts: [{ PartNumber: 1, ETag: part.ETag }] };
+    };
+    const complete = (
+      id: string,
+      parts: { PartNumber: number; ETag: string }[],
+      cond: { IfNoneMatch?: string; IfMatch?: string } = {},
+    ) =>
+      client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: B,
+          Key: key,
+          UploadId: id,
+          MultipartUpload: { Parts: parts },
+          ...cond,
+        }),
+      );
+
+    const a = await start();
+    const theirs = fill(50, 30);
+    await put(client, key, theirs); // another writer takes the key meanwhile
+    await assert.rejects(
+      complete(a.id, a.parts, { IfNoneMatch: "*" }),
+      s3Error("PreconditionFailed", 412, "pre-conditions"),
+    );
+    assert.deepEqual(await getText(client, key), theirs);
+    assert.deepEqual(s3.uploads(B).map((u) => u.uploadId), [a.id], "left open, as S3 leaves it");
+    await assert.rejects(
+      complete(a.id, a.parts, { IfMatch: '"stale"' }),
+      s3Error("PreconditionFailed", 412),
+    );
+    // It completes over the ETag it names, and then the object is the upload's.
+    const done = await complete(a.id, a.parts, { IfMatch: await etagOf(client, key) });
+    assert.equal(done.$metadata.httpStatusCode, 200);
+    assert.deepEqual(await getText(client, key), fill(1000, 29));
+    assert.equal(s3.objects(B)[0]?.etag, done.ETag?.replace(/"/g, ""));
+    assert.deepEqual(s3.uploads(B), []);
+
+    // A refused upload can still be aborted; a key that is free completes.
+    const b = await start();
+    await assert.rejects(
+      complete(b.id, b.parts, { IfNoneMatch: "*" }),
+      s3Error("PreconditionFailed", 412),
+    );
+    await client.send(new AbortMultipartUploadCommand({ Bucket: B, Key: key, UploadId: b.id }));
+    assert.deepEqual(s3.uploads(B), []);
+    await client.send(new DeleteObjectCommand({ Bucket: B, Key: key }));
+    const c = await start();
+    await complete(c.id, c.parts, { IfNoneMatch: "*" });
+    assert.deepEqual(await getText(client, key), fill(1000, 29));
+  });
+});
+
+Deno.test("s3 double: of racing If-None-Match: * writes the first to finish wins, the other is 412", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const bodies = [fill(200_000, 31), fill(200_000, 32), fill(200_000, 33)];
+    const results = await Promise.allSettled(
+      bodies.map((body) =>
+        client.send(
+          new PutObjectCommand({ Bucket: B, Key: "race/x", Body: body, IfNoneMatch: "*" }),
+        )
+      ),
+    );
+    const won = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+    assert.equal(won.length, 1, JSON.stringify(results.map((r) => r.status)));
+    for (const r of results) {
+      if (r.status === "rejected") s3Error("PreconditionFailed", 412)(r.reason);
+    }
+    assert.deepEqual(await getText(client, "race/x"), bodies[won[0]!]);
+    assert.equal(s3.requestCount("PutObject"), 3);
+  });
+});
+
+Deno.test("s3 double: beforeNext runs a hook once, before the next request of its operation", async () => {
+  await withDouble(async ({ s3, client }) => {
+    const seen: string[] = [];
+    const theirs = fill(64, 34);
+    s3.beforeNext("PutObject", async ({ op, bucket, key }) => {
+      seen.push(`${op} ${bucket}/${key}`);
+      await put(client, key, theirs); // another writer; does not run the hook again
+    });
+    await assert.rejects(
+      client.send(
+        new PutObjectCommand({ Bucket: B, Key: "h/x", Body: fill(64, 35), IfNoneMatch: "*" }),
+      ),
+      s3Error("PreconditionFailed", 412),
+    );
+    assert.deepEqual(seen, [`PutObject ${B}/h/x`]);
+    assert.deepEqual(await getText(client, "h/x"), theirs);
+    await put(client, "h/y", fill(8, 36));
+    assert.equal(seen.length, 1, "used up");
+    s3.beforeNext("GetObject", () => {
+      throw new Error("hook broke");
+    });
+    await assert.rejects(getText(client, "h/y"), s3Error("InternalError", 500, "hook broke"));
+  });
 });

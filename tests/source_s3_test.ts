@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DeleteObjectCommand, PutObjectCommand, type StorageClass } from "@aws-sdk/client-s3";
 import { FOLDER_MARKER_REASON, S3Source, type S3SourceOptions } from "../adapters/source/s3.ts";
-import { ChangedError, VanishedError } from "../core/errors.ts";
+import { ChangedError, PortError, VanishedError } from "../core/errors.ts";
 import type { ListPage, Source } from "../core/ports.ts";
 import { refusedS3Connection, S3ArchiveDouble } from "./doubles/s3_archive.ts";
 import { entryOf, listAll, sourceConformance } from "./source_conformance.ts";
@@ -240,6 +240,29 @@ Deno.test("s3 source: another ETag or length at open is ChangedError naming the 
       expectError(ChangedError, '"x.txt"', "length 6 -> 5"),
     );
     assert.deepEqual(await readAll(await source.open(current)), encoder.encode("secnd"));
+  });
+});
+
+Deno.test("s3 source: an object replaced between listing and open is S3's 412, a ChangedError", async () => {
+  await withPeer(async (peer) => {
+    await peer.put("p/race.txt", encoder.encode("before"));
+    const source = await peer.source("p/");
+    const listed = await entryOf(source, "race.txt");
+    // Another writer replaces it (same length: only the ETag differs) just as the GET arrives.
+    peer.s3.beforeNext("GetObject", () => peer.put("p/race.txt", encoder.encode("after!")));
+    let failure: unknown;
+    await assert.rejects(source.open(listed), (e: unknown) => {
+      failure = e;
+      return expectError(ChangedError, '"race.txt"', `no longer has the ETag ${listed.version}`)(e);
+    });
+    // The If-Match path: S3's 412 is the cause, from the one GET made.
+    const cause = (failure as Error).cause;
+    assert.ok(cause instanceof PortError, `cause: ${cause}`);
+    assert.equal(cause.code, "PreconditionFailed");
+    assert.match(cause.message, /HTTP 412/);
+    assert.equal(peer.s3.requestCount("GetObject"), 1);
+    const current = await entryOf(source, "race.txt");
+    assert.deepEqual(await readAll(await source.open(current)), encoder.encode("after!"));
   });
 });
 

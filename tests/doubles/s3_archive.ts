@@ -25,6 +25,31 @@
  *   5 MiB (`EntityTooSmall` at Complete), parts listed in order with their
  *   ETags and checksums (`InvalidPartOrder`, `InvalidPart`), unknown upload
  *   ids `NoSuchUpload`, and AbortMultipartUpload (which s3rver lacks).
+ * - conditional requests, as S3 documents them (RFC 7232 order; s3rver's
+ *   own partial handling never sees the headers):
+ *   - GetObject / HeadObject: `If-Match` (ETags, comma-separated, quotes
+ *     optional, or `*`) that does not match the object's ETag, or else
+ *     `If-Unmodified-Since` before its Last-Modified: 412
+ *     `PreconditionFailed` (an XML body naming the `Condition`; none for
+ *     HEAD). `If-None-Match` that matches, or else `If-Modified-Since` not
+ *     before its Last-Modified: 304 Not Modified, no body. `If-Match` true
+ *     makes S3 ignore `If-Unmodified-Since`, `If-None-Match` present makes
+ *     it ignore `If-Modified-Since`; an unparseable date is ignored. A
+ *     request that fails anyway (404 `NoSuchKey`, 403
+ *     `InvalidObjectState`, 416) fails so, whatever its conditions.
+ *   - PutObject and CompleteMultipartUpload: `If-None-Match: *` when the
+ *     key holds an object, or `If-Match` that does not match its ETag: 412
+ *     `PreconditionFailed`, nothing stored; `If-Match` on a missing key:
+ *     404 `NoSuchKey` (the S3 user guide, "How to prevent object
+ *     overwrites with conditional writes"). A refused Complete leaves the
+ *     upload open, as S3 does after a 412: it can still be aborted.
+ *     Conditions are checked once the request is otherwise valid (body
+ *     read and checked, parts checked) and writes to one key are
+ *     serialized, so that of two racing conditional writes the first to
+ *     finish wins and the other gets 412, as in S3.
+ *   - a race is staged with {@linkcode S3ArchiveDouble.beforeNext}: a hook
+ *     that runs when the next request of an operation arrives, before the
+ *     double handles it (e.g. another writer's PutObject of the same key).
  * - fault injection ({@linkcode S3ArchiveDouble.inject}): the next N requests,
  *   optionally of one operation, get 500 `InternalError`, 503 `SlowDown`, a
  *   delay, a connection reset, a truncated body or a wrong checksum; or a
@@ -39,11 +64,19 @@
  * bodies and trailing checksums are rejected with 400 `InvalidRequest` (send
  * `x-amz-checksum-sha256` as a header); only SHA-256 checksums; CopyObject,
  * DeleteObjects and browser POST uploads are 501 `NotImplemented` because
- * they would create or remove objects behind the double's back. Signatures
- * are not checked (s3rver does not check SigV4); use the credentials in
- * {@linkcode S3ArchiveDouble.credentials}. The exact code S3 gives for
- * `Expedited` on `DEEP_ARCHIVE` is not documented; this double uses 400
- * `InvalidArgument`.
+ * they would create or remove objects behind the double's back. On writes,
+ * `If-None-Match` with anything but `*` is 501 `NotImplemented` (S3 expects
+ * `*` there and does not document what it answers to anything else);
+ * `If-Modified-Since` / `If-Unmodified-Since` on writes are ignored (S3's
+ * PutObject reference names no date conditions); the 409
+ * `ConditionalRequestConflict` S3 gives a conditional write that races a
+ * delete is not produced (writes to a key are serialized instead).
+ * Last-Modified is s3rver's (real time, whole seconds), not the double's
+ * clock. Conditional DeleteObject (`If-Match`) is 501 `NotImplemented`.
+ * Signatures are not checked (s3rver does not check SigV4); use the
+ * credentials in {@linkcode S3ArchiveDouble.credentials}. The exact code S3
+ * gives for `Expedited` on `DEEP_ARCHIVE` is not documented; this double
+ * uses 400 `InvalidArgument`.
  *
  * @example
  * ```ts
@@ -169,6 +202,22 @@ export interface FaultRate {
   readonly delayMs?: number;
 }
 
+/** Which object a request names: what a {@linkcode BeforeHook} is told. */
+export interface RequestTarget {
+  readonly op: S3Operation;
+  readonly bucket: string;
+  /** The object key; `""` for a bucket request. */
+  readonly key: string;
+}
+
+/**
+ * Runs when a request arrives, before the double handles it: may make
+ * requests of its own to the double (the hook is used up before it runs, so
+ * they do not run it again). A hook that throws fails the request with 500
+ * `InternalError`.
+ */
+export type BeforeHook = (target: RequestTarget) => void | Promise<void>;
+
 /** The restore state of one object, as the double sees it now. */
 export type RestoreState = "none" | "ongoing" | "restored" | "expired";
 
@@ -176,6 +225,8 @@ export type RestoreState = "none" | "ongoing" | "restored" | "expired";
 export interface StoredObjectInfo {
   readonly key: string;
   readonly size: number;
+  /** The ETag, without quotes (an md5, or `md5-N` after a multipart upload). */
+  readonly etag: string;
   readonly storageClass: string;
   /** The checksum S3 would answer: plain base64, or `base64-N` for multipart; `null` when none. */
   readonly checksumSHA256: string | null;
@@ -299,6 +350,8 @@ interface Restore {
 interface ObjectState {
   storageClass: StorageClass;
   size: number;
+  /** Without quotes. */
+  etag: string;
   checksum: string | null;
   restore: Restore | null;
 }
@@ -364,6 +417,9 @@ export class S3ArchiveDouble {
   readonly #objects = new Map<string, ObjectState>();
   readonly #uploads = new Map<string, Upload>();
   readonly #counts = new Map<S3Operation, number>();
+  /** The tail of each key's queue of writes (check a condition, write, record). */
+  readonly #writing = new Map<string, Promise<void>>();
+  #hooks: { op: S3Operation; hook: BeforeHook }[] = [];
   #faults: ArmedFault[] = [];
   #rate: {
     rate: number;
@@ -480,6 +536,7 @@ export class S3ArchiveDouble {
       out.push({
         key,
         size: st.size,
+        etag: st.etag,
         storageClass: st.storageClass,
         checksumSHA256: st.checksum,
         restore,
@@ -563,6 +620,24 @@ export class S3ArchiveDouble {
     this.#rate = null;
   }
 
+  /**
+   * Runs `hook` once, when the next request of `op` arrives, before the
+   * double handles it (before its body is read and its conditions are
+   * checked): the way to stage a race, such as another writer putting the
+   * key between a client's check and its write. Hooks run in the order they
+   * were armed; a request that gets a fault does not use one up.
+   *
+   * @example
+   * ```ts
+   * s3.beforeNext("PutObject", async ({ bucket, key }) => {
+   *   await other.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: theirs }));
+   * });
+   * ```
+   */
+  beforeNext(op: S3Operation, hook: BeforeHook): void {
+    this.#hooks.push({ op, hook });
+  }
+
   /** Requests received of `op` (all operations when omitted), faulted ones included. */
   requestCount(op?: S3Operation): number {
     if (op !== undefined) return this.#counts.get(op) ?? 0;
@@ -614,6 +689,12 @@ export class S3ArchiveDouble {
           : new S3Failure(503, "SlowDown", "Please reduce your request rate."),
       );
       return;
+    }
+    const armed = this.#hooks.find((h) => h.op === route.op);
+    if (armed !== undefined) {
+      this.#hooks.splice(this.#hooks.indexOf(armed), 1);
+      await armed.hook({ op: route.op, bucket: route.bucket, key: route.key });
+      if (this.#closing.signal.aborted) return;
     }
     const ctx: Ctx = { req, res, route, fault: fault?.kind ?? null };
     try {
@@ -686,28 +767,73 @@ export class S3ArchiveDouble {
     const storageClass = storageClassOf(req);
     const length = declaredLength(req, MAX_PUT_SIZE);
     const expected = expectedChecksum(req);
+    checkWriteHeaders(req);
     const spool = await this.#spool(req, length, expected);
     try {
-      const up = await this.#upstream(
-        "PUT",
-        req.url ?? "/",
-        forwardHeaders(req, { "content-length": String(length) }),
-        spool.path,
-      );
-      if (!ok(up)) return relay(up, res);
-      this.#objects.set(objectId(route), {
-        storageClass,
-        size: length,
-        checksum: spool.sha256,
-        restore: null,
+      await this.#exclusive(objectId(route), async () => {
+        this.#checkWrite(req, route);
+        const up = await this.#upstream(
+          "PUT",
+          req.url ?? "/",
+          forwardHeaders(req, { "content-length": String(length) }),
+          spool.path,
+        );
+        if (!ok(up)) return relay(up, res);
+        await readAll(up);
+        this.#objects.set(objectId(route), {
+          storageClass,
+          size: length,
+          etag: unquote(String(up.headers["etag"] ?? "")),
+          checksum: spool.sha256,
+          restore: null,
+        });
+        const headers = passHeaders(up);
+        headers["x-amz-checksum-sha256"] = answeredChecksum(spool.sha256, ctx.fault);
+        res.writeHead(up.statusCode ?? 200, headers);
+        res.end();
       });
-      await readAll(up);
-      const headers = passHeaders(up);
-      headers["x-amz-checksum-sha256"] = answeredChecksum(spool.sha256, ctx.fault);
-      res.writeHead(up.statusCode ?? 200, headers);
-      res.end();
     } finally {
       await rm(spool.path, { force: true });
+    }
+  }
+
+  /**
+   * Runs `fn` (check a write's conditions, write, record) once every write
+   * to the object `id` queued before it has finished: S3's "the first
+   * write to finish wins".
+   */
+  async #exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#writing.get(id);
+    let release = () => {};
+    const turn = new Promise<void>((resolve) => (release = resolve));
+    const tail = (before ?? Promise.resolve()).then(() => turn);
+    this.#writing.set(id, tail);
+    try {
+      await before;
+      return await fn();
+    } finally {
+      release();
+      if (this.#writing.get(id) === tail) this.#writing.delete(id);
+    }
+  }
+
+  /**
+   * Fails a write whose `If-Match` / `If-None-Match` does not hold for the
+   * object the key holds now; call it in the key's turn ({@linkcode #exclusive}).
+   */
+  #checkWrite(req: http.IncomingMessage, route: Route): void {
+    const current = this.#objects.get(objectId(route));
+    const ifMatch = header(req, "if-match");
+    if (ifMatch !== null) {
+      if (current === undefined) {
+        throw new S3Failure(404, "NoSuchKey", "The specified key does not exist.", {
+          Key: route.key,
+        });
+      }
+      if (!etagMatches(ifMatch, current.etag)) throw preconditionFailed("If-Match");
+    }
+    if (header(req, "if-none-match") !== null && current !== undefined) {
+      throw preconditionFailed("If-None-Match");
     }
   }
 
@@ -807,6 +933,7 @@ export class S3ArchiveDouble {
     const { req, res, route } = ctx;
     const uploadId = route.query.get("uploadId") ?? "";
     const upload = this.#upload(uploadId, route);
+    checkWriteHeaders(req);
     const xml = await readXmlBody(req);
     const listed = [...xml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => {
       const block = m[1] ?? "";
@@ -873,27 +1000,38 @@ export class S3ArchiveDouble {
         );
       }
     }
-    const up = await this.#upstream(
-      "POST",
-      req.url ?? "/",
-      forwardHeaders(req, { "content-length": String(Buffer.byteLength(xml)) }),
-      Buffer.from(xml),
-    );
-    if (!ok(up)) return relay(up, res);
-    const body = await readAll(up);
     let checksum: string | null = null;
     if (upload.sha256) {
       const all = createHash("sha256");
       for (const part of parts) all.update(part.digest!);
       checksum = `${all.digest("base64")}-${parts.length}`;
     }
-    this.#uploads.delete(uploadId);
-    this.#objects.set(objectId(route), {
-      storageClass: upload.storageClass,
-      size: parts.reduce((n, p) => n + p.size, 0),
-      checksum,
-      restore: null,
+    const done = await this.#exclusive(objectId(route), async () => {
+      // After a 412 the upload stays open, as in S3: it can be aborted.
+      this.#checkWrite(req, route);
+      const up = await this.#upstream(
+        "POST",
+        req.url ?? "/",
+        forwardHeaders(req, { "content-length": String(Buffer.byteLength(xml)) }),
+        Buffer.from(xml),
+      );
+      if (!ok(up)) {
+        await relay(up, res);
+        return null;
+      }
+      const body = await readAll(up);
+      this.#uploads.delete(uploadId);
+      this.#objects.set(objectId(route), {
+        storageClass: upload.storageClass,
+        size: parts.reduce((n, p) => n + p.size, 0),
+        etag: unquote(unescapeXml(tag(body, "ETag") ?? "")),
+        checksum,
+        restore: null,
+      });
+      return { up, body };
     });
+    if (done === null) return;
+    const { up, body } = done;
     const etag = tag(body, "ETag") ?? "";
     const answer = `<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult ` +
       `xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${
@@ -1026,6 +1164,21 @@ export class S3ArchiveDouble {
       forwardHeaders(req, {}),
       null,
     );
+    if (ok(up)) {
+      const verdict = readConditions(req, up);
+      if (verdict !== null) {
+        up.destroy();
+        if (verdict.status === 412) throw preconditionFailed(verdict.condition);
+        const same: http.OutgoingHttpHeaders = { "x-amz-request-id": requestId() };
+        for (const name of ["etag", "last-modified"]) {
+          const v = up.headers[name];
+          if (v !== undefined) same[name] = v;
+        }
+        res.writeHead(304, same);
+        res.end();
+        return;
+      }
+    }
     const headers = passHeaders(up);
     if (ok(up) && st !== undefined) {
       delete headers["x-amz-storage-class"];
@@ -1051,10 +1204,20 @@ export class S3ArchiveDouble {
 
   async #deleteObject(ctx: Ctx): Promise<void> {
     const { req, res, route } = ctx;
+    if (header(req, "if-match") !== null) {
+      throw new S3Failure(
+        501,
+        "NotImplemented",
+        "Conditional DeleteObject (If-Match) is not supported by the S3 archive double",
+        { Header: "If-Match" },
+      );
+    }
     await drain(req);
-    const up = await this.#upstream("DELETE", req.url ?? "/", forwardHeaders(req, {}), null);
-    if (ok(up)) this.#objects.delete(objectId(route));
-    return relay(up, res);
+    await this.#exclusive(objectId(route), async () => {
+      const up = await this.#upstream("DELETE", req.url ?? "/", forwardHeaders(req, {}), null);
+      if (ok(up)) this.#objects.delete(objectId(route));
+      await relay(up, res);
+    });
   }
 
   /**
@@ -1432,6 +1595,92 @@ function answeredChecksum(checksum: string, fault: FaultKind | null): string {
   return n === undefined ? wrong : `${wrong}-${n}`;
 }
 
+/** Conditional request headers: the double answers them, s3rver never sees them. */
+const CONDITIONAL_HEADERS = [
+  "if-match",
+  "if-none-match",
+  "if-modified-since",
+  "if-unmodified-since",
+];
+
+/** S3's 412 for a condition that does not hold. */
+function preconditionFailed(condition: string): S3Failure {
+  return new S3Failure(
+    412,
+    "PreconditionFailed",
+    "At least one of the pre-conditions you specified did not hold",
+    { Condition: condition },
+  );
+}
+
+/** Refuses a write's `If-None-Match` other than `*`, which S3 expects there. */
+function checkWriteHeaders(req: http.IncomingMessage): void {
+  const ifNoneMatch = header(req, "if-none-match");
+  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
+    throw new S3Failure(
+      501,
+      "NotImplemented",
+      `A header you provided implies functionality that is not implemented: If-None-Match on a write takes only "*", not ${
+        JSON.stringify(ifNoneMatch)
+      }`,
+      { Header: "If-None-Match" },
+    );
+  }
+}
+
+/**
+ * Whether an `If-Match` / `If-None-Match` value (`*`, or entity tags
+ * separated by commas, quotes optional) names `etag` (quotes optional).
+ */
+function etagMatches(value: string, etag: string): boolean {
+  const listed = value.split(",").map((t) => unquote(t.trim())).filter((t) => t !== "");
+  return listed.includes("*") || listed.includes(unquote(etag));
+}
+
+/** An ETag without its double quotes. */
+function unquote(etag: string): string {
+  return etag.replace(/"/g, "");
+}
+
+/** An HTTP date in whole seconds (ms since the epoch), or `null` when it does not parse. */
+function httpDate(value: string | null | undefined): number | null {
+  if (value === null || value === undefined) return null;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * What the conditions of a GET or HEAD make of a successful answer, in RFC
+ * 7232's order (as S3 documents): 412 naming the condition that failed,
+ * 304, or `null` to answer as usual.
+ */
+function readConditions(
+  req: http.IncomingMessage,
+  up: http.IncomingMessage,
+): { status: 412 | 304; condition: string } | null {
+  const etag = String(up.headers["etag"] ?? "");
+  const modified = httpDate(up.headers["last-modified"]);
+  const ifMatch = header(req, "if-match");
+  if (ifMatch !== null) {
+    if (!etagMatches(ifMatch, etag)) return { status: 412, condition: "If-Match" };
+  } else {
+    const since = httpDate(header(req, "if-unmodified-since"));
+    if (since !== null && modified !== null && modified > since) {
+      return { status: 412, condition: "If-Unmodified-Since" };
+    }
+  }
+  const ifNoneMatch = header(req, "if-none-match");
+  if (ifNoneMatch !== null) {
+    if (etagMatches(ifNoneMatch, etag)) return { status: 304, condition: "If-None-Match" };
+  } else {
+    const since = httpDate(header(req, "if-modified-since"));
+    if (since !== null && modified !== null && modified <= since) {
+      return { status: 304, condition: "If-Modified-Since" };
+    }
+  }
+  return null;
+}
+
 /** Request headers to pass on: the storage class stays with the double, which answers it. */
 function forwardHeaders(
   req: http.IncomingMessage,
@@ -1439,6 +1688,7 @@ function forwardHeaders(
 ): http.OutgoingHttpHeaders {
   const out: http.OutgoingHttpHeaders = { ...req.headers };
   delete out["x-amz-storage-class"];
+  for (const name of CONDITIONAL_HEADERS) delete out[name];
   if ("content-length" in set) delete out["transfer-encoding"];
   return { ...out, ...set };
 }
