@@ -254,42 +254,11 @@ Deno.test("metrics count what an operator asks about", async () => {
   }
 });
 
-Deno.test("the daemon closes a bundle by max age and stops gracefully on abort", async () => {
+Deno.test("the daemon closes a bundle by max age and stops gracefully on abort, leaving no timer", async () => {
   const r = await rig();
   try {
     await put(r.src, "one.txt", "one");
-    const stop = new AbortController();
-    const packer = new InlinePacker(await SpoolFetcher.open(r.source, `${r.state}/spool`));
-    const running = runBackup({
-      source: r.source,
-      packer,
-      store: r.store,
-      catalog: r.catalog,
-      clock: systemClock,
-      random: randomBytes,
-    }, { maxAgeMs: 100, rescanMs: 50, signal: stop.signal });
-    for (let i = 0; i < 100 && (await r.catalog.status()).files.archived < 1; i++) {
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    assert.equal((await r.catalog.status()).files.archived, 1, "archived by age, not size");
-    await put(r.src, "two.txt", "two");
-    for (let i = 0; i < 100 && (await r.catalog.status()).files.archived < 2; i++) {
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    stop.abort();
-    const s = await running;
-    assert.equal(s.fatal, null);
-    assert.equal((await r.catalog.status()).files.archived, 2);
-  } finally {
-    await r.cleanup();
-  }
-});
-
-Deno.test("a stopped daemon leaves no timer behind (the shutdown timeout ends with the run)", async () => {
-  const r = await rig();
-  try {
-    await put(r.src, "one.txt", "one");
-    // The system clock, with every sleep's end recorded.
+    // The system clock, with every sleep that has not ended yet recorded.
     const pending = new Map<number, number>();
     let n = 0;
     const clock = {
@@ -313,8 +282,16 @@ Deno.test("a stopped daemon leaves no timer behind (the shutdown timeout ends wi
     for (let i = 0; i < 100 && (await r.catalog.status()).files.archived < 1; i++) {
       await new Promise((res) => setTimeout(res, 50));
     }
+    assert.equal((await r.catalog.status()).files.archived, 1, "archived by age, not size");
+    await put(r.src, "two.txt", "two");
+    for (let i = 0; i < 100 && (await r.catalog.status()).files.archived < 2; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+    }
     stop.abort();
-    assert.equal((await running).fatal, null);
+    const s = await running;
+    assert.equal(s.fatal, null);
+    assert.equal((await r.catalog.status()).files.archived, 2);
+    // The shutdown timeout ends with the run: a stopped daemon must not linger.
     await new Promise((res) => setTimeout(res, 0));
     assert.deepEqual([...pending.values()], [], "sleeps still pending after the run, in ms");
   } finally {
