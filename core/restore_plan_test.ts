@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { prng } from "./prng.ts";
 import { archiveId, type FileId, fileId, remoteArchiveId } from "./ids.ts";
 import type { ByteRange, StoreCapabilities } from "./ports.ts";
 import { retrievalRangeProblem } from "./ranges.ts";
@@ -17,18 +18,6 @@ const S3: StoreCapabilities = { rangedRetrieval: false, rangeAlignment: 1 };
 const NOW = Date.UTC(2026, 5, 1);
 const HOUR = 3_600_000;
 const KB = 1024;
-
-/** A seeded PRNG (mulberry32), so that "random" cases are the same every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let nextFid = 1;
 

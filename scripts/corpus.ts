@@ -12,17 +12,9 @@
 import { parseArgs } from "node:util";
 import { parseSize } from "../core/size.ts";
 
-/** A seeded PRNG (mulberry32), so a corpus is the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../core/prng.ts";
+
+export { prng };
 
 const big = new Uint8Array(8 * 1024 * 1024);
 for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));

@@ -35,7 +35,8 @@
  * @module
  */
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { listenLoopback } from "./_http.ts";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes } from "node:crypto";
@@ -299,7 +300,7 @@ export class GlacierDouble {
   /** The region requests must be signed for. */
   readonly region: string;
   readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
+  #sockets = new Set<Socket>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #vaults = new Map<string, Vault>();
   readonly #faults: Fault[] = [];
@@ -331,21 +332,9 @@ export class GlacierDouble {
     if (!Number.isSafeInteger(delay) || delay < 0) {
       throw new RangeError(`Invalid job delay: ${delay} ms is not a whole number >= 0`);
     }
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = server.address();
-    if (address === null || typeof address === "string") {
-      server.close();
-      throw new TypeError("Cannot start the Glacier double: no TCP address");
-    }
-    const double = new GlacierDouble(server, address.port, options);
-    server.on("connection", (socket: Socket) => {
-      double.#sockets.add(socket);
-      socket.on("close", () => double.#sockets.delete(socket));
-    });
+    const { server, port, sockets } = await listenLoopback("Glacier");
+    const double = new GlacierDouble(server, port, options);
+    double.#sockets = sockets;
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
       double.#handle(req, res).catch((e) => {
         if (!res.headersSent) {

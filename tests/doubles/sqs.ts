@@ -103,7 +103,8 @@
  * @module
  */
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { listenLoopback } from "./_http.ts";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
@@ -510,7 +511,7 @@ export class SqsDouble {
   readonly #server: Server;
   readonly #clock: { now(): number };
   readonly #pollIntervalMs: number;
-  readonly #sockets = new Set<Socket>();
+  #sockets = new Set<Socket>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #sleepers = new Set<() => void>();
   readonly #queues = new Map<string, Queue>();
@@ -539,21 +540,9 @@ export class SqsDouble {
     if (!Number.isSafeInteger(interval) || interval < 1) {
       throw new RangeError(`Invalid poll interval: ${interval} ms is not a whole number >= 1`);
     }
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = server.address();
-    if (address === null || typeof address === "string") {
-      server.close();
-      throw new TypeError("Cannot start the SQS double: no TCP address");
-    }
-    const double = new SqsDouble(server, address.port, options);
-    server.on("connection", (socket: Socket) => {
-      double.#sockets.add(socket);
-      socket.on("close", () => double.#sockets.delete(socket));
-    });
+    const { server, port, sockets } = await listenLoopback("SQS");
+    const double = new SqsDouble(server, port, options);
+    double.#sockets = sockets;
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
       double.#handle(req, res).catch((e) => {
         if (!res.headersSent && !res.destroyed) double.#sendError(res, e);
