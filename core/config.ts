@@ -395,6 +395,41 @@ export function resolveCatalogUrl(inputs: ConfigInputs): string {
   return values.catalog ?? pathUrl("sqlite", `${stateDir}/catalog.db`);
 }
 
+/** What `coldpack-restore` needs: the backup's catalog and store, and its source if any. */
+export interface RestoreConfig {
+  /** The backup's source URL, when configured (keys and `mogilefs` destinations need it). */
+  readonly source: string | null;
+  readonly store: string;
+  readonly catalog: string;
+  readonly stateDir: string;
+  readonly autoMigrate: boolean;
+  readonly storeAttempts: number;
+  readonly storeTimeoutMs: number;
+}
+
+/**
+ * Resolves the restore tool's configuration from the same settings, file
+ * and defaults as the backup, so that it finds the same catalog and store.
+ */
+export function resolveRestoreConfig(inputs: ConfigInputs): RestoreConfig {
+  const { values: v } = resolveSettings(COMMON_SETTINGS, inputs, {
+    allowFileKeys: [
+      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
+      ...FILE_KEYS_OF_OTHER_BINARIES,
+    ],
+  });
+  const stateDir = v.stateDir ?? defaultStateDir(inputs.env);
+  return {
+    source: v.source ?? null,
+    store: v.store ?? pathUrl("file", `${stateDir}/vault`),
+    catalog: v.catalog ?? pathUrl("sqlite", `${stateDir}/catalog.db`),
+    stateDir,
+    autoMigrate: v.autoMigrate ?? true,
+    storeAttempts: v.storeAttempts ?? 8,
+    storeTimeoutMs: v.storeTimeout ?? 30 * 60_000,
+  };
+}
+
 /**
  * Config file keys that belong to other binaries (restore, audit, metrics,
  * MySQL credentials): one file serves them all, so the backup accepts them.

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ArchiveId, FileId, JobId, RemoteArchiveId, SourceId } from "./ids.ts";
+import type { ArchiveId, FileId, JobId, RemoteArchiveId, RetrievalId, SourceId } from "./ids.ts";
 import type { Stage } from "./errors.ts";
 
 // ---------------------------------------------------------------------------
@@ -530,6 +530,65 @@ export interface CatalogStatus {
   readonly openFailures: number;
 }
 
+/** Why a retrieval was started. */
+export type RetrievalPurpose = "restore" | "audit";
+
+/**
+ * A retrieval coldpack started at a store, as the catalog remembers it, so
+ * that restores (also across invocations and daemons) reuse a live one
+ * instead of paying for another.
+ */
+export interface RetrievalRow {
+  /** coldpack's own id (also sent as the job's description). */
+  readonly id: RetrievalId;
+  readonly archiveId: ArchiveId;
+  /** {@linkcode ColdStore.location} of the store it was started at. */
+  readonly store: string;
+  /** The store's job id. */
+  readonly jobId: JobId;
+  /** The retrieved range of the archive; `null` for the whole archive. */
+  readonly range: ByteRange | null;
+  readonly tier: Tier;
+  readonly purpose: RetrievalPurpose;
+  readonly state: RetrievalState;
+  readonly startedAt: number;
+  /** When it became readable; `null` before. */
+  readonly readyAt: number | null;
+  /** When its bytes stop being readable; `null` when unknown or not ready. */
+  readonly expiresAt: number | null;
+  /** Why it failed, when `state` is `failed`. */
+  readonly failure: string | null;
+}
+
+/** Where a restore stands. */
+export type RestoreState =
+  /** Recorded; waiting for its retrieval to be started or to become ready. */
+  | "pending"
+  /** Written to its destination, md5 checked. */
+  | "done"
+  /** Given up, with the reason in `note`. */
+  | "failed";
+
+/** One file to bring back to one destination. */
+export interface RestoreRow {
+  readonly id: number;
+  /** The caller's unique key for this request (e.g. `<batch id>:<line>`). */
+  readonly key: string;
+  readonly fileId: FileId;
+  /** Where it goes, as the operator wrote it (e.g. `mogilefs`, `/tmp/x.png`, `s3://b/k`). */
+  readonly dest: string;
+  readonly state: RestoreState;
+  /** The retrieval that serves it, once one was chosen. */
+  readonly retrievalId: RetrievalId | null;
+  readonly requestedAt: number;
+  /** When it was done or failed. */
+  readonly finishedAt: number | null;
+  /** Where it was written, or why it failed. */
+  readonly note: string | null;
+  /** Who asked (e.g. `restore@host`, `drill`), for `status`. */
+  readonly requestedBy: string;
+}
+
 /** The catalog. All writes are atomic per call. */
 export interface Catalog {
   /** Brings the schema to the newest version; returns it. Idempotent. */
@@ -626,6 +685,67 @@ export interface Catalog {
     options: { readonly limit: number; readonly afterId?: ArchiveId },
   ): Promise<ArchiveRow[]>;
   status(): Promise<CatalogStatus>;
+  /** Records a retrieval just started at the store. A second call with the same id is a no-op. */
+  addRetrieval(row: RetrievalRow): Promise<void>;
+  /**
+   * Updates what the store says of a retrieval: state, and when set,
+   * `readyAt`, `expiresAt`, `failure`. Rejects with a `RangeError` for an
+   * unknown id.
+   */
+  updateRetrieval(
+    id: RetrievalId,
+    update: {
+      readonly state: RetrievalState;
+      readonly readyAt?: number | null;
+      readonly expiresAt?: number | null;
+      readonly failure?: string | null;
+    },
+  ): Promise<void>;
+  retrieval(id: RetrievalId): Promise<RetrievalRow | null>;
+  /** The retrieval a store job belongs to (a completion message names the job). */
+  retrievalByJob(store: string, jobId: JobId): Promise<RetrievalRow | null>;
+  /**
+   * Retrievals of these archives that are `in-progress` or `ready` and not
+   * expired at `nowMs` (an unknown `expiresAt` counts as not expired), by
+   * archive then start time: what a new restore may reuse.
+   */
+  liveRetrievals(archiveIds: readonly ArchiveId[], nowMs: number): Promise<RetrievalRow[]>;
+  /**
+   * Records restores as `pending`, in one transaction; returns them in input
+   * order. A request whose `key` is already known returns the existing row
+   * unchanged, so a call retried after a lost answer adds nothing twice.
+   */
+  addRestores(
+    requests: readonly {
+      readonly key: string;
+      readonly fileId: FileId;
+      readonly dest: string;
+      readonly requestedBy: string;
+    }[],
+    nowMs: number,
+  ): Promise<RestoreRow[]>;
+  /** Points pending restores at the retrieval that serves them. */
+  assignRestores(ids: readonly number[], retrieval: RetrievalId): Promise<void>;
+  /**
+   * Finishes a restore: `done` with where it was written, or `failed` with
+   * why. Only a `pending` restore changes; returns whether this one did (a
+   * second listener finishing the same restore gets false).
+   */
+  finishRestore(
+    id: number,
+    outcome: { readonly state: "done" | "failed"; readonly note: string },
+    nowMs: number,
+  ): Promise<boolean>;
+  /**
+   * Restores by id, after `afterId`, at most `limit`; only those in
+   * `states`, or served by `retrievalId`, when given.
+   */
+  restores(options: {
+    readonly limit: number;
+    readonly afterId?: number;
+    readonly states?: readonly RestoreState[];
+    readonly retrievalId?: RetrievalId;
+  }): Promise<RestoreRow[]>;
   /** Unresolved failures, newest first. */
   recentFailures(limit: number): Promise<FailureRow[]>;
   close(): Promise<void>;

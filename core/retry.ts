@@ -294,6 +294,15 @@ const CATALOG_METHODS = [
   "archives",
   "status",
   "recentFailures",
+  "addRetrieval",
+  "updateRetrieval",
+  "retrieval",
+  "retrievalByJob",
+  "liveRetrievals",
+  "addRestores",
+  "assignRestores",
+  "finishRestore",
+  "restores",
 ] as const satisfies readonly Exclude<keyof Catalog, "close">[];
 
 // Fails to compile when a Catalog method is missing from the list above.

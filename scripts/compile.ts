@@ -17,6 +17,7 @@ import { BACKUP_PERMISSIONS, V8_FLAGS } from "./runtime_flags.ts";
 const PERMISSIONS: Record<string, { binary: string; flags: string[] }> = {
   backup: { binary: "coldpack-backup", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
   admin: { binary: "coldpack-admin", flags: [...BACKUP_PERMISSIONS] },
+  restore: { binary: "coldpack-restore", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
 };
 
 async function main(args: string[]): Promise<number> {

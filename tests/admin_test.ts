@@ -33,12 +33,17 @@ Deno.test("admin migrate brings a version 1 catalog up to date and keeps its row
     const url = `sqlite://${path}`;
     const check = await runCmd("admin", ["migrate", "--check", "--catalog", url]);
     assert.equal(check.code, 1, check.stderr);
-    assert.match(check.stdout, /schema version 1, 3 available; due: 2 leases, 3 gone_at/);
+    assert.match(
+      check.stdout,
+      /schema version 1, 4 available; due: 2 leases, 3 gone_at, 4 restores/,
+    );
     const run = await runCmd("admin", ["migrate", "--catalog", url]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(
       run.stdout,
-      new RegExp(`schema version 1 -> ${LATEST_SCHEMA_VERSION} \\(applied 2 leases, 3 gone_at\\)`),
+      new RegExp(
+        `schema version 1 -> ${LATEST_SCHEMA_VERSION} \\(applied 2 leases, 3 gone_at, 4 restores\\)`,
+      ),
     );
     const again = await runCmd("admin", ["migrate", "--catalog", url]);
     assert.match(again.stdout, /already current/);
@@ -52,7 +57,7 @@ Deno.test("admin migrate brings a version 1 catalog up to date and keeps its row
       >;
       assert.deepEqual({ ...row }, { file_key: "a.jpg", claimed_by: null });
       const versions = db.prepare("SELECT version FROM schema_migrations ORDER BY version").all();
-      assert.deepEqual(versions.map((r) => (r as { version: number }).version), [1, 2, 3]);
+      assert.deepEqual(versions.map((r) => (r as { version: number }).version), [1, 2, 3, 4]);
     } finally {
       db.close();
     }

@@ -13,6 +13,20 @@
  * - `recordFailure` rejects an unknown file id with a `RangeError`; failures
  *   that concern no file merge when source, stage, code, key and archive match.
  * - `archives()` pages in byte-wise id order.
+ * - Retrievals: `addRetrieval` rejects an unknown archive with a `RangeError`
+ *   naming it, and a store job already recorded under another retrieval id
+ *   with a `PortError` coded `RETRIEVAL_EXISTS`; `updateRetrieval` writes the
+ *   state and each optional field that is present (`null` clears it, an
+ *   absent one is kept); `liveRetrievals` counts `expiresAt <= nowMs` as
+ *   expired.
+ * - Restores: keys are 1 to 255 characters; `addRestores` returns the row
+ *   already recorded for a repeated key (also within one call) and rejects an
+ *   unknown file id with a `RangeError` naming it, recording nothing;
+ *   `assignRestores` and `finishRestore` reject unknown ids with a
+ *   `RangeError`; `restores()` applies `states` and `retrievalId` together
+ *   (an empty `states` matches nothing). Arguments are checked before the
+ *   database is touched: `TypeError` for a malformed id or text, `RangeError`
+ *   for a value out of range, each naming the value.
  *
  * @example
  * ```ts
@@ -33,6 +47,8 @@ import type {
   Catalog,
   CatalogStatus,
   FileRow,
+  RestoreRow,
+  RetrievalRow,
   SourceEntry,
 } from "../core/ports.ts";
 import {
@@ -40,7 +56,10 @@ import {
   archiveId,
   type FileId,
   fileId,
+  jobId,
   remoteArchiveId,
+  type RetrievalId,
+  retrievalId,
   sourceId,
 } from "../core/ids.ts";
 import { PortError } from "../core/errors.ts";
@@ -107,6 +126,66 @@ function one<T>(xs: readonly T[], i = 0): T {
   const x = xs[i];
   assert.ok(x !== undefined, `expected an element at index ${i} of ${xs.length}`);
   return x;
+}
+
+const VAULT = "file:///srv/vault";
+
+function retrievalRow(
+  id: string,
+  archive: string,
+  extra: Partial<RetrievalRow> = {},
+): RetrievalRow {
+  return {
+    id: retrievalId(id),
+    archiveId: archiveId(archive),
+    store: VAULT,
+    jobId: jobId(`job-${id}`),
+    range: { start: 1_048_576, end: 3_145_727 },
+    tier: "Bulk",
+    purpose: "restore",
+    state: "in-progress",
+    startedAt: T0 + 1000,
+    readyAt: null,
+    expiresAt: null,
+    failure: null,
+    ...extra,
+  };
+}
+
+/** Files committed in archive `arc`, one per key, for retrievals and restores to point at. */
+async function archived(c: Catalog, arc: string, keys: readonly string[]): Promise<FileRow[]> {
+  const rows = await c.addDiscovered(SRC, keys.map((k) => entry(`${arc}/${k}`)), T0);
+  await c.commitArchive(archiveRow(arc, { fileCount: rows.length }), membersOf(rows));
+  return rows;
+}
+
+/** One restore request for `file`. */
+function request(key: string, file: FileRow, dest = `/tmp/restore/${key}`) {
+  return { key, fileId: file.id, dest, requestedBy: "restore@host1" };
+}
+
+async function mustRetrieval(c: Catalog, id: string): Promise<RetrievalRow> {
+  const row = await c.retrieval(retrievalId(id));
+  assert.ok(row, `retrieval ${id} should exist`);
+  return row;
+}
+
+/** The restore with `id`, read through `restores()`. */
+async function mustRestore(c: Catalog, id: number): Promise<RestoreRow> {
+  const [row] = await c.restores({ limit: 1, afterId: id - 1 });
+  assert.ok(row && row.id === id, `restore ${id} should exist`);
+  return row;
+}
+
+function rejectsWith(
+  kind: typeof RangeError | typeof TypeError,
+  pattern: RegExp,
+): (e: unknown) => boolean {
+  return (e: unknown) => {
+    assert.ok(e instanceof kind, `expected a ${kind.name}, got ${e}`);
+    assert.match(e.message, pattern);
+    return true;
+  };
 }
 
 const EMPTY_STATUS: CatalogStatus = {
@@ -1145,5 +1224,432 @@ export function catalogConformance(
     const status = await c.status();
     assert.equal(status.files.pending, n);
     assert.equal(status.pendingBytes, (n * (n - 1)) / 2);
+  });
+
+  test("addRetrieval records every field, read back by id and by store job", async (c) => {
+    await archived(c, "arc-r1", ["a.png"]);
+    const ranged = retrievalRow("r-ranged", "arc-r1", {
+      state: "ready",
+      tier: "Expedited",
+      readyAt: T0 + 2000,
+      expiresAt: T0 + 86_400_000,
+    });
+    const whole = retrievalRow("r-whole", "arc-r1", {
+      range: null,
+      purpose: "audit",
+      state: "failed",
+      tier: "Standard",
+      failure: "RetrievalFailed: the vault said no",
+      startedAt: T0 + 3000,
+    });
+    // An S3 job id carries the object key: long, and the same job id may
+    // exist at another store.
+    const longJob = jobId("eyJrIjoi".repeat(300));
+    const s3 = retrievalRow("r-s3", "arc-r1", {
+      store: "s3://bücket/日本?storage-class=DEEP_ARCHIVE",
+      jobId: longJob,
+      range: { start: 0, end: 0 },
+    });
+    const s3Twin = retrievalRow("r-s3-twin", "arc-r1", { store: "s3://other/x", jobId: longJob });
+    for (const row of [ranged, whole, s3, s3Twin]) await c.addRetrieval(row);
+    for (const row of [ranged, whole, s3, s3Twin]) {
+      assert.deepEqual(await c.retrieval(row.id), row);
+      assert.deepEqual(await c.retrievalByJob(row.store, row.jobId), row);
+    }
+    assert.equal(await c.retrieval(retrievalId("r-nope")), null);
+    assert.equal(await c.retrievalByJob(VAULT, jobId("job-nope")), null);
+    assert.equal(await c.retrievalByJob("glacier://us-east-1/v", ranged.jobId), null);
+    assert.equal(await c.retrievalByJob(VAULT, jobId("JOB-r-ranged")), null, "job ids are exact");
+  });
+
+  test("addRetrieval again with the same id changes nothing", async (c) => {
+    await archived(c, "arc-r2", ["a.png"]);
+    const first = retrievalRow("r-once", "arc-r2");
+    await c.addRetrieval(first);
+    await c.addRetrieval(first);
+    await c.addRetrieval({ ...first, state: "ready", jobId: jobId("job-other"), tier: "Bulk" });
+    assert.deepEqual(await mustRetrieval(c, "r-once"), first);
+    assert.equal(await c.retrievalByJob(VAULT, jobId("job-other")), null);
+    // Two at once (a retry racing the first try): one row.
+    const racing = retrievalRow("r-race", "arc-r2");
+    await Promise.all([c.addRetrieval(racing), c.addRetrieval(racing)]);
+    assert.deepEqual(await c.retrieval(racing.id), racing);
+  });
+
+  test("addRetrieval refuses another id for a recorded job, an unknown archive, bad fields", async (c) => {
+    await archived(c, "arc-r3", ["a.png"]);
+    const first = retrievalRow("r-first", "arc-r3");
+    await c.addRetrieval(first);
+    await assert.rejects(
+      c.addRetrieval(retrievalRow("r-second", "arc-r3", { jobId: first.jobId })),
+      (e: unknown) => {
+        assert.ok(e instanceof PortError, `expected a PortError, got ${e}`);
+        assert.equal(e.code, "RETRIEVAL_EXISTS");
+        assert.equal(e.retryable, false);
+        assert.match(e.message, /r-second.*job-r-first.*r-first/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      c.addRetrieval(retrievalRow("r-orphan", "arc-nope")),
+      rejectsWith(RangeError, /unknown archive arc-nope/),
+    );
+    const bad: [Partial<RetrievalRow>, typeof RangeError | typeof TypeError, RegExp][] = [
+      [{ range: { start: 10, end: 9 } }, RangeError, /Invalid range of retrieval r-bad: 10-9/],
+      [{ range: { start: -1, end: 9 } }, RangeError, /Invalid range of retrieval r-bad: -1-9/],
+      [{ tier: "Fast" as RetrievalRow["tier"] }, RangeError, /Invalid tier .*"Fast"/],
+      [{ purpose: "fun" as RetrievalRow["purpose"] }, RangeError, /Invalid purpose .*"fun"/],
+      [{ state: "done" as RetrievalRow["state"] }, RangeError, /Invalid state .*"done"/],
+      [{ startedAt: T0 + 0.5 }, RangeError, /Invalid startedAt of retrieval r-bad: /],
+      [{ expiresAt: Number.NaN }, RangeError, /Invalid expiresAt of retrieval r-bad: NaN/],
+      [{ store: "" }, TypeError, /Invalid store of retrieval r-bad: ""/],
+      [{ jobId: "" as RetrievalRow["jobId"] }, TypeError, /Invalid job id of retrieval r-bad: ""/],
+      [{ id: "bad id" as RetrievalId }, TypeError, /Invalid retrieval id: "bad id"/],
+    ];
+    for (const [extra, kind, pattern] of bad) {
+      await assert.rejects(
+        c.addRetrieval(retrievalRow("r-bad", "arc-r3", extra)),
+        rejectsWith(kind, pattern),
+      );
+    }
+    assert.equal(await c.retrieval(retrievalId("r-bad")), null);
+    assert.equal(await c.retrieval(retrievalId("r-second")), null);
+  });
+
+  test("updateRetrieval writes the state and only the fields given", async (c) => {
+    await archived(c, "arc-r4", ["a.png"]);
+    const row = retrievalRow("r-upd", "arc-r4");
+    await c.addRetrieval(row);
+    await c.updateRetrieval(row.id, { state: "ready", readyAt: T0 + 5000, expiresAt: T0 + 9000 });
+    const ready = { ...row, state: "ready" as const, readyAt: T0 + 5000, expiresAt: T0 + 9000 };
+    assert.deepEqual(await c.retrieval(row.id), ready);
+    await c.updateRetrieval(row.id, { state: "expired" });
+    assert.deepEqual(await c.retrieval(row.id), { ...ready, state: "expired" });
+    await c.updateRetrieval(row.id, { state: "failed", failure: "gone", expiresAt: null });
+    const failed = { ...ready, state: "failed" as const, failure: "gone", expiresAt: null };
+    assert.deepEqual(await c.retrieval(row.id), failed);
+    await c.updateRetrieval(row.id, { state: "failed", failure: "gone" });
+    assert.deepEqual(await c.retrieval(row.id), failed, "the same update again is harmless");
+    await assert.rejects(
+      c.updateRetrieval(retrievalId("r-unknown"), { state: "ready" }),
+      rejectsWith(RangeError, /Cannot update retrieval r-unknown.*unknown retrieval id/),
+    );
+    await assert.rejects(
+      c.updateRetrieval(row.id, { state: "lost" as RetrievalRow["state"] }),
+      rejectsWith(RangeError, /Invalid state of retrieval r-upd: "lost"/),
+    );
+    await assert.rejects(
+      c.updateRetrieval(row.id, { state: "ready", readyAt: 1.5 }),
+      rejectsWith(RangeError, /Invalid readyAt of retrieval r-upd: 1.5/),
+    );
+    assert.deepEqual(await c.retrieval(row.id), failed);
+    // The row is found by its job afterwards too.
+    assert.deepEqual(await c.retrievalByJob(VAULT, row.jobId), failed);
+  });
+
+  test("liveRetrievals: in-progress or ready, unexpired, by archive then start", async (c) => {
+    for (const arc of ["arc-la", "arc-lb", "arc-lc"]) await archived(c, arc, ["f"]);
+    const rows = [
+      retrievalRow("l1", "arc-lb", { startedAt: T0 + 30 }),
+      retrievalRow("l2", "arc-la", { state: "ready", startedAt: T0 + 20, expiresAt: T0 + 1000 }),
+      retrievalRow("l3", "arc-la", { startedAt: T0 + 10 }),
+      retrievalRow("l4", "arc-la", { state: "failed", startedAt: T0 + 5, failure: "no" }),
+      retrievalRow("l5", "arc-la", { state: "expired", startedAt: T0 + 6 }),
+      retrievalRow("l6", "arc-lc", { state: "ready", startedAt: T0 + 7 }),
+      retrievalRow("l7", "arc-lb", { state: "ready", startedAt: T0 + 8, expiresAt: T0 + 500 }),
+      retrievalRow("l8", "arc-lb", { startedAt: T0 + 30, range: null }),
+    ];
+    for (const r of rows) await c.addRetrieval(r);
+    const live = async (ids: readonly string[], nowMs: number) =>
+      (await c.liveRetrievals(ids.map(archiveId), nowMs)).map((r) => r.id);
+    const asked = ["arc-lb", "arc-la", "arc-la", "arc-nope"];
+    assert.deepEqual(await live(asked, T0 + 499), ["l3", "l2", "l7", "l1", "l8"]);
+    assert.deepEqual(await live(asked, T0 + 999), ["l3", "l2", "l1", "l8"]);
+    assert.deepEqual(
+      await live(asked, T0 + 1000),
+      ["l3", "l1", "l8"],
+      "expiresAt = now is expired",
+    );
+    assert.deepEqual(await live(["arc-lc"], T0 + 1e9), ["l6"], "unknown expiry counts as live");
+    assert.deepEqual(await live([], T0), []);
+    assert.deepEqual(await live(["arc-nope"], T0), []);
+    const full = await c.liveRetrievals([archiveId("arc-la")], T0);
+    assert.deepEqual(full, [rows[2], rows[1]]);
+    await c.updateRetrieval(retrievalId("l3"), { state: "expired" });
+    await c.updateRetrieval(retrievalId("l1"), { state: "ready", expiresAt: T0 + 100 });
+    assert.deepEqual(await live(asked, T0 + 99), ["l2", "l7", "l1", "l8"]);
+    assert.deepEqual(await live(asked, T0 + 100), ["l2", "l7", "l8"]);
+    await assert.rejects(
+      c.liveRetrievals([archiveId("arc-la")], Number.NaN),
+      rejectsWith(RangeError, /Invalid nowMs: NaN/),
+    );
+  });
+
+  test("liveRetrievals of many archives at once", async (c) => {
+    const files = await c.addDiscovered(
+      SRC,
+      Array.from({ length: 1200 }, (_, i) => entry(`many/${i}`)),
+      T0,
+    );
+    const ids: ArchiveId[] = [];
+    for (const [i, f] of files.entries()) {
+      const id = `arc-m${String(i).padStart(4, "0")}`;
+      ids.push(archiveId(id));
+      await c.commitArchive(archiveRow(id), membersOf([f]));
+      if (i % 2 === 0) await c.addRetrieval(retrievalRow(`rm${i}`, id, { startedAt: T0 + i }));
+    }
+    const live = await c.liveRetrievals([...ids].reverse(), T0);
+    assert.equal(live.length, 600);
+    assert.deepEqual(live.map((r) => r.archiveId), ids.filter((_, i) => i % 2 === 0));
+  });
+
+  test("addRestores records pending restores in input order, idempotent by key", async (c) => {
+    const [f1, f2] = await archived(c, "arc-s1", ["a.png", "b.png"]);
+    assert.ok(f1 && f2);
+    const added = await c.addRestores([
+      request("batch1:1", f1, "/tmp/x.png"),
+      { key: "batch1:2", fileId: f2.id, dest: "s3://b/k", requestedBy: "drill" },
+    ], T0 + 50);
+    assert.equal(added.length, 2);
+    const [r1, r2] = [one(added, 0), one(added, 1)];
+    assert.ok(Number.isSafeInteger(r1.id) && r1.id > 0 && r2.id > r1.id, "ids grow in input order");
+    assert.deepEqual(r1, {
+      id: r1.id,
+      key: "batch1:1",
+      fileId: f1.id,
+      dest: "/tmp/x.png",
+      state: "pending",
+      retrievalId: null,
+      requestedAt: T0 + 50,
+      finishedAt: null,
+      note: null,
+      requestedBy: "restore@host1",
+    });
+    assert.deepEqual(r2, {
+      ...r1,
+      id: r2.id,
+      key: "batch1:2",
+      fileId: f2.id,
+      dest: "s3://b/k",
+      requestedBy: "drill",
+    });
+    // The same call again (its answer was lost) adds nothing and changes nothing.
+    const again = await c.addRestores([
+      request("batch1:1", f2, "/elsewhere"),
+      request("batch1:2", f1),
+    ], T0 + 60);
+    assert.deepEqual(again, [r1, r2]);
+    // Known and new keys mixed, a new key twice in one call.
+    const mixed = await c.addRestores([
+      request("batch1:3", f1),
+      request("batch1:2", f2),
+      request("batch1:3", f2, "/tmp/other"),
+    ], T0 + 70);
+    const r3 = one(mixed, 0);
+    assert.deepEqual(mixed, [r3, r2, r3]);
+    assert.equal(r3.fileId, f1.id);
+    assert.equal(r3.dest, "/tmp/restore/batch1:3");
+    assert.ok(r3.id > r2.id);
+    assert.deepEqual(await c.restores({ limit: 100 }), [r1, r2, r3]);
+    assert.deepEqual(await c.addRestores([], T0), []);
+    // Unicode, newlines, quotes, the longest key: exact round trips.
+    const odd = await c.addRestores([
+      { ...request("ünï:日本😀", f1, "/tmp/ünï cödé\n'\"\\.png"), requestedBy: "drill@höst" },
+      request("k".repeat(255), f2),
+      request("batch1:1 ", f2),
+      request("BATCH1:1", f2),
+    ], T0 + 80);
+    assert.deepEqual(odd.map((r) => [r.key, r.dest, r.requestedBy]), [
+      ["ünï:日本😀", "/tmp/ünï cödé\n'\"\\.png", "drill@höst"],
+      ["k".repeat(255), `/tmp/restore/${"k".repeat(255)}`, "restore@host1"],
+      ["batch1:1 ", "/tmp/restore/batch1:1 ", "restore@host1"],
+      ["BATCH1:1", "/tmp/restore/BATCH1:1", "restore@host1"],
+    ]);
+    assert.equal((await c.restores({ limit: 100 })).length, 7, "keys are compared exactly");
+  });
+
+  test("addRestores refuses an unknown file and bad requests, recording nothing", async (c) => {
+    const [f1] = await archived(c, "arc-s2", ["a.png"]);
+    assert.ok(f1);
+    await assert.rejects(
+      c.addRestores([
+        request("bad:1", f1),
+        { key: "bad:2", fileId: fileId(987_654_321), dest: "/tmp/y", requestedBy: "x" },
+      ], T0),
+      rejectsWith(RangeError, /unknown file fid:987654321/),
+    );
+    assert.deepEqual(await c.restores({ limit: 100 }), [], "the valid request is not recorded");
+    const bad: [Record<string, unknown>, typeof RangeError | typeof TypeError, RegExp][] = [
+      [{ key: "" }, TypeError, /Invalid restore key: "" \(1 to 255 characters\)/],
+      [{ key: "k".repeat(256) }, TypeError, /Invalid restore key: "k{256}"/],
+      [{ fileId: 0 }, RangeError, /Invalid file id of restore "bad:3": 0 is not a positive/],
+      [{ fileId: 1.5 }, RangeError, /Invalid file id of restore "bad:3": 1.5/],
+      [{ dest: "" }, TypeError, /Invalid destination of restore "bad:3": ""/],
+      [{ requestedBy: "" }, TypeError, /Invalid requestedBy of restore "bad:3": ""/],
+    ];
+    for (const [extra, kind, pattern] of bad) {
+      const q = { ...request("bad:3", f1), ...extra } as ReturnType<typeof request>;
+      await assert.rejects(
+        c.addRestores([request("bad:4", f1), q], T0),
+        rejectsWith(kind, pattern),
+      );
+    }
+    await assert.rejects(
+      c.addRestores([request("bad:5", f1)], T0 + 0.25),
+      rejectsWith(RangeError, /Invalid nowMs: /),
+    );
+    assert.deepEqual(await c.restores({ limit: 100 }), []);
+  });
+
+  test("two callers adding the same restore key at once get the same row", async (c) => {
+    const [f1, f2] = await archived(c, "arc-s3", ["a.png", "b.png"]);
+    assert.ok(f1 && f2);
+    const [a, b] = await Promise.all([
+      c.addRestores([request("race:1", f1), request("race:2", f2)], T0),
+      c.addRestores([request("race:1", f1), request("race:2", f2)], T0 + 1),
+    ]);
+    assert.deepEqual(a, b);
+    assert.deepEqual(await c.restores({ limit: 100 }), a);
+  });
+
+  test("assignRestores points pending restores only; finishRestore finishes once", async (c) => {
+    const [f1, f2] = await archived(c, "arc-s4", ["a.png", "b.png"]);
+    assert.ok(f1 && f2);
+    await c.addRetrieval(retrievalRow("ra", "arc-s4"));
+    await c.addRetrieval(retrievalRow("rb", "arc-s4"));
+    const [r1, r2, r3] = await c.addRestores(
+      [request("as:1", f1), request("as:2", f2), request("as:3", f1)],
+      T0,
+    );
+    assert.ok(r1 && r2 && r3);
+    assert.equal(
+      await c.finishRestore(r3.id, { state: "failed", note: "operator cancelled" }, T0 + 5),
+      true,
+    );
+    await c.assignRestores([r1.id, r2.id, r3.id, r1.id], retrievalId("ra"));
+    assert.equal((await mustRestore(c, r1.id)).retrievalId, "ra");
+    assert.equal((await mustRestore(c, r2.id)).retrievalId, "ra");
+    const failed = {
+      ...r3,
+      state: "failed" as const,
+      finishedAt: T0 + 5,
+      note: "operator cancelled",
+    };
+    assert.deepEqual(await mustRestore(c, r3.id), failed, "a finished restore is not assigned");
+
+    assert.equal(
+      await c.finishRestore(r1.id, { state: "done", note: "/tmp/restore/as:1" }, T0 + 10),
+      true,
+    );
+    const done = {
+      ...r1,
+      state: "done" as const,
+      retrievalId: retrievalId("ra"),
+      finishedAt: T0 + 10,
+      note: "/tmp/restore/as:1",
+    };
+    assert.deepEqual(await mustRestore(c, r1.id), done);
+    // A second listener finishing the same restore: false, nothing changes.
+    assert.equal(await c.finishRestore(r1.id, { state: "failed", note: "late" }, T0 + 20), false);
+    assert.equal(await c.finishRestore(r1.id, { state: "done", note: "again" }, T0 + 20), false);
+    assert.deepEqual(await mustRestore(c, r1.id), done);
+    // Reassigning: the pending one moves, the done one stays.
+    await c.assignRestores([r1.id, r2.id], retrievalId("rb"));
+    assert.equal((await mustRestore(c, r1.id)).retrievalId, "ra");
+    assert.equal((await mustRestore(c, r2.id)).retrievalId, "rb");
+    await c.assignRestores([], retrievalId("rb"));
+
+    await assert.rejects(
+      c.assignRestores([r2.id], retrievalId("r-nope")),
+      rejectsWith(RangeError, /retrieval r-nope.*unknown retrieval id/),
+    );
+    await assert.rejects(
+      c.assignRestores([r2.id, 987_654], retrievalId("ra")),
+      rejectsWith(RangeError, /restore 987654 to retrieval ra.*unknown restore id/),
+    );
+    assert.equal((await mustRestore(c, r2.id)).retrievalId, "rb", "nothing changed");
+    await assert.rejects(
+      c.assignRestores([0], retrievalId("ra")),
+      rejectsWith(RangeError, /Invalid restore id: 0/),
+    );
+    await assert.rejects(
+      c.assignRestores([r2.id], "not an id" as RetrievalId),
+      rejectsWith(TypeError, /Invalid retrieval id: "not an id"/),
+    );
+    await assert.rejects(
+      c.finishRestore(987_654, { state: "done", note: "x" }, T0),
+      rejectsWith(RangeError, /Cannot finish restore 987654.*unknown restore id/),
+    );
+    await assert.rejects(
+      c.finishRestore(r2.id, { state: "pending" as "done", note: "x" }, T0),
+      rejectsWith(RangeError, /Invalid outcome of restore \d+: "pending"/),
+    );
+    await assert.rejects(
+      c.finishRestore(-3, { state: "done", note: "x" }, T0),
+      rejectsWith(RangeError, /Invalid restore id: -3/),
+    );
+    assert.equal((await mustRestore(c, r2.id)).state, "pending");
+  });
+
+  test("two listeners finishing one restore at once: exactly one wins", async (c) => {
+    const [f1] = await archived(c, "arc-s5", ["a.png"]);
+    assert.ok(f1);
+    const [r] = await c.addRestores([request("once:1", f1)], T0);
+    assert.ok(r);
+    const outcomes = await Promise.all([
+      c.finishRestore(r.id, { state: "done", note: "first" }, T0 + 1),
+      c.finishRestore(r.id, { state: "done", note: "second" }, T0 + 2),
+      c.finishRestore(r.id, { state: "failed", note: "third" }, T0 + 3),
+    ]);
+    assert.equal(outcomes.filter((x) => x).length, 1, `outcomes ${outcomes}`);
+    const winner = ["first", "second", "third"][outcomes.indexOf(true)];
+    assert.equal((await mustRestore(c, r.id)).note, winner);
+  });
+
+  test("restores pages by id, filtered by states and retrieval", async (c) => {
+    const files = await archived(c, "arc-s6", ["a", "b", "c", "d", "e"]);
+    await c.addRetrieval(retrievalRow("rp1", "arc-s6"));
+    await c.addRetrieval(retrievalRow("rp2", "arc-s6"));
+    const rows = await c.addRestores(files.map((f, i) => request(`page:${i + 1}`, f)), T0);
+    const id = (i: number) => one(rows, i - 1).id;
+    await c.assignRestores([id(1), id(2), id(4)], retrievalId("rp1"));
+    await c.assignRestores([id(3)], retrievalId("rp2"));
+    await c.finishRestore(id(2), { state: "done", note: "ok" }, T0 + 1);
+    await c.finishRestore(id(5), { state: "failed", note: "bad" }, T0 + 1);
+    const page = async (options: Parameters<Catalog["restores"]>[0]) =>
+      (await c.restores(options)).map((r) => rows.findIndex((x) => x.id === r.id) + 1);
+    assert.deepEqual(await page({ limit: 2 }), [1, 2]);
+    assert.deepEqual(await page({ limit: 2, afterId: id(2) }), [3, 4]);
+    assert.deepEqual(await page({ limit: 2, afterId: id(4) }), [5]);
+    assert.deepEqual(await page({ limit: 2, afterId: id(5) }), []);
+    assert.deepEqual(await page({ limit: 0 }), []);
+    assert.deepEqual(await page({ limit: 10, states: ["pending"] }), [1, 3, 4]);
+    assert.deepEqual(await page({ limit: 10, states: ["done", "failed"] }), [2, 5]);
+    assert.deepEqual(await page({ limit: 10, states: ["failed", "failed"] }), [5]);
+    assert.deepEqual(await page({ limit: 1, afterId: id(1), states: ["pending"] }), [3]);
+    assert.deepEqual(await page({ limit: 10, states: [] }), []);
+    assert.deepEqual(await page({ limit: 10, retrievalId: retrievalId("rp1") }), [1, 2, 4]);
+    assert.deepEqual(await page({ limit: 10, retrievalId: retrievalId("rp2") }), [3]);
+    assert.deepEqual(
+      await page({ limit: 10, retrievalId: retrievalId("rp1"), states: ["pending"] }),
+      [1, 4],
+    );
+    assert.deepEqual(
+      await page({ limit: 1, afterId: id(1), retrievalId: retrievalId("rp1") }),
+      [2],
+    );
+    assert.deepEqual(await page({ limit: 10, retrievalId: retrievalId("rp-none") }), []);
+    await assert.rejects(
+      c.restores({ limit: 10, states: ["lost" as "done"] }),
+      rejectsWith(RangeError, /Invalid restore state: "lost"/),
+    );
+    await assert.rejects(
+      c.restores({ limit: -1 }),
+      rejectsWith(RangeError, /Invalid limit: -1/),
+    );
+    await assert.rejects(
+      c.restores({ limit: 1, afterId: -1 }),
+      rejectsWith(RangeError, /Invalid afterId: -1/),
+    );
   });
 }

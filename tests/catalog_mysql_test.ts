@@ -14,7 +14,14 @@ import { lazyMariaDB, type MariaDB, mariadbTestOptions } from "./_mariadb.ts";
 import { MysqlCatalog, type MysqlCatalogOptions } from "../adapters/catalog/mysql.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
 import { PortError } from "../core/errors.ts";
-import { archiveId, type FileId, remoteArchiveId, sourceId } from "../core/ids.ts";
+import {
+  archiveId,
+  type FileId,
+  jobId,
+  remoteArchiveId,
+  retrievalId,
+  sourceId,
+} from "../core/ids.ts";
 import type { ArchiveMember, ArchiveRow, FileRow, SourceEntry } from "../core/ports.ts";
 
 const { ignore } = mariadbTestOptions("catalog mysql");
@@ -117,7 +124,7 @@ test("migrations are recorded once and a migration cut short runs again", async 
     assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
     assert.deepEqual(await applied(), MIGRATIONS.map((m) => [m.version, m.name]));
     // DDL commits at once in MySQL: a crash after migration 2's statements
-    // (and 3's) but before their version rows leaves them applied and unrecorded.
+    // (and 3's, 4's) but before their version rows leaves them applied and unrecorded.
     await server.rootQuery(`DELETE FROM \`${db}\`.schema_migrations WHERE version >= 2`);
     assert.equal(await c.schemaVersion(), 1);
     assert.equal(await c.migrate(), LATEST_SCHEMA_VERSION);
@@ -126,6 +133,13 @@ test("migrations are recorded once and a migration cut short runs again", async 
     const [f] = await c.addDiscovered(SRC, [entry("after-rerun")], T0);
     assert.ok(f);
     assert.equal((await c.claimFiles(SRC, { owner: "w", limit: 5, nowMs: T0 })).length, 1);
+    const [restore] = await c.addRestores(
+      [{ key: "after-rerun:1", fileId: f.id, dest: "/tmp/after-rerun", requestedBy: "test" }],
+      T0,
+    );
+    assert.ok(restore);
+    assert.equal(restore.state, "pending");
+    assert.equal(await c.finishRestore(restore.id, { state: "done", note: "ok" }, T0 + 1), true);
   });
 });
 
@@ -502,10 +516,44 @@ test("the hot queries use their indexes", async () => {
         retryAt: T0 + 1000,
       });
     }
-    await server.rootQuery(`ANALYZE TABLE \`${db}\`.files, \`${db}\`.failures`);
+    // Restores of every file, all but the newest 50 done; some served by one of many retrievals.
+    for (let i = 0; i < 40; i++) {
+      await c.addRetrieval({
+        id: retrievalId(`r-explain-${i}`),
+        archiveId: archiveId("arc-explain"),
+        store: "file:///srv/vault",
+        jobId: jobId(`job-${i}`),
+        range: null,
+        tier: "Bulk",
+        purpose: "restore",
+        state: i < 30 ? "expired" : "in-progress",
+        startedAt: T0 + i,
+        readyAt: null,
+        expiresAt: null,
+        failure: null,
+      });
+    }
+    const restores = await c.addRestores(
+      rows.map((r) => ({ key: `explain:${r.id}`, fileId: r.id, dest: "/tmp/x", requestedBy: "t" })),
+      T0,
+    );
+    await c.assignRestores(restores.slice(0, 10).map((r) => r.id), retrievalId("r-explain-35"));
+    await server.rootQuery(
+      `UPDATE \`${db}\`.restores SET state = 'done', finished_at = 1 WHERE id < ?`,
+      [restores[1950]?.id ?? 0],
+    );
+    await server.rootQuery(
+      `ANALYZE TABLE \`${db}\`.files, \`${db}\`.failures, \`${db}\`.retrievals, ` +
+        `\`${db}\`.restores`,
+    );
     const id = rows[150]?.id;
+    const [job] = await server.rootQuery(
+      `SELECT HEX(job_hash) AS h FROM \`${db}\`.retrievals WHERE id = 'r-explain-3'`,
+    );
+    const jobHex = String(job?.h);
     const plan = async (sql: string) =>
-      (await server.rootQuery(`EXPLAIN ${sql}`)).map((r) => `${r.table}:${r.key}`).join(", ");
+      (await server.rootQuery(`EXPLAIN ${sql}`)).map((r) => `${r.table}:${r.key} ${r.Extra}`)
+        .join(", ");
     const t = `\`${db}\`.files`;
     const cases: [string, RegExp][] = [
       [`SELECT * FROM ${t} WHERE id = ${id}`, /files:PRIMARY/],
@@ -527,6 +575,32 @@ test("the hot queries use their indexes", async () => {
       [
         `SELECT * FROM \`${db}\`.failures WHERE resolved_at IS NULL ORDER BY last_at DESC LIMIT 5`,
         /failures:failures_open/,
+      ],
+      [
+        // A unique key: a hash that is not there would be an "Impossible WHERE".
+        `SELECT * FROM \`${db}\`.retrievals WHERE job_hash = UNHEX('${jobHex}')
+         AND store = 'file:///srv/vault' AND job_id = 'job-3'`,
+        /retrievals:retrievals_job/,
+      ],
+      [
+        `SELECT * FROM \`${db}\`.retrievals FORCE INDEX (retrievals_live)
+         WHERE archive_id IN ('arc-explain', 'b') AND state IN ('in-progress', 'ready')
+           AND (expires_at IS NULL OR expires_at > 5)`,
+        /retrievals:retrievals_live/,
+      ],
+      [
+        `SELECT * FROM \`${db}\`.restores FORCE INDEX (restores_state)
+         WHERE id > 0 AND state IN ('pending') ORDER BY id LIMIT 5`,
+        /^restores:restores_state (?!.*filesort)/,
+      ],
+      [
+        `SELECT * FROM \`${db}\`.restores FORCE INDEX (restores_retrieval)
+         WHERE id > 0 AND retrieval_id = 'r-explain-35' AND state IN ('pending') ORDER BY id LIMIT 5`,
+        /^restores:restores_retrieval (?!.*filesort)/,
+      ],
+      [
+        `SELECT * FROM \`${db}\`.restores WHERE restore_key = 'explain:1'`,
+        /restores:restores_key/,
       ],
     ];
     for (const [sql, expected] of cases) {

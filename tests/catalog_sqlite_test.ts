@@ -382,6 +382,24 @@ Deno.test("sqlite: the hot queries use their indexes", async () => {
         ],
         ["SELECT * FROM files WHERE source_fid = 123", /USING INDEX files_source_fid/],
         ["SELECT * FROM archives WHERE seq >= 17 ORDER BY seq LIMIT 1", /USING INDEX/],
+        [
+          "SELECT * FROM retrievals WHERE store = 's' AND job_id = 'j'",
+          /USING INDEX sqlite_autoindex_retrievals_\d \(store=\? AND job_id=\?\)/,
+        ],
+        [
+          "SELECT * FROM retrievals WHERE archive_id IN ('a', 'b') " +
+          "AND state IN ('in-progress', 'ready') AND (expires_at IS NULL OR expires_at > 5)",
+          /USING INDEX retrievals_live \(archive_id=\? AND state=\?\)/,
+        ],
+        [
+          "SELECT * FROM restores WHERE id > 0 AND state IN ('pending') ORDER BY id LIMIT 5",
+          /USING INDEX restores_state \(state=\? AND id>\?\)/,
+        ],
+        [
+          "SELECT * FROM restores WHERE id > 0 AND retrieval_id = 'r' ORDER BY id LIMIT 5",
+          /USING INDEX restores_retrieval \(retrieval_id=\? AND rowid>\?\)/,
+        ],
+        ["SELECT * FROM restores WHERE restore_key = 'k'", /USING INDEX sqlite_autoindex_restores/],
       ];
       for (const [sql, expected] of cases) {
         const p = plan(sql);

@@ -62,6 +62,8 @@ import type {
   FileState,
   KnownVersion,
   NewFailure,
+  RestoreRow,
+  RetrievalRow,
   SourceEntry,
 } from "../../core/ports.ts";
 import {
@@ -69,6 +71,8 @@ import {
   archiveId,
   type FileId,
   fileId,
+  type JobId,
+  type RetrievalId,
   type SourceId,
   sourceId,
 } from "../../core/ids.ts";
@@ -80,12 +84,27 @@ import {
   checkLease,
   checkLimit,
   checkMember,
+  checkMs,
   checkOwner,
+  checkRestoreId,
+  checkRestoreOutcome,
+  checkRestoreRequest,
+  checkRestoresQuery,
+  checkRetrievalId,
+  checkRetrievalRow,
+  checkRetrievalUpdate,
   checkSpan,
   checkTime,
+  compareRetrievals,
   GONE_NOTE,
   isCount,
   newFileRow,
+  type RestoreRequest,
+  type RestoresQuery,
+  retrievalExists,
+  type RetrievalUpdate,
+  retrievalUpdateColumns,
+  uniqueArchiveIds,
 } from "./validate.ts";
 import {
   ARCHIVE_COLUMNS,
@@ -93,12 +112,16 @@ import {
   int,
   optInt,
   optStr,
+  RESTORE_COLUMNS,
+  RETRIEVAL_COLUMNS,
   type Row,
   STAGES,
   state,
   str,
   toArchiveRow,
   toFailureRow,
+  toRestoreRow,
+  toRetrievalRow,
 } from "./rows.ts";
 
 /** Options for {@linkcode MysqlCatalog.open}. */
@@ -954,6 +977,302 @@ export class MysqlCatalog implements Catalog {
       }));
   }
 
+  /**
+   * Records a retrieval just started at a store. A second call with the same
+   * id changes nothing (also when two race: the loser's INSERT meets the
+   * winner's row and the call runs once more). Rejects with a `RangeError`
+   * for an unknown archive, and with a `PortError` coded `RETRIEVAL_EXISTS`
+   * when the store's job is already recorded under another id.
+   */
+  addRetrieval(row: RetrievalRow): Promise<void> {
+    return this.#run(`record retrieval ${row.id}`, async () => {
+      checkRetrievalRow(row);
+      for (let attempt = 1;; attempt++) {
+        try {
+          return await this.#tx((c) => this.#addRetrieval(c, row));
+        } catch (e) {
+          if (attempt >= 2 || errno(e) !== ER_DUP_ENTRY) throw e;
+        }
+      }
+    });
+  }
+
+  /**
+   * Sets a retrieval's state, and each of `readyAt`, `expiresAt`, `failure`
+   * that `update` has (`null` clears it; an absent one is left as it is).
+   * Rejects with a `RangeError` for an unknown id.
+   */
+  updateRetrieval(id: RetrievalId, update: RetrievalUpdate): Promise<void> {
+    return this.#run(`update retrieval ${id}`, async () => {
+      checkRetrievalUpdate(id, update);
+      const { columns, values } = retrievalUpdateColumns(update);
+      await this.#tx(async (c) => {
+        const [known] = await this.#rows(c, "SELECT id FROM retrievals WHERE id = ? FOR UPDATE", [
+          id,
+        ]);
+        if (known === undefined) {
+          throw new RangeError(
+            `Cannot update retrieval ${id} in ${this.location}: unknown retrieval id`,
+          );
+        }
+        await this.#exec(
+          c,
+          `UPDATE retrievals SET ${columns.map((col) => `${col} = ?`).join(", ")} WHERE id = ?`,
+          [...values, id],
+        );
+      });
+    });
+  }
+
+  /** One retrieval, or `null`. */
+  retrieval(id: RetrievalId): Promise<RetrievalRow | null> {
+    return this.#run(`read retrieval ${id}`, () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(
+          c,
+          `SELECT ${RETRIEVAL_COLUMNS} FROM retrievals WHERE id = ?`,
+          [id],
+        );
+        return r === undefined ? null : toRetrievalRow(r);
+      }));
+  }
+
+  /** The retrieval of store job `jobId` at `store`, or `null` (by the job hash). */
+  retrievalByJob(store: string, jobId: JobId): Promise<RetrievalRow | null> {
+    return this.#run(`read the retrieval of job ${jobId}`, () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(
+          c,
+          `SELECT ${RETRIEVAL_COLUMNS} FROM retrievals
+           WHERE job_hash = ? AND store = ? AND job_id = ?`,
+          [jobHash(store, jobId), store, jobId],
+        );
+        return r === undefined ? null : toRetrievalRow(r);
+      }));
+  }
+
+  /**
+   * In-progress or ready retrievals of `archiveIds` not expired at `nowMs`
+   * (`expiresAt` null or later), by archive id, start time and id; 500
+   * archives per query.
+   */
+  liveRetrievals(archiveIds: readonly ArchiveId[], nowMs: number): Promise<RetrievalRow[]> {
+    return this.#run("read live retrievals", async () => {
+      checkTime("nowMs", nowMs);
+      const unique = uniqueArchiveIds(archiveIds);
+      if (unique.length === 0) return [];
+      return await this.#read(async (c) => {
+        const found: RetrievalRow[] = [];
+        for (let i = 0; i < unique.length; i += KEY_CHUNK) {
+          const rows = await this.#rows(
+            c,
+            `SELECT ${RETRIEVAL_COLUMNS} FROM retrievals FORCE INDEX (retrievals_live)
+             WHERE archive_id IN (?) AND state IN ('in-progress', 'ready')
+               AND (expires_at IS NULL OR expires_at > ?)`,
+            [unique.slice(i, i + KEY_CHUNK), nowMs],
+          );
+          for (const r of rows) found.push(toRetrievalRow(r));
+        }
+        return found.sort(compareRetrievals);
+      });
+    });
+  }
+
+  /**
+   * Records restores as `pending` in one transaction and returns them in
+   * input order; a request whose key is known (also earlier in the same
+   * call, or added by another caller meanwhile) returns the row recorded for
+   * that key, unchanged. Per 500 requests: a read of the known keys, a read
+   * of the files, one multi-row INSERT and a read of the new rows. Rejects
+   * with a `RangeError` naming an unknown file id, recording nothing.
+   */
+  addRestores(requests: readonly RestoreRequest[], nowMs: number): Promise<RestoreRow[]> {
+    return this.#run("add restores", async () => {
+      checkMs("nowMs", nowMs);
+      requests.forEach(checkRestoreRequest);
+      if (requests.length === 0) return [];
+      return await this.#tx(async (c) => {
+        const rows = new Map<string, RestoreRow>();
+        for (let i = 0; i < requests.length; i += ENTRY_CHUNK) {
+          const chunk = requests.slice(i, i + ENTRY_CHUNK);
+          const keys = [...new Set(chunk.map((q) => q.key))].filter((k) => !rows.has(k));
+          if (keys.length === 0) continue;
+          const byKey = async (ks: readonly string[]) => {
+            for (
+              const r of await this.#rows(
+                c,
+                `SELECT ${RESTORE_COLUMNS} FROM restores WHERE restore_key IN (?) FOR UPDATE`,
+                [ks],
+              )
+            ) {
+              const row = toRestoreRow(r);
+              rows.set(row.key, row);
+            }
+          };
+          await byKey(keys);
+          const fresh = new Map<string, RestoreRequest>();
+          for (const q of chunk) {
+            if (!rows.has(q.key) && !fresh.has(q.key)) fresh.set(q.key, q);
+          }
+          if (fresh.size === 0) continue;
+          const files = new Set(
+            (await this.#rows(c, "SELECT id FROM files WHERE id IN (?)", [
+              [...new Set([...fresh.values()].map((q) => q.fileId))],
+            ])).map((r) => int(r, "id")),
+          );
+          for (const q of fresh.values()) {
+            if (!files.has(q.fileId)) {
+              throw new RangeError(
+                `Cannot add restore ${JSON.stringify(q.key)} in ${this.location}: ` +
+                  `unknown file fid:${q.fileId}`,
+              );
+            }
+          }
+          // A key another caller adds meanwhile keeps that caller's row.
+          await this.#exec(
+            c,
+            `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by)
+             VALUES ? ON DUPLICATE KEY UPDATE id = id`,
+            [[...fresh.values()].map((q) => [
+              q.key,
+              q.fileId,
+              q.dest,
+              "pending",
+              nowMs,
+              q.requestedBy,
+            ])],
+          );
+          await byKey([...fresh.keys()]);
+        }
+        return requests.map((q) => {
+          const row = rows.get(q.key);
+          if (row === undefined) {
+            throw new TypeError(`Cannot find the restore just added for ${JSON.stringify(q.key)}`);
+          }
+          return row;
+        });
+      });
+    });
+  }
+
+  /**
+   * Points the `pending` restores among `ids` at `retrieval`; others (done,
+   * failed) are left alone. Rejects with a `RangeError`, changing nothing,
+   * for an unknown retrieval or restore id.
+   */
+  assignRestores(ids: readonly number[], retrieval: RetrievalId): Promise<void> {
+    return this.#run(`assign restores to retrieval ${retrieval}`, async () => {
+      checkRetrievalId(retrieval);
+      ids.forEach(checkRestoreId);
+      if (ids.length === 0) return;
+      await this.#tx(async (c) => {
+        const [known] = await this.#rows(c, "SELECT id FROM retrievals WHERE id = ?", [retrieval]);
+        if (known === undefined) {
+          throw new RangeError(
+            `Cannot assign restores to retrieval ${retrieval} in ${this.location}: ` +
+              "unknown retrieval id",
+          );
+        }
+        const unique = [...new Set(ids)];
+        for (let i = 0; i < unique.length; i += ID_CHUNK) {
+          const chunk = unique.slice(i, i + ID_CHUNK);
+          const rows = await this.#rows(
+            c,
+            "SELECT id, state FROM restores WHERE id IN (?) FOR UPDATE",
+            [chunk],
+          );
+          const found = new Set(rows.map((r) => int(r, "id")));
+          const missing = chunk.find((id) => !found.has(id));
+          if (missing !== undefined) {
+            throw new RangeError(
+              `Cannot assign restore ${missing} to retrieval ${retrieval} in ${this.location}: ` +
+                "unknown restore id",
+            );
+          }
+          const pending = rows.filter((r) => str(r, "state") === "pending").map((r) =>
+            int(r, "id")
+          );
+          if (pending.length === 0) continue;
+          await this.#exec(c, "UPDATE restores SET retrieval_id = ? WHERE id IN (?)", [
+            retrieval,
+            pending,
+          ]);
+        }
+      });
+    });
+  }
+
+  /**
+   * Finishes a `pending` restore (`done` or `failed`, with `note` and
+   * `finishedAt = nowMs`); resolves false, changing nothing, when it was
+   * finished already (the row is read `FOR UPDATE`, so of two listeners
+   * finishing it at once exactly one gets true). Rejects with a `RangeError`
+   * for an unknown id.
+   */
+  finishRestore(
+    id: number,
+    outcome: { readonly state: "done" | "failed"; readonly note: string },
+    nowMs: number,
+  ): Promise<boolean> {
+    return this.#run(`finish restore ${id}`, async () => {
+      checkRestoreOutcome(id, outcome, nowMs);
+      return await this.#tx(async (c) => {
+        const [r] = await this.#rows(c, "SELECT state FROM restores WHERE id = ? FOR UPDATE", [id]);
+        if (r === undefined) {
+          throw new RangeError(
+            `Cannot finish restore ${id} in ${this.location}: unknown restore id`,
+          );
+        }
+        if (str(r, "state") !== "pending") return false;
+        await this.#exec(
+          c,
+          "UPDATE restores SET state = ?, note = ?, finished_at = ? WHERE id = ?",
+          [outcome.state, outcome.note, nowMs, id],
+        );
+        return true;
+      });
+    });
+  }
+
+  /**
+   * Restores by id after `afterId`, at most `limit`; only those in `states`
+   * (none when it is empty) and served by `retrievalId`, when given.
+   */
+  restores(options: RestoresQuery): Promise<RestoreRow[]> {
+    return this.#run("read restores", async () => {
+      checkRestoresQuery(options);
+      const states = options.states === undefined ? undefined : [...new Set(options.states)];
+      if (options.limit === 0 || states?.length === 0) return [];
+      const where = ["id > ?"];
+      const params: Param[] = [options.afterId ?? 0];
+      if (states !== undefined) {
+        where.push("state IN (?)");
+        params.push(states);
+      }
+      if (options.retrievalId !== undefined) {
+        where.push("retrieval_id = ?");
+        params.push(options.retrievalId);
+      }
+      // Both indexes end in `id`, so they return rows in page order; the
+      // optimizer tends to walk the primary key instead (ORDER BY ... LIMIT),
+      // which reads every done restore to find the few pending ones. Several
+      // states are left to it: their rows would need sorting.
+      const index = options.retrievalId !== undefined
+        ? "FORCE INDEX (restores_retrieval)"
+        : states?.length === 1
+        ? "FORCE INDEX (restores_state)"
+        : "";
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${RESTORE_COLUMNS} FROM restores ${index} WHERE ${where.join(" AND ")}
+           ORDER BY id LIMIT ?`,
+          [...params, options.limit],
+        )).map(toRestoreRow)
+      );
+    });
+  }
+
   /** Unresolved failures, most recent `lastAt` first, at most `limit`. */
   recentFailures(limit: number): Promise<FailureRow[]> {
     return this.#run("read failures", async () => {
@@ -1056,6 +1375,48 @@ export class MysqlCatalog implements Catalog {
       [archive.committedAt, archive.id],
     );
     return { skipped: await this.#notIn(c, archive.id, members) };
+  }
+
+  async #addRetrieval(c: PoolConnection, row: RetrievalRow): Promise<void> {
+    const [same] = await this.#rows(c, "SELECT id FROM retrievals WHERE id = ? FOR UPDATE", [
+      row.id,
+    ]);
+    if (same !== undefined) return;
+    const [other] = await this.#rows(
+      c,
+      "SELECT id FROM retrievals WHERE job_hash = ? AND store = ? AND job_id = ?",
+      [jobHash(row.store, row.jobId), row.store, row.jobId],
+    );
+    if (other !== undefined) {
+      // Committed by a racing call with this very id since the read above.
+      if (str(other, "id") === row.id) return;
+      throw retrievalExists(row, str(other, "id"), ` in ${this.location}`);
+    }
+    const [archive] = await this.#rows(c, "SELECT id FROM archives WHERE id = ?", [row.archiveId]);
+    if (archive === undefined) {
+      throw new RangeError(
+        `Cannot record retrieval ${row.id} in ${this.location}: unknown archive ${row.archiveId}`,
+      );
+    }
+    await this.#exec(
+      c,
+      `INSERT INTO retrievals (${RETRIEVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        row.id,
+        row.archiveId,
+        row.store,
+        row.jobId,
+        row.range?.start ?? null,
+        row.range?.end ?? null,
+        row.tier,
+        row.purpose,
+        row.state,
+        row.startedAt,
+        row.readyAt,
+        row.expiresAt,
+        row.failure,
+      ],
+    );
   }
 
   /** The members (in input order) whose file is not in archive `id`. */
@@ -1355,6 +1716,14 @@ function keyHash(source: string, key: string): Buffer {
 /** First 16 bytes of SHA-256(version): the `files.version_hash` column. */
 function versionHash(version: string): Buffer {
   return createHash("sha256").update(Buffer.from(version, "utf8")).digest().subarray(0, 16);
+}
+
+/**
+ * First 16 bytes of SHA-256(store, NUL, job id): the `retrievals.job_hash`
+ * column, computed like a file's key hash.
+ */
+function jobHash(store: string, job: string): Buffer {
+  return keyHash(store, job);
 }
 
 function hashHex(b: Uint8Array): string {

@@ -2,13 +2,31 @@
  * Reading catalog rows back, shared by every catalog adapter: the column
  * lists, the value checks (a text column may arrive as a string or as its
  * UTF-8 bytes, an integer as a number, a bigint or a decimal string) and
- * the conversions to the port's row types.
+ * the conversions to the port's row types (files, archives, failures,
+ * retrievals, restores).
  * @module
  */
 
-import { archiveId, fileId, remoteArchiveId, sourceId } from "../../core/ids.ts";
+import {
+  archiveId,
+  fileId,
+  jobId,
+  remoteArchiveId,
+  retrievalId,
+  sourceId,
+} from "../../core/ids.ts";
 import type { Stage } from "../../core/errors.ts";
-import type { ArchiveRow, FailureRow, FileState } from "../../core/ports.ts";
+import type {
+  ArchiveRow,
+  FailureRow,
+  FileState,
+  RestoreRow,
+  RestoreState,
+  RetrievalPurpose,
+  RetrievalRow,
+  RetrievalState,
+  Tier,
+} from "../../core/ports.ts";
 
 /** A row as a driver returns it, by column name. */
 export type Row = Record<string, unknown>;
@@ -21,11 +39,24 @@ export const FILE_STATES: readonly FileState[] = [
   "superseded",
 ];
 export const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
+export const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
+export const PURPOSES: readonly RetrievalPurpose[] = ["restore", "audit"];
+export const RETRIEVAL_STATES: readonly RetrievalState[] = [
+  "in-progress",
+  "ready",
+  "failed",
+  "expired",
+];
+export const RESTORE_STATES: readonly RestoreState[] = ["pending", "done", "failed"];
 
 export const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +
   "description, created_at, committed_at";
 export const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_key, archive_id, " +
   "attempts, first_at, last_at, resolved_at";
+export const RETRIEVAL_COLUMNS = "id, archive_id, store, job_id, range_start, range_end, tier, " +
+  "purpose, state, started_at, ready_at, expires_at, failure";
+export const RESTORE_COLUMNS = "id, restore_key, file_id, dest, state, retrieval_id, " +
+  "requested_at, finished_at, note, requested_by";
 
 const UTF8 = new TextDecoder();
 
@@ -115,5 +146,46 @@ export function toFailureRow(r: Row): FailureRow {
     firstAt: int(r, "first_at"),
     lastAt: int(r, "last_at"),
     resolvedAt: optInt(r, "resolved_at"),
+  };
+}
+
+/** `v` when it is one of `allowed`, else a `TypeError` naming the column. */
+function oneOf<T extends string>(allowed: readonly T[], v: string, what: string): T {
+  if (!allowed.includes(v as T)) throw new TypeError(`Unknown ${what} in catalog: ${v}`);
+  return v as T;
+}
+
+export function toRetrievalRow(r: Row): RetrievalRow {
+  const start = optInt(r, "range_start");
+  const end = optInt(r, "range_end");
+  return {
+    id: retrievalId(str(r, "id")),
+    archiveId: archiveId(str(r, "archive_id")),
+    store: str(r, "store"),
+    jobId: jobId(str(r, "job_id")),
+    range: start === null || end === null ? null : { start, end },
+    tier: oneOf(TIERS, str(r, "tier"), "retrieval tier"),
+    purpose: oneOf(PURPOSES, str(r, "purpose"), "retrieval purpose"),
+    state: oneOf(RETRIEVAL_STATES, str(r, "state"), "retrieval state"),
+    startedAt: int(r, "started_at"),
+    readyAt: optInt(r, "ready_at"),
+    expiresAt: optInt(r, "expires_at"),
+    failure: optStr(r, "failure"),
+  };
+}
+
+export function toRestoreRow(r: Row): RestoreRow {
+  const retrieval = optStr(r, "retrieval_id");
+  return {
+    id: int(r, "id"),
+    key: str(r, "restore_key"),
+    fileId: fileId(int(r, "file_id")),
+    dest: str(r, "dest"),
+    state: oneOf(RESTORE_STATES, str(r, "state"), "restore state"),
+    retrievalId: retrieval === null ? null : retrievalId(retrieval),
+    requestedAt: int(r, "requested_at"),
+    finishedAt: optInt(r, "finished_at"),
+    note: optStr(r, "note"),
+    requestedBy: str(r, "requested_by"),
   };
 }

@@ -15,7 +15,9 @@
  * (`ascii_bin`) so that `archives()` pages the same way; keys need a binary
  * utf8mb4 collation (they are compared exactly) and, being up to a few KB,
  * a hashed column for `UNIQUE(source, file_key, version)`; `archives.seq` is an
- * `AUTO_INCREMENT` unique key.
+ * `AUTO_INCREMENT` unique key. Migration 4 follows the same rules: store job
+ * ids (an S3 job id carries the object key, so it may be KBs long) are bytes
+ * with a hashed column for `UNIQUE(store, job_id)`, restore keys are bytes.
  *
  * @example
  * ```ts
@@ -56,6 +58,13 @@ export const MIGRATIONS_TABLE: Readonly<Record<Dialect, string>> = {
 
 const FILE_STATES = "'pending', 'archived', 'vanished', 'failed', 'superseded'";
 const STAGES = "'discover', 'fetch', 'bundle', 'upload', 'commit'";
+const TIERS = "'Expedited', 'Standard', 'Bulk'";
+const PURPOSES = "'restore', 'audit'";
+const RETRIEVAL_STATES = "'in-progress', 'ready', 'failed', 'expired'";
+const RESTORE_STATES = "'pending', 'done', 'failed'";
+/** Both ends of a retrieved range or neither, in order. */
+const RANGE_CHECK = "(range_start IS NULL) = (range_end IS NULL) AND " +
+  "(range_start IS NULL OR (range_start >= 0 AND range_end >= range_start))";
 
 // MySQL/MariaDB (InnoDB, utf8mb4). Choices shared by every table:
 // - Text that is compared or looked up (sources, keys, versions, codes, cursor
@@ -179,6 +188,56 @@ const MYSQL_GONE_AT: readonly string[] = [
   `ALTER TABLE files ADD KEY files_source_span (source, source_fid)`,
 ];
 
+/** Job hash as the server computes it; the adapter computes the same in JS. */
+const MYSQL_JOB_HASH = "UNHEX(LEFT(SHA2(CONCAT(store, CHAR(0), job_id), 256), 32))";
+
+const MYSQL_RESTORES: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS retrievals (
+  id ${MYSQL_ARCHIVE_ID} NOT NULL,
+  archive_id ${MYSQL_ARCHIVE_ID} NOT NULL,
+  store BLOB NOT NULL,
+  job_id BLOB NOT NULL,
+  job_hash BINARY(16) AS (${MYSQL_JOB_HASH}) STORED,
+  range_start BIGINT,
+  range_end BIGINT,
+  tier ENUM(${TIERS}) NOT NULL,
+  purpose ENUM(${PURPOSES}) NOT NULL,
+  state ENUM(${RETRIEVAL_STATES}) NOT NULL,
+  started_at BIGINT NOT NULL,
+  ready_at BIGINT,
+  expires_at BIGINT,
+  failure MEDIUMTEXT,
+  PRIMARY KEY (id),
+  -- retrievalByJob: WHERE job_hash = ? AND store = ? AND job_id = ?
+  UNIQUE KEY retrievals_job (job_hash),
+  -- liveRetrievals: WHERE archive_id IN (...) AND state IN ('in-progress', 'ready')
+  KEY retrievals_live (archive_id, state),
+  CONSTRAINT retrievals_archive_fk FOREIGN KEY (archive_id) REFERENCES archives (id),
+  CONSTRAINT retrievals_range CHECK (${RANGE_CHECK})
+) ${MYSQL_TABLE}`,
+  `CREATE TABLE IF NOT EXISTS restores (
+  id BIGINT NOT NULL AUTO_INCREMENT,
+  restore_key VARBINARY(1024) NOT NULL,
+  file_id BIGINT NOT NULL,
+  dest MEDIUMTEXT NOT NULL,
+  state ENUM(${RESTORE_STATES}) NOT NULL DEFAULT 'pending',
+  retrieval_id ${MYSQL_ARCHIVE_ID},
+  requested_at BIGINT NOT NULL,
+  finished_at BIGINT,
+  note MEDIUMTEXT,
+  requested_by MEDIUMTEXT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY restores_key (restore_key),
+  -- restores({ states }): WHERE state IN (...) AND id > ? ORDER BY id
+  KEY restores_state (state, id),
+  -- restores({ retrievalId }): WHERE retrieval_id = ? AND id > ? ORDER BY id
+  KEY restores_retrieval (retrieval_id),
+  CONSTRAINT restores_file_fk FOREIGN KEY (file_id) REFERENCES files (id),
+  CONSTRAINT restores_retrieval_fk FOREIGN KEY (retrieval_id) REFERENCES retrievals (id),
+  CONSTRAINT restores_finished CHECK (state = 'pending' OR finished_at IS NOT NULL)
+) ${MYSQL_TABLE}`,
+];
+
 /**
  * Every migration, oldest first.
  *
@@ -197,6 +256,17 @@ const MYSQL_GONE_AT: readonly string[] = [
  * Version 3 adds `files.gone_at` (when the daemon noticed a version was gone
  * from the source, see `Catalog.markGone`) and indexes the source fid per
  * source, for the reconciliation's fid spans.
+ *
+ * Version 4 adds the restore bookkeeping:
+ * - `retrievals`: one row per retrieval coldpack started at a store (its
+ *   archive, the store's job id, the range or whole archive, tier, purpose,
+ *   state and times), unique per (store, job id) so that a completion message
+ *   finds its row; indexed by (archive, state) for the live ones a new
+ *   restore may reuse (see `Catalog.liveRetrievals`).
+ * - `restores`: one row per requested file restore, unique by the caller's
+ *   key (so a retried request adds nothing twice), pointing at its file and,
+ *   once chosen, at the retrieval that serves it; indexed by (state, id) and
+ *   by retrieval for `Catalog.restores`.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -311,6 +381,52 @@ export const MIGRATIONS: readonly Migration[] = [
         `CREATE INDEX files_source_fid ON files (source, source_fid) WHERE source_fid IS NOT NULL`,
       ],
       mysql: MYSQL_GONE_AT,
+    },
+  },
+  {
+    version: 4,
+    name: "restores",
+    sql: {
+      sqlite: [
+        `CREATE TABLE retrievals (
+  id TEXT NOT NULL PRIMARY KEY,
+  archive_id TEXT NOT NULL REFERENCES archives (id),
+  store TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  range_start INTEGER,
+  range_end INTEGER,
+  tier TEXT NOT NULL CHECK (tier IN (${TIERS})),
+  purpose TEXT NOT NULL CHECK (purpose IN (${PURPOSES})),
+  state TEXT NOT NULL CHECK (state IN (${RETRIEVAL_STATES})),
+  started_at INTEGER NOT NULL,
+  ready_at INTEGER,
+  expires_at INTEGER,
+  failure TEXT,
+  -- retrievalByJob: WHERE store = ? AND job_id = ?
+  UNIQUE (store, job_id),
+  CHECK (${RANGE_CHECK})
+)`,
+        // liveRetrievals: WHERE archive_id IN (...) AND state IN ('in-progress', 'ready')
+        `CREATE INDEX retrievals_live ON retrievals (archive_id, state)`,
+        `CREATE TABLE restores (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  restore_key TEXT NOT NULL UNIQUE,
+  file_id INTEGER NOT NULL REFERENCES files (id),
+  dest TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (${RESTORE_STATES})),
+  retrieval_id TEXT REFERENCES retrievals (id),
+  requested_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  note TEXT,
+  requested_by TEXT NOT NULL,
+  CHECK (state = 'pending' OR finished_at IS NOT NULL)
+)`,
+        // restores({ states }): WHERE state IN (...) AND id > ? ORDER BY id
+        `CREATE INDEX restores_state ON restores (state, id)`,
+        // restores({ retrievalId }): WHERE retrieval_id = ? AND id > ? ORDER BY id (rowid)
+        `CREATE INDEX restores_retrieval ON restores (retrieval_id)`,
+      ],
+      mysql: MYSQL_RESTORES,
     },
   },
 ];

@@ -38,6 +38,8 @@ import type {
   FileState,
   KnownVersion,
   NewFailure,
+  RestoreRow,
+  RetrievalRow,
   SourceEntry,
 } from "../../core/ports.ts";
 import {
@@ -45,6 +47,8 @@ import {
   archiveId,
   type FileId,
   fileId,
+  type JobId,
+  type RetrievalId,
   type SourceId,
   sourceId,
 } from "../../core/ids.ts";
@@ -56,11 +60,26 @@ import {
   checkLease,
   checkLimit,
   checkMember,
+  checkMs,
   checkOwner,
+  checkRestoreId,
+  checkRestoreOutcome,
+  checkRestoreRequest,
+  checkRestoresQuery,
+  checkRetrievalId,
+  checkRetrievalRow,
+  checkRetrievalUpdate,
   checkSpan,
   checkTime,
+  compareRetrievals,
   GONE_NOTE,
   newFileRow,
+  type RestoreRequest,
+  type RestoresQuery,
+  retrievalExists,
+  type RetrievalUpdate,
+  retrievalUpdateColumns,
+  uniqueArchiveIds,
 } from "./validate.ts";
 import {
   ARCHIVE_COLUMNS,
@@ -70,12 +89,16 @@ import {
   FAILURE_COLUMNS,
   int,
   optInt,
+  RESTORE_COLUMNS,
+  RETRIEVAL_COLUMNS,
   type Row,
   STAGES,
   state,
   str,
   toArchiveRow,
   toFailureRow,
+  toRestoreRow,
+  toRetrievalRow,
 } from "./rows.ts";
 
 /** Options for {@linkcode SqliteCatalog.open}. */
@@ -754,6 +777,230 @@ export class SqliteCatalog implements Catalog {
       } finally {
         this.#db.exec("COMMIT");
       }
+    });
+  }
+
+  /**
+   * Records a retrieval just started at a store. A second call with the same
+   * id changes nothing. Rejects with a `RangeError` for an unknown archive,
+   * and with a `PortError` coded `RETRIEVAL_EXISTS` when the store's job is
+   * already recorded under another id.
+   */
+  addRetrieval(row: RetrievalRow): Promise<void> {
+    return this.#run(`record retrieval ${row.id}`, () => {
+      checkRetrievalRow(row);
+      this.#write(() => {
+        if (this.#stmt("SELECT 1 AS x FROM retrievals WHERE id = ?").get(row.id) !== undefined) {
+          return;
+        }
+        const other = this.#stmt("SELECT id FROM retrievals WHERE store = ? AND job_id = ?")
+          .get(row.store, row.jobId) as Row | undefined;
+        if (other !== undefined) throw retrievalExists(row, str(other, "id"), "");
+        if (
+          this.#stmt("SELECT 1 AS x FROM archives WHERE id = ?").get(row.archiveId) === undefined
+        ) {
+          throw new RangeError(
+            `Cannot record retrieval ${row.id}: unknown archive ${row.archiveId}`,
+          );
+        }
+        this.#stmt(
+          `INSERT INTO retrievals (${RETRIEVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          row.id,
+          row.archiveId,
+          row.store,
+          row.jobId,
+          row.range?.start ?? null,
+          row.range?.end ?? null,
+          row.tier,
+          row.purpose,
+          row.state,
+          row.startedAt,
+          row.readyAt,
+          row.expiresAt,
+          row.failure,
+        );
+      });
+    });
+  }
+
+  /**
+   * Sets a retrieval's state, and each of `readyAt`, `expiresAt`, `failure`
+   * that `update` has (`null` clears it; an absent one is left as it is).
+   * Rejects with a `RangeError` for an unknown id.
+   */
+  updateRetrieval(id: RetrievalId, update: RetrievalUpdate): Promise<void> {
+    return this.#run(`update retrieval ${id}`, () => {
+      checkRetrievalUpdate(id, update);
+      const { columns, values } = retrievalUpdateColumns(update);
+      this.#write(() => {
+        const r = this.#stmt(
+          `UPDATE retrievals SET ${columns.map((c) => `${c} = ?`).join(", ")} WHERE id = ?`,
+        ).run(...values, id);
+        if (Number(r.changes) === 0) {
+          throw new RangeError(`Cannot update retrieval ${id}: unknown retrieval id`);
+        }
+      });
+    });
+  }
+
+  /** One retrieval, or `null`. */
+  retrieval(id: RetrievalId): Promise<RetrievalRow | null> {
+    return this.#run(`read retrieval ${id}`, () => {
+      const r = this.#stmt(`SELECT ${RETRIEVAL_COLUMNS} FROM retrievals WHERE id = ?`).get(id) as
+        | Row
+        | undefined;
+      return r === undefined ? null : toRetrievalRow(r);
+    });
+  }
+
+  /** The retrieval of store job `jobId` at `store`, or `null`. */
+  retrievalByJob(store: string, jobId: JobId): Promise<RetrievalRow | null> {
+    return this.#run(`read the retrieval of job ${jobId}`, () => {
+      const r = this.#stmt(
+        `SELECT ${RETRIEVAL_COLUMNS} FROM retrievals WHERE store = ? AND job_id = ?`,
+      ).get(store, jobId) as Row | undefined;
+      return r === undefined ? null : toRetrievalRow(r);
+    });
+  }
+
+  /**
+   * In-progress or ready retrievals of `archiveIds` not expired at `nowMs`
+   * (`expiresAt` null or later), by archive id, start time and id.
+   */
+  liveRetrievals(archiveIds: readonly ArchiveId[], nowMs: number): Promise<RetrievalRow[]> {
+    return this.#run("read live retrievals", () => {
+      checkTime("nowMs", nowMs);
+      const unique = uniqueArchiveIds(archiveIds);
+      const live = this.#stmt(
+        `SELECT ${RETRIEVAL_COLUMNS} FROM retrievals INDEXED BY retrievals_live
+         WHERE archive_id IN (SELECT value FROM json_each(?))
+           AND state IN ('in-progress', 'ready') AND (expires_at IS NULL OR expires_at > ?)`,
+      );
+      const found: RetrievalRow[] = [];
+      for (let i = 0; i < unique.length; i += KEY_CHUNK) {
+        const chunk = JSON.stringify(unique.slice(i, i + KEY_CHUNK));
+        for (const r of live.all(chunk, nowMs) as Row[]) found.push(toRetrievalRow(r));
+      }
+      return found.sort(compareRetrievals);
+    });
+  }
+
+  /**
+   * Records restores as `pending` in one transaction and returns them in
+   * input order; a request whose key is known (also earlier in the same
+   * call) returns the row recorded for that key, unchanged. Rejects with a
+   * `RangeError` naming an unknown file id, recording nothing.
+   */
+  addRestores(requests: readonly RestoreRequest[], nowMs: number): Promise<RestoreRow[]> {
+    return this.#run("add restores", () => {
+      checkMs("nowMs", nowMs);
+      requests.forEach(checkRestoreRequest);
+      if (requests.length === 0) return [];
+      const byKey = this.#stmt(`SELECT ${RESTORE_COLUMNS} FROM restores WHERE restore_key = ?`);
+      const fileKnown = this.#stmt("SELECT 1 AS x FROM files WHERE id = ?");
+      const insert = this.#stmt(
+        `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by)
+         VALUES (?, ?, ?, 'pending', ?, ?) RETURNING ${RESTORE_COLUMNS}`,
+      );
+      return this.#write(() =>
+        requests.map((q) => {
+          const known = byKey.get(q.key) as Row | undefined;
+          if (known !== undefined) return toRestoreRow(known);
+          if (fileKnown.get(q.fileId) === undefined) {
+            throw new RangeError(
+              `Cannot add restore ${JSON.stringify(q.key)}: unknown file fid:${q.fileId}`,
+            );
+          }
+          return toRestoreRow(
+            insert.get(q.key, q.fileId, q.dest, nowMs, q.requestedBy) as Row,
+          );
+        })
+      );
+    });
+  }
+
+  /**
+   * Points the `pending` restores among `ids` at `retrieval`; others (done,
+   * failed) are left alone. Rejects with a `RangeError`, changing nothing,
+   * for an unknown retrieval or restore id.
+   */
+  assignRestores(ids: readonly number[], retrieval: RetrievalId): Promise<void> {
+    return this.#run(`assign restores to retrieval ${retrieval}`, () => {
+      checkRetrievalId(retrieval);
+      ids.forEach(checkRestoreId);
+      if (ids.length === 0) return;
+      const known = this.#stmt("SELECT 1 AS x FROM restores WHERE id = ?");
+      const assign = this.#stmt(
+        "UPDATE restores SET retrieval_id = ? WHERE id = ? AND state = 'pending'",
+      );
+      this.#write(() => {
+        if (this.#stmt("SELECT 1 AS x FROM retrievals WHERE id = ?").get(retrieval) === undefined) {
+          throw new RangeError(
+            `Cannot assign restores to retrieval ${retrieval}: unknown retrieval id`,
+          );
+        }
+        for (const id of ids) {
+          if (known.get(id) === undefined) {
+            throw new RangeError(
+              `Cannot assign restore ${id} to retrieval ${retrieval}: unknown restore id`,
+            );
+          }
+          assign.run(retrieval, id);
+        }
+      });
+    });
+  }
+
+  /**
+   * Finishes a `pending` restore (`done` or `failed`, with `note` and
+   * `finishedAt = nowMs`); resolves false, changing nothing, when it was
+   * finished already. Rejects with a `RangeError` for an unknown id.
+   */
+  finishRestore(
+    id: number,
+    outcome: { readonly state: "done" | "failed"; readonly note: string },
+    nowMs: number,
+  ): Promise<boolean> {
+    return this.#run(`finish restore ${id}`, () => {
+      checkRestoreOutcome(id, outcome, nowMs);
+      return this.#write(() => {
+        const r = this.#stmt(
+          `UPDATE restores SET state = ?, note = ?, finished_at = ?
+           WHERE id = ? AND state = 'pending'`,
+        ).run(outcome.state, outcome.note, nowMs, id);
+        if (Number(r.changes) > 0) return true;
+        if (this.#stmt("SELECT 1 AS x FROM restores WHERE id = ?").get(id) === undefined) {
+          throw new RangeError(`Cannot finish restore ${id}: unknown restore id`);
+        }
+        return false;
+      });
+    });
+  }
+
+  /**
+   * Restores by id after `afterId`, at most `limit`; only those in `states`
+   * (none when it is empty) and served by `retrievalId`, when given.
+   */
+  restores(options: RestoresQuery): Promise<RestoreRow[]> {
+    return this.#run("read restores", () => {
+      checkRestoresQuery(options);
+      const states = options.states === undefined ? undefined : [...new Set(options.states)];
+      if (options.limit === 0 || states?.length === 0) return [];
+      const where = ["id > ?"];
+      const params: SQLInputValue[] = [options.afterId ?? 0];
+      if (states !== undefined) {
+        where.push(`state IN (${states.map(() => "?").join(", ")})`);
+        params.push(...states);
+      }
+      if (options.retrievalId !== undefined) {
+        where.push("retrieval_id = ?");
+        params.push(options.retrievalId);
+      }
+      const rows = this.#stmt(
+        `SELECT ${RESTORE_COLUMNS} FROM restores WHERE ${where.join(" AND ")} ORDER BY id LIMIT ?`,
+      ).all(...params, options.limit) as Row[];
+      return rows.map(toRestoreRow);
     });
   }
 

@@ -4,8 +4,18 @@
  * @module
  */
 
-import type { ArchiveId, FileId, SourceId } from "../../core/ids.ts";
-import type { ArchiveMember, ArchiveRow, FileRow, SourceEntry } from "../../core/ports.ts";
+import type { ArchiveId, FileId, RetrievalId, SourceId } from "../../core/ids.ts";
+import { PortError } from "../../core/errors.ts";
+import type {
+  ArchiveMember,
+  ArchiveRow,
+  FileRow,
+  RestoreState,
+  RetrievalRow,
+  RetrievalState,
+  SourceEntry,
+} from "../../core/ports.ts";
+import { PURPOSES, RESTORE_STATES, RETRIEVAL_STATES, TIERS } from "./rows.ts";
 
 const MD5 = /^[0-9a-f]{32}$/;
 
@@ -129,4 +139,208 @@ export function newFileRow(id: FileId, source: SourceId, e: SourceEntry, nowMs: 
     note: null,
     goneAt: null,
   };
+}
+
+// ---------------------------------------------------------------------------
+// Retrievals and restores
+
+/** The shape of archive and retrieval ids (`core/ids.ts`). */
+const ID_TEXT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Longest restore key, in UTF-16 code units (at most 1,020 bytes of UTF-8). */
+export const MAX_RESTORE_KEY = 255;
+
+/** A time stored in a column: whole milliseconds since the epoch. */
+export function checkMs(name: string, v: number): void {
+  if (!Number.isSafeInteger(v)) {
+    throw new RangeError(`Invalid ${name}: ${v} is not a whole number of ms`);
+  }
+}
+
+function checkOptMs(name: string, v: number | null | undefined): void {
+  if (v !== null && v !== undefined) checkMs(name, v);
+}
+
+/** A retrieval id as `core/ids.ts` makes them. */
+export function checkRetrievalId(id: RetrievalId): void {
+  if (typeof id !== "string" || !ID_TEXT.test(id)) {
+    throw new TypeError(`Invalid retrieval id: ${JSON.stringify(id)}`);
+  }
+}
+
+function checkText(what: string, v: unknown): void {
+  if (typeof v !== "string" || v.length === 0) {
+    throw new TypeError(`Invalid ${what}: ${JSON.stringify(v)} is not a non-empty string`);
+  }
+}
+
+function checkOneOf(what: string, allowed: readonly string[], v: unknown): void {
+  if (typeof v !== "string" || !allowed.includes(v)) {
+    throw new RangeError(
+      `Invalid ${what}: ${JSON.stringify(v)} (expected ${allowed.join(", ")})`,
+    );
+  }
+}
+
+/** Every field of a retrieval row to record. */
+export function checkRetrievalRow(row: RetrievalRow): void {
+  checkRetrievalId(row.id);
+  const of = `of retrieval ${row.id}`;
+  if (typeof row.archiveId !== "string" || !ID_TEXT.test(row.archiveId)) {
+    throw new TypeError(`Invalid archive id ${of}: ${JSON.stringify(row.archiveId)}`);
+  }
+  checkText(`store ${of}`, row.store);
+  checkText(`job id ${of}`, row.jobId);
+  if (typeof row.range !== "object") {
+    throw new TypeError(`Invalid range ${of}: ${row.range} (a byte range, or null for whole)`);
+  }
+  if (row.range !== null) {
+    const { start, end } = row.range;
+    if (!isCount(start) || !isCount(end) || end < start) {
+      throw new RangeError(
+        `Invalid range ${of}: ${start}-${end} (whole numbers, 0 <= start <= end)`,
+      );
+    }
+  }
+  checkOneOf(`tier ${of}`, TIERS, row.tier);
+  checkOneOf(`purpose ${of}`, PURPOSES, row.purpose);
+  checkOneOf(`state ${of}`, RETRIEVAL_STATES, row.state);
+  checkMs(`startedAt ${of}`, row.startedAt);
+  checkOptMs(`readyAt ${of}`, row.readyAt);
+  checkOptMs(`expiresAt ${of}`, row.expiresAt);
+  if (row.failure !== null && typeof row.failure !== "string") {
+    throw new TypeError(`Invalid failure ${of}: not a string`);
+  }
+}
+
+/** What `updateRetrieval` may write. */
+export interface RetrievalUpdate {
+  readonly state: RetrievalState;
+  readonly readyAt?: number | null;
+  readonly expiresAt?: number | null;
+  readonly failure?: string | null;
+}
+
+export function checkRetrievalUpdate(id: RetrievalId, update: RetrievalUpdate): void {
+  checkRetrievalId(id);
+  const of = `of retrieval ${id}`;
+  checkOneOf(`state ${of}`, RETRIEVAL_STATES, update.state);
+  checkOptMs(`readyAt ${of}`, update.readyAt);
+  checkOptMs(`expiresAt ${of}`, update.expiresAt);
+  if (
+    update.failure !== undefined && update.failure !== null && typeof update.failure !== "string"
+  ) {
+    throw new TypeError(`Invalid failure ${of}: not a string`);
+  }
+}
+
+/**
+ * The columns and values an update writes: `state` always, each other field
+ * only when given (`null` clears it).
+ */
+export function retrievalUpdateColumns(
+  update: RetrievalUpdate,
+): { readonly columns: string[]; readonly values: (string | number | null)[] } {
+  const columns = ["state"];
+  const values: (string | number | null)[] = [update.state];
+  if (update.readyAt !== undefined) {
+    columns.push("ready_at");
+    values.push(update.readyAt);
+  }
+  if (update.expiresAt !== undefined) {
+    columns.push("expires_at");
+    values.push(update.expiresAt);
+  }
+  if (update.failure !== undefined) {
+    columns.push("failure");
+    values.push(update.failure);
+  }
+  return { columns, values };
+}
+
+/** One `addRestores` request. */
+export interface RestoreRequest {
+  readonly key: string;
+  readonly fileId: FileId;
+  readonly dest: string;
+  readonly requestedBy: string;
+}
+
+export function checkRestoreRequest(r: RestoreRequest): void {
+  if (typeof r.key !== "string" || r.key.length === 0 || r.key.length > MAX_RESTORE_KEY) {
+    throw new TypeError(
+      `Invalid restore key: ${JSON.stringify(r.key)} (1 to ${MAX_RESTORE_KEY} characters)`,
+    );
+  }
+  const of = `of restore ${JSON.stringify(r.key)}`;
+  if (!Number.isSafeInteger(r.fileId) || r.fileId <= 0) {
+    throw new RangeError(`Invalid file id ${of}: ${r.fileId} is not a positive integer`);
+  }
+  checkText(`destination ${of}`, r.dest);
+  checkText(`requestedBy ${of}`, r.requestedBy);
+}
+
+/** A restore id: a positive integer. */
+export function checkRestoreId(id: number): void {
+  if (!Number.isSafeInteger(id) || id <= 0) {
+    throw new RangeError(`Invalid restore id: ${id} is not a positive integer`);
+  }
+}
+
+export function checkRestoreOutcome(
+  id: number,
+  outcome: { readonly state: "done" | "failed"; readonly note: string },
+  nowMs: number,
+): void {
+  checkRestoreId(id);
+  checkOneOf(`outcome of restore ${id}`, ["done", "failed"], outcome.state);
+  if (typeof outcome.note !== "string") {
+    throw new TypeError(`Invalid note of restore ${id}: not a string`);
+  }
+  checkMs("nowMs", nowMs);
+}
+
+/** The options of `restores()`. */
+export interface RestoresQuery {
+  readonly limit: number;
+  readonly afterId?: number;
+  readonly states?: readonly RestoreState[];
+  readonly retrievalId?: RetrievalId;
+}
+
+export function checkRestoresQuery(q: RestoresQuery): void {
+  checkLimit(q.limit);
+  if (q.afterId !== undefined && !isCount(q.afterId)) {
+    throw new RangeError(`Invalid afterId: ${q.afterId} is not a non-negative integer`);
+  }
+  for (const s of q.states ?? []) checkOneOf("restore state", RESTORE_STATES, s);
+  if (q.retrievalId !== undefined) checkRetrievalId(q.retrievalId);
+}
+
+/**
+ * The error for a store job already recorded under another retrieval id:
+ * a `PortError` coded `RETRIEVAL_EXISTS`, not retryable.
+ *
+ * @param where `""`, or ` in <catalog location>`
+ */
+export function retrievalExists(row: RetrievalRow, otherId: string, where: string): PortError {
+  return new PortError(
+    `Cannot record retrieval ${row.id}${where}: job ${row.jobId} of ${row.store} is already ` +
+      `recorded as retrieval ${otherId}`,
+    { code: "RETRIEVAL_EXISTS", retryable: false },
+  );
+}
+
+/** Archive ids for `liveRetrievals`: strings, each once, in the order given. */
+export function uniqueArchiveIds(ids: readonly ArchiveId[]): ArchiveId[] {
+  for (const id of ids) {
+    if (typeof id !== "string") throw new TypeError(`Invalid archive id: ${id} is not a string`);
+  }
+  return [...new Set(ids)];
+}
+
+/** Live retrievals in the port's order: by archive id (byte-wise), start time, id. */
+export function compareRetrievals(a: RetrievalRow, b: RetrievalRow): number {
+  if (a.archiveId !== b.archiveId) return a.archiveId < b.archiveId ? -1 : 1;
+  if (a.startedAt !== b.startedAt) return a.startedAt - b.startedAt;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }

@@ -1,0 +1,468 @@
+/**
+ * coldpack-restore: bring files back from cold storage.
+ *
+ * Wiring only: flags and config in, SOURCE and DEST parsed (core/restore_spec.ts),
+ * files looked up in the catalog, restores recorded and retrievals started
+ * (core/restore.ts), and with `--wait` completed here, errors mapped to exit
+ * codes.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { collectInputs } from "../adapters/config_file.ts";
+import { openCatalog, openDestination, openSource, openStore } from "../adapters/registry.ts";
+import { randomBytes, systemClock } from "../adapters/clock.ts";
+import { LocalDestination } from "../adapters/destination/local.ts";
+import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
+import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import { hex, type SourceId, sourceId } from "../core/ids.ts";
+import type { Catalog, Destination, FileRow, RestoreRow, Tier } from "../core/ports.ts";
+import {
+  completeRestores,
+  requestRestores,
+  type ResolvedDest,
+  type RestoreRequest,
+} from "../core/restore.ts";
+import {
+  compilePatterns,
+  parseBatch,
+  type RestoreDest,
+  type RestoreSource,
+} from "../core/restore_spec.ts";
+import { parseSourceUrl } from "../core/source_url.ts";
+import { parseDuration } from "../core/duration.ts";
+import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
+
+/** Exit codes, documented in --help and the README. */
+export const EXIT = {
+  ok: 0,
+  /** Some restores failed, or some batch lines were bad. */
+  someFailed: 1,
+  usage: 2,
+  fatal: 3,
+} as const;
+
+const HELP = `coldpack-restore: bring files back from cold storage
+
+Usage:
+  coldpack-restore SOURCE DEST [options]      restore one file
+  coldpack-restore --batch FILE|- [options]   one "SOURCE DEST" per line
+  coldpack-restore status [--json]            restores recorded in the catalog
+
+SOURCE  fid:123 or 123 (a catalog file id), DOMAIN:KEY (MogileFS), a key or
+        relative path of the configured --source, or a URL that url_patterns
+        in the config file map to a domain and key. key:REST forces a key.
+DEST    a local path (a path ending in / keeps the file's key under it),
+        s3://BUCKET/KEY, mogilefs (back where it was) or mogilefs:DOMAIN[/KEY]
+        (the trackers of the configured mogilefs:// --source).
+
+The newest archived version is restored. Each restore is recorded in the
+catalog; retrievals are started only for bytes no live retrieval holds
+(megabyte ranges of a vault archive; whole objects of an S3 archive class).
+Without --wait the command returns once the retrievals are started and the
+restore listener (or a later --wait) writes the files.
+
+Options (the catalog and store are the backup's: same flags, env, config):
+  --wait               write the files here, polling until every one is done
+  --poll DURATION      --wait: how often to ask the store (default 30s)
+  --dry-run            print the archives, bytes and retrievals; start nothing
+  --tier TIER          Expedited, Standard (default) or Bulk
+  --force              replace a file already at the destination
+  --batch FILE|-       requests from a file or standard input
+  --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
+  --json               status: print JSON
+  -h, --help           this help
+
+Exit codes:
+  0    done: every restore requested (with --wait: written and md5-checked)
+  1    some restores failed, or some batch lines were bad (each is reported)
+  2    bad usage or configuration; the message names the flag or line
+  3    the catalog or store could not be used; the message says why
+`;
+
+const FLAG_OPTIONS = {
+  store: { type: "string" as const },
+  catalog: { type: "string" as const },
+  source: { type: "string" as const },
+  "state-dir": { type: "string" as const },
+  config: { type: "string" as const },
+  batch: { type: "string" as const },
+  tier: { type: "string" as const },
+  poll: { type: "string" as const },
+  wait: { type: "boolean" as const },
+  "dry-run": { type: "boolean" as const },
+  force: { type: "boolean" as const },
+  json: { type: "boolean" as const },
+  help: { type: "boolean" as const, short: "h" },
+};
+
+const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: FLAG_OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    return usage(errorMessage(e));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return EXIT.ok;
+  }
+  try {
+    const inputs = await collectInputs({
+      ...(values.store === undefined ? {} : { store: values.store }),
+      ...(values.catalog === undefined ? {} : { catalog: values.catalog }),
+      ...(values.source === undefined ? {} : { source: values.source }),
+      ...(values["state-dir"] === undefined ? {} : { "state-dir": values["state-dir"] }),
+      ...(values.config === undefined ? {} : { config: values.config }),
+    });
+    if (positionals[0] === "status") {
+      if (positionals.length > 1) return usage(`status takes no argument`);
+      return await status(inputs, values.json === true);
+    }
+    const tier = values.tier ?? "Standard";
+    if (!TIERS.includes(tier as Tier)) {
+      return usage(`--tier: "${tier}" is not a tier (Expedited, Standard or Bulk)`);
+    }
+    let pollMs = 30_000;
+    if (values.poll !== undefined) {
+      try {
+        pollMs = parseDuration(values.poll);
+      } catch (e) {
+        return usage(`--poll: ${errorMessage(e)}`);
+      }
+    }
+    let text: string;
+    let single: boolean;
+    if (values.batch !== undefined) {
+      if (positionals.length > 0) return usage("give SOURCE DEST or --batch, not both");
+      text = values.batch === "-"
+        ? await new Response(Deno.stdin.readable).text()
+        : await Deno.readTextFile(values.batch).catch((e) => {
+          throw new ConfigError("--batch", `cannot read ${values.batch}: ${errorMessage(e)}`);
+        });
+      single = false;
+    } else {
+      if (positionals.length !== 2) {
+        return usage(
+          positionals.length < 2 ? "missing SOURCE and DEST" : "too many arguments (SOURCE DEST)",
+        );
+      }
+      text = positionals.map(quote).join(" ");
+      single = true;
+    }
+    return await restore(inputs, text, {
+      single,
+      tier: tier as Tier,
+      pollMs,
+      wait: values.wait === true,
+      dryRun: values["dry-run"] === true,
+      force: values.force === true,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) return usage(e.message);
+    const code = e instanceof PortError ? ` [${e.code}]` : "";
+    console.error(`coldpack-restore: ${errorMessage(e)}${code}`);
+    return EXIT.fatal;
+  }
+}
+
+function usage(message: string): number {
+  console.error(`coldpack-restore: ${message}\nTry: coldpack-restore --help`);
+  return EXIT.usage;
+}
+
+/** A batch field for one argument: quoted when it needs to be. */
+function quote(s: string): string {
+  return /^[^\s"#]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+interface RestoreFlags {
+  readonly single: boolean;
+  readonly tier: Tier;
+  readonly pollMs: number;
+  readonly wait: boolean;
+  readonly dryRun: boolean;
+  readonly force: boolean;
+}
+
+async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags): Promise<number> {
+  const config = resolveRestoreConfig(inputs);
+  const patterns = compilePatterns(
+    inputs.file?.values["url_patterns"],
+    inputs.file ? { file: inputs.file.path } : {},
+  );
+  const batch = parseBatch(text, { patterns });
+  let bad = 0;
+  const where = (line: number) => flags.single ? "" : `line ${line}: `;
+  for (const e of batch.errors) {
+    bad++;
+    if (flags.single) return usage(e.reason);
+    console.error(`coldpack-restore: line ${e.line}: ${e.reason}`);
+  }
+  const rawCatalog = await openCatalog(config.catalog, {
+    migrate: config.autoMigrate,
+    password: resolveMysqlPassword(inputs),
+  });
+  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
+  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
+  const store = withRetryStore(await openStore(config.store), {
+    ...policy,
+    putTimeoutMs: config.storeTimeoutMs,
+  });
+  const destinations = new Map<string, Destination>();
+  try {
+    const sources = await sourceIds(config.source);
+    const requests: RestoreRequest[] = [];
+    const targets = new Map<string, RestoreDest>();
+    const invocation = `${Date.now().toString(36)}-${hex(randomBytes(4))}`;
+    for (const line of batch.lines) {
+      const request = line.request!;
+      let file: FileRow;
+      try {
+        file = await lookUp(catalog, request.source, sources);
+      } catch (e) {
+        bad++;
+        if (flags.single) {
+          console.error(`coldpack-restore: ${errorMessage(e)}`);
+          return EXIT.someFailed;
+        }
+        console.error(`coldpack-restore: line ${line.line}: ${errorMessage(e)}`);
+        continue;
+      }
+      requests.push({ key: `${invocation}:${line.line}`, fileId: file.id, dest: line.dest });
+      targets.set(line.dest, request.dest);
+      console.error(
+        `coldpack-restore: ${where(line.line)}fid:${file.id} ${
+          JSON.stringify(file.domain === null ? file.key : `${file.domain}:${file.key}`)
+        } (${file.length} bytes, archive ${file.archiveId}) -> ${line.dest}`,
+      );
+    }
+    if (requests.length === 0) return bad > 0 ? EXIT.someFailed : EXIT.ok;
+    const deps = { catalog, store, clock: systemClock, random: randomBytes };
+    const result = await requestRestores(deps, requests, {
+      requestedBy: `restore@${Deno.hostname()}`,
+      tier: flags.tier,
+      dryRun: flags.dryRun,
+    });
+    const t = result.plan.totals;
+    console.log(
+      `${
+        flags.dryRun ? "would restore" : "restoring"
+      } ${requests.length} file(s), ${t.bytesNeeded} bytes, ` +
+        `from ${t.archives} archive(s): ${t.retrievalsToStart} retrieval(s) to start ` +
+        `(${t.bytesToRetrieve} bytes), ${t.retrievalsReused} reused`,
+    );
+    if (flags.dryRun) return bad > 0 ? EXIT.someFailed : EXIT.ok;
+    if (!flags.wait) {
+      console.log(
+        `recorded restores ${result.restores.map((r) => r.id).join(", ")}; ` +
+          "the restore listener (or coldpack-restore --wait) writes them when the retrieval is ready",
+      );
+      return bad > 0 ? EXIT.someFailed : EXIT.ok;
+    }
+    const ids = result.restores.map((r) => r.id);
+    const resolve = (r: RestoreRow, file: FileRow) =>
+      resolveDest(r, file, targets.get(r.dest)!, config.source, flags.force, destinations);
+    let failed = 0;
+    for (;;) {
+      const pass = await completeRestores(deps, {
+        resolve,
+        ids,
+        tier: flags.tier,
+        onFinished: (r, outcome) => {
+          if (outcome.state === "done") {
+            console.log(`restored fid:${r.fileId} -> ${outcome.location}`);
+          } else {
+            console.error(
+              `coldpack-restore: restore ${r.id} (fid:${r.fileId}) failed: ${outcome.reason}`,
+            );
+          }
+        },
+      });
+      failed += pass.failed;
+      if (pass.waiting === 0) break;
+      console.error(
+        `coldpack-restore: ${pass.waiting} restore(s) waiting for their retrieval; asking again in ${
+          flags.pollMs / 1000
+        } s`,
+      );
+      await systemClock.sleep(flags.pollMs);
+    }
+    return bad + failed > 0 ? EXIT.someFailed : EXIT.ok;
+  } finally {
+    for (const d of destinations.values()) await d.close().catch(() => {});
+    await store.close();
+    await catalog.close();
+  }
+}
+
+/** The source ids a key or a domain may belong to, from the configured source. */
+async function sourceIds(
+  source: string | null,
+): Promise<{ id: SourceId | null; url: string | null }> {
+  if (source === null) return { id: null, url: null };
+  const spec = parseSourceUrl(source);
+  if (spec.kind === "mogilefs") {
+    return { id: sourceId(`mogilefs:${spec.domain ?? "*"}`), url: source };
+  }
+  // A directory's id is its real path; an S3 source's its URL: ask the adapter.
+  const opened = await openSource(source);
+  try {
+    return { id: opened.id, url: source };
+  } finally {
+    await opened.close();
+  }
+}
+
+/** The newest archived version a SOURCE names. */
+async function lookUp(
+  catalog: Catalog,
+  source: RestoreSource,
+  sources: { id: SourceId | null },
+): Promise<FileRow> {
+  if (source.kind === "id") {
+    const f = await catalog.file(source.id);
+    if (f === null) throw new RangeError(`no file with id ${source.id} in the catalog`);
+    if (f.state !== "archived") {
+      throw new RangeError(
+        `fid:${source.id} (${JSON.stringify(f.key)}) is ${f.state}, not archived`,
+      );
+    }
+    return f;
+  }
+  let candidates: FileRow[] = [];
+  if (source.kind === "key") {
+    if (sources.id === null) {
+      throw new ConfigError(
+        "--source",
+        `a key (${JSON.stringify(source.key)}) needs the backup's --source to find its files`,
+      );
+    }
+    candidates = await catalog.fileVersions(sources.id, source.key);
+  } else {
+    for (const id of [`mogilefs:${source.domain}`, "mogilefs:*"]) {
+      const rows = await catalog.fileVersions(sourceId(id), source.key);
+      candidates.push(...rows.filter((r) => r.domain === source.domain));
+    }
+  }
+  const newest = candidates.filter((r) => r.state === "archived").sort((a, b) => b.id - a.id)[0];
+  const name = source.kind === "key" ? source.key : `${source.domain}:${source.key}`;
+  if (newest === undefined) {
+    throw new RangeError(
+      candidates.length === 0
+        ? `${JSON.stringify(name)} is not in the catalog`
+        : `${JSON.stringify(name)} has no archived version (${
+          candidates.map((c) => c.state).join(", ")
+        })`,
+    );
+  }
+  return newest;
+}
+
+/** Where a restore is written. */
+async function resolveDest(
+  restore: RestoreRow,
+  file: FileRow,
+  dest: RestoreDest,
+  source: string | null,
+  overwrite: boolean,
+  cache: Map<string, Destination>,
+): Promise<ResolvedDest> {
+  const open = async (url: string) => {
+    let d = cache.get(url);
+    if (d === undefined) {
+      d = await openDestination(url, `DEST ${restore.dest}`);
+      cache.set(url, d);
+    }
+    return d;
+  };
+  const base = file.key.split("/").pop() ?? file.key;
+  switch (dest.kind) {
+    case "local": {
+      const abs = dest.path.startsWith("/") ? dest.path : `${Deno.cwd()}/${dest.path}`;
+      if (dest.prefix) {
+        await Deno.mkdir(abs, { recursive: true });
+        return { destination: await open(abs), write: { key: file.key, overwrite } };
+      }
+      const slash = abs.lastIndexOf("/");
+      const dir = abs.slice(0, slash) || "/";
+      await Deno.mkdir(dir, { recursive: true });
+      const d = cache.get(dir) ?? await LocalDestination.open(dir);
+      cache.set(dir, d);
+      return { destination: d, write: { key: abs.slice(slash + 1), overwrite } };
+    }
+    case "s3":
+      return {
+        destination: await open(`s3://${dest.bucket}/`),
+        write: { key: dest.prefix ? `${dest.key}${file.key}` : dest.key || base, overwrite },
+      };
+    case "mogilefs-origin":
+    case "mogilefs": {
+      const spec = source === null ? null : parseSourceUrl(source);
+      if (spec?.kind !== "mogilefs") {
+        throw new ConfigError(
+          "DEST",
+          `${restore.dest} needs a mogilefs:// --source for its trackers`,
+        );
+      }
+      const domain = dest.kind === "mogilefs" ? dest.domain : file.domain;
+      if (domain === null) throw new TypeError(`fid:${file.id} has no MogileFS domain`);
+      const trackers = spec.trackers.map((t) => `${t.host}:${t.port}`).join(",");
+      const key = dest.kind === "mogilefs" && dest.key !== undefined
+        ? (dest.prefix ? `${dest.key}${file.key}` : dest.key)
+        : file.key;
+      return {
+        destination: await open(`mogilefs://${trackers}/${encodeURIComponent(domain)}`),
+        write: {
+          key,
+          ...(file.storageClass === null ? {} : { storageClass: file.storageClass }),
+          overwrite: overwrite || dest.kind === "mogilefs-origin",
+        },
+      };
+    }
+  }
+}
+
+async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
+  const config = resolveRestoreConfig(inputs);
+  const catalog = await openCatalog(config.catalog, {
+    migrate: false,
+    password: resolveMysqlPassword(inputs),
+  });
+  try {
+    const rows: RestoreRow[] = [];
+    let afterId: number | undefined;
+    for (;;) {
+      const page = await catalog.restores({
+        limit: 500,
+        ...(afterId === undefined ? {} : { afterId }),
+      });
+      if (page.length === 0) break;
+      rows.push(...page);
+      afterId = page[page.length - 1]!.id;
+    }
+    if (json) {
+      console.log(JSON.stringify(rows, null, 2));
+      return EXIT.ok;
+    }
+    if (rows.length === 0) console.log("no restores recorded");
+    for (const r of rows) {
+      console.log(
+        `${r.id}\t${r.state}\tfid:${r.fileId}\t${r.dest}\t${
+          new Date(r.requestedAt).toISOString()
+        }` +
+          (r.note === null ? "" : `\t${r.note}`),
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    await catalog.close();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

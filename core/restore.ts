@@ -1,0 +1,414 @@
+/**
+ * The restore path, over the ports: record restores, start (or reuse) the
+ * retrievals they need, and complete them when the retrievals are ready:
+ * read only each file's bytes, let the destination check the md5 while it
+ * writes, and mark the restore done. `coldpack-restore` (with `--wait`) and
+ * the restore listener both drive it.
+ *
+ * Every step can run again: restores are keyed, a restore already served
+ * by a retrieval is not planned twice, a retrieval is reused across calls
+ * while it lives, and finishing a restore twice changes nothing.
+ * @module
+ */
+
+import { errorCode, errorMessage, isRetryable } from "./errors.ts";
+import { type FileId, newRetrievalId, type RetrievalId } from "./ids.ts";
+import type {
+  ArchiveRow,
+  Catalog,
+  Clock,
+  ColdStore,
+  Destination,
+  DestinationWrite,
+  FileRow,
+  RestoreRow,
+  RetrievalRow,
+  Tier,
+} from "./ports.ts";
+import { planRetrievals, type RetrievalPlan } from "./restore_plan.ts";
+
+/** What the restore path works with. */
+export interface RestoreDeps {
+  readonly catalog: Catalog;
+  readonly store: ColdStore;
+  readonly clock: Clock;
+  readonly random: (n: number) => Uint8Array;
+}
+
+/** One file to bring back to one destination. */
+export interface RestoreRequest {
+  /** Unique per request (e.g. `<invocation id>:<line>`): a repeat adds nothing. */
+  readonly key: string;
+  readonly fileId: FileId;
+  /** The destination as the operator wrote it; the caller resolves it when writing. */
+  readonly dest: string;
+}
+
+/** Options for {@linkcode requestRestores}. */
+export interface RequestOptions {
+  /** Who asks, recorded with each restore (e.g. `restore@host`). */
+  readonly requestedBy: string;
+  readonly tier?: Tier;
+  /** See `planRetrievals`. */
+  readonly mergeGapBytes?: number;
+  /** Plan only: record nothing, start nothing (`--dry-run`). */
+  readonly dryRun?: boolean;
+}
+
+/** What {@linkcode requestRestores} did. */
+export interface RequestResult {
+  /** The restores recorded (or found again by key), in request order; empty on a dry run. */
+  readonly restores: readonly RestoreRow[];
+  /** The plan for the files not yet served by a retrieval. */
+  readonly plan: RetrievalPlan;
+  /** The retrievals started now. */
+  readonly started: readonly RetrievalRow[];
+}
+
+/**
+ * Records the restores and starts the retrievals they need, reusing any
+ * live one that already holds a file's bytes.
+ *
+ * @throws {RangeError} a file that is unknown or not archived, naming it
+ * @throws {TypeError} a file whose archive is in another store than `deps.store`
+ */
+export async function requestRestores(
+  deps: RestoreDeps,
+  requests: readonly RestoreRequest[],
+  options: RequestOptions,
+): Promise<RequestResult> {
+  const { catalog, clock } = deps;
+  const files = new Map<FileId, FileRow>();
+  for (const r of requests) {
+    if (files.has(r.fileId)) continue;
+    const f = await catalog.file(r.fileId);
+    if (f === null) throw new RangeError(`No file with id ${r.fileId} in the catalog`);
+    if (f.state !== "archived") {
+      throw new RangeError(
+        `File ${r.fileId} (${
+          JSON.stringify(f.key)
+        }) is ${f.state}, not archived: nothing to restore`,
+      );
+    }
+    files.set(f.id, f);
+  }
+  const now = clock.now();
+  if (options.dryRun) {
+    const plan = await planFor(deps, [...files.values()], options, now);
+    return { restores: [], plan, started: [] };
+  }
+  const restores = await catalog.addRestores(
+    requests.map((r) => ({
+      key: r.key,
+      fileId: r.fileId,
+      dest: r.dest,
+      requestedBy: options.requestedBy,
+    })),
+    now,
+  );
+  const unserved = restores.filter((r) => r.state === "pending" && r.retrievalId === null);
+  const { plan, started } = await startFor(deps, unserved, files, options);
+  return { restores, plan, started };
+}
+
+/** Plans and starts the retrievals that `restores` need, and assigns them. */
+async function startFor(
+  deps: RestoreDeps,
+  restores: readonly RestoreRow[],
+  files: ReadonlyMap<FileId, FileRow>,
+  options: { readonly tier?: Tier; readonly mergeGapBytes?: number },
+): Promise<{ plan: RetrievalPlan; started: RetrievalRow[] }> {
+  const { catalog, store, clock, random } = deps;
+  const need = [...new Set(restores.map((r) => r.fileId))].map((id) => files.get(id)!);
+  const plan = await planFor(deps, need, options, clock.now());
+  const byFile = new Map<FileId, number[]>();
+  for (const r of restores) byFile.set(r.fileId, [...(byFile.get(r.fileId) ?? []), r.id]);
+  const idsOf = (fileIds: readonly FileId[]) => fileIds.flatMap((f) => byFile.get(f) ?? []);
+  for (const reused of plan.reuse) {
+    await catalog.assignRestores(
+      idsOf(reused.files.map((f) => f.fileId)),
+      reused.retrievalId as RetrievalId,
+    );
+  }
+  const started: RetrievalRow[] = [];
+  for (const s of plan.start) {
+    const now = clock.now();
+    const id = newRetrievalId(now, random(6));
+    const job = await store.startRetrieval(s.remoteId, {
+      ...(s.range === null ? {} : { range: s.range }),
+      tier: s.tier,
+      description: id,
+    });
+    const row: RetrievalRow = {
+      id,
+      archiveId: s.archiveId,
+      store: store.location,
+      jobId: job.jobId,
+      range: s.range,
+      tier: s.tier,
+      purpose: "restore",
+      state: job.state,
+      startedAt: now,
+      readyAt: job.state === "ready" ? now : null,
+      expiresAt: job.expiresAt,
+      failure: job.failure ?? null,
+    };
+    await catalog.addRetrieval(row);
+    await catalog.assignRestores(idsOf(s.files.map((f) => f.fileId)), id);
+    started.push(row);
+  }
+  return { plan, started };
+}
+
+async function planFor(
+  deps: RestoreDeps,
+  files: readonly FileRow[],
+  options: { readonly tier?: Tier; readonly mergeGapBytes?: number },
+  nowMs: number,
+): Promise<RetrievalPlan> {
+  const { catalog, store } = deps;
+  const archives = new Map<string, ArchiveRow>();
+  for (const f of files) {
+    const id = f.archiveId!;
+    if (archives.has(id)) continue;
+    const a = await catalog.archive(id);
+    if (a === null) throw new RangeError(`File ${f.id}: its archive ${id} is not in the catalog`);
+    if (a.store !== store.location) {
+      throw new TypeError(
+        `File ${f.id} is in archive ${id} at ${a.store}, not at ${store.location}: give --store ${a.store}`,
+      );
+    }
+    archives.set(id, a);
+  }
+  const live = await catalog.liveRetrievals([...archives.values()].map((a) => a.id), nowMs);
+  return planRetrievals({
+    files: files.map((f) => ({
+      fileId: f.id,
+      archiveId: f.archiveId!,
+      headerOffset: f.headerOffset!,
+      dataOffset: f.dataOffset!,
+      length: f.length,
+    })),
+    archives: [...archives.values()].map((a) => ({
+      id: a.id,
+      size: a.size,
+      remoteId: a.remoteId,
+      store: a.store,
+    })),
+    capabilities: store.capabilities,
+    retrievals: live.filter((r) => r.store === store.location),
+    nowMs,
+  }, {
+    ...(options.tier === undefined ? {} : { tier: options.tier }),
+    ...(options.mergeGapBytes === undefined ? {} : { mergeGapBytes: options.mergeGapBytes }),
+  });
+}
+
+/** Where and how one restore is written: the caller maps `dest` to a destination. */
+export interface ResolvedDest {
+  readonly destination: Destination;
+  readonly write: Pick<DestinationWrite, "key" | "domain" | "storageClass" | "overwrite">;
+}
+
+/** Options for {@linkcode completeRestores}. */
+export interface CompleteOptions {
+  /** Maps a restore to its destination (`RestoreRow.dest` as the operator wrote it). */
+  readonly resolve: (restore: RestoreRow, file: FileRow) => Promise<ResolvedDest>;
+  /** Only these restores (the caller's own, for `--wait`); default every pending one. */
+  readonly ids?: readonly number[];
+  /** Reads of one file's bytes before a wrong md5 fails it for good (default 3). */
+  readonly readAttempts?: number;
+  /** Told of each restore finished. */
+  readonly onFinished?: (restore: RestoreRow, outcome: FinishedOutcome) => void;
+  readonly tier?: Tier;
+  readonly signal?: AbortSignal;
+}
+
+/** How a restore ended. */
+export type FinishedOutcome =
+  | { readonly state: "done"; readonly location: string }
+  | { readonly state: "failed"; readonly reason: string };
+
+/** What one {@linkcode completeRestores} pass did. */
+export interface CompleteResult {
+  readonly done: number;
+  readonly failed: number;
+  /** Still waiting for their retrieval. */
+  readonly waiting: number;
+  /** Retrievals found expired and started again. */
+  readonly restarted: number;
+}
+
+/**
+ * One pass over pending restores: asks the store about each retrieval still
+ * in progress, writes every restore whose bytes are ready, fails those whose
+ * retrieval failed, and starts again the retrievals that expired unused.
+ */
+export async function completeRestores(
+  deps: RestoreDeps,
+  options: CompleteOptions,
+): Promise<CompleteResult> {
+  const { catalog, store, clock } = deps;
+  const pending = await pendingRestores(catalog, options.ids);
+  const files = new Map<FileId, FileRow>();
+  for (const r of pending) {
+    if (!files.has(r.fileId)) files.set(r.fileId, (await catalog.file(r.fileId))!);
+  }
+  const retrievals = new Map<RetrievalId, RetrievalRow>();
+  let done = 0;
+  let failed = 0;
+  let waiting = 0;
+  const expired: RestoreRow[] = [];
+  const finish = async (r: RestoreRow, outcome: FinishedOutcome) => {
+    const changed = await catalog.finishRestore(r.id, {
+      state: outcome.state,
+      note: outcome.state === "done" ? outcome.location : outcome.reason,
+    }, clock.now());
+    if (!changed) return;
+    if (outcome.state === "done") done++;
+    else failed++;
+    options.onFinished?.(r, outcome);
+  };
+  for (const r of pending) {
+    options.signal?.throwIfAborted();
+    const file = files.get(r.fileId)!;
+    if (file.length === 0) {
+      await writeOne(deps, options, r, file, null, finish);
+      continue;
+    }
+    if (r.retrievalId === null) {
+      waiting++;
+      continue;
+    }
+    let retrieval = retrievals.get(r.retrievalId) ?? await catalog.retrieval(r.retrievalId);
+    if (retrieval === null || retrieval.store !== store.location) {
+      waiting++;
+      continue;
+    }
+    if (retrieval.state === "in-progress" || retrieval.state === "ready") {
+      retrieval = await refresh(deps, retrieval);
+    }
+    retrievals.set(retrieval.id, retrieval);
+    if (retrieval.state === "in-progress") {
+      waiting++;
+    } else if (retrieval.state === "failed") {
+      await finish(r, {
+        state: "failed",
+        reason: `retrieval ${retrieval.id} failed: ${retrieval.failure ?? "no reason given"}`,
+      });
+    } else if (retrieval.state === "expired") {
+      expired.push(r);
+    } else {
+      await writeOne(deps, options, r, file, retrieval, finish);
+    }
+  }
+  let restarted = 0;
+  if (expired.length > 0) {
+    const { started } = await startFor(deps, expired, files, options);
+    restarted = started.length;
+    waiting += expired.length;
+  }
+  return { done, failed, waiting, restarted };
+}
+
+async function pendingRestores(
+  catalog: Catalog,
+  ids: readonly number[] | undefined,
+): Promise<RestoreRow[]> {
+  const wanted = ids === undefined ? null : new Set(ids);
+  const out: RestoreRow[] = [];
+  let afterId: number | undefined;
+  for (;;) {
+    const page = await catalog.restores({
+      limit: 500,
+      states: ["pending"],
+      ...(afterId === undefined ? {} : { afterId }),
+    });
+    if (page.length === 0) return out;
+    for (const r of page) if (wanted === null || wanted.has(r.id)) out.push(r);
+    afterId = page[page.length - 1]!.id;
+  }
+}
+
+/** Asks the store where a retrieval stands and records it. */
+async function refresh(deps: RestoreDeps, row: RetrievalRow): Promise<RetrievalRow> {
+  const { catalog, store, clock } = deps;
+  const job = await store.retrieval(row.jobId);
+  if (job.state === row.state && job.expiresAt === row.expiresAt) return row;
+  const update = {
+    state: job.state,
+    readyAt: job.state === "ready" ? (row.readyAt ?? job.completedAt ?? clock.now()) : row.readyAt,
+    expiresAt: job.expiresAt,
+    failure: job.failure ?? null,
+  };
+  await catalog.updateRetrieval(row.id, update);
+  return { ...row, ...update };
+}
+
+/** Writes one restore from its retrieval (or an empty file), then finishes it. */
+async function writeOne(
+  deps: RestoreDeps,
+  options: CompleteOptions,
+  restore: RestoreRow,
+  file: FileRow,
+  retrieval: RetrievalRow | null,
+  finish: (r: RestoreRow, outcome: FinishedOutcome) => Promise<void>,
+): Promise<void> {
+  const { store } = deps;
+  const attempts = options.readAttempts ?? 3;
+  let resolved: ResolvedDest;
+  try {
+    resolved = await options.resolve(restore, file);
+  } catch (e) {
+    await finish(restore, { state: "failed", reason: `destination: ${errorMessage(e)}` });
+    return;
+  }
+  const start = file.dataOffset! - (retrieval?.range?.start ?? 0);
+  const body = () => {
+    if (retrieval === null || file.length === 0) {
+      return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+    }
+    // The read is lazy: the destination asks for the bytes once per attempt.
+    let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
+    return new ReadableStream<Uint8Array>({
+      async pull(c) {
+        inner ??= (await store.readRetrieval(retrieval.jobId, {
+          range: { start, end: start + file.length - 1 },
+          ...(options.signal ? { signal: options.signal } : {}),
+        })).getReader();
+        const { done, value } = await inner.read();
+        if (done) c.close();
+        else c.enqueue(value);
+      },
+      async cancel(reason) {
+        await inner?.cancel(reason);
+      },
+    });
+  };
+  for (let attempt = 1;; attempt++) {
+    try {
+      const written = await resolved.destination.write({
+        ...resolved.write,
+        length: file.length,
+        md5: file.md5!,
+        body,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      await finish(restore, { state: "done", location: written.location });
+      return;
+    } catch (e) {
+      const code = errorCode(e);
+      // Bytes that came back wrong are read again; anything else that may
+      // pass is left pending for the next pass.
+      const badBytes = code === "ChecksumMismatch" || code === "LengthMismatch";
+      if (badBytes && attempt < attempts) continue;
+      if (!badBytes && isRetryable(e)) return;
+      await finish(restore, {
+        state: "failed",
+        reason: `${code}: ${errorMessage(e)}` +
+          (badBytes ? ` (after ${attempts} reads of the retrieved bytes)` : ""),
+      });
+      return;
+    }
+  }
+}
