@@ -114,6 +114,7 @@ import {
   optStr,
   RESTORE_COLUMNS,
   RETRIEVAL_COLUMNS,
+  retrievalValues,
   type Row,
   STAGES,
   state,
@@ -1401,21 +1402,7 @@ export class MysqlCatalog implements Catalog {
     await this.#exec(
       c,
       `INSERT INTO retrievals (${RETRIEVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        row.id,
-        row.archiveId,
-        row.store,
-        row.jobId,
-        row.range?.start ?? null,
-        row.range?.end ?? null,
-        row.tier,
-        row.purpose,
-        row.state,
-        row.startedAt,
-        row.readyAt,
-        row.expiresAt,
-        row.failure,
-      ],
+      retrievalValues(row),
     );
   }
 

@@ -189,3 +189,22 @@ export function toRestoreRow(r: Row): RestoreRow {
     requestedBy: str(r, "requested_by"),
   };
 }
+
+/** A retrieval row as the values of `INSERT INTO retrievals (RETRIEVAL_COLUMNS)`, in order. */
+export function retrievalValues(row: RetrievalRow): (string | number | null)[] {
+  return [
+    row.id,
+    row.archiveId,
+    row.store,
+    row.jobId,
+    row.range?.start ?? null,
+    row.range?.end ?? null,
+    row.tier,
+    row.purpose,
+    row.state,
+    row.startedAt,
+    row.readyAt,
+    row.expiresAt,
+    row.failure,
+  ];
+}

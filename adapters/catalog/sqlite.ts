@@ -91,6 +91,7 @@ import {
   optInt,
   RESTORE_COLUMNS,
   RETRIEVAL_COLUMNS,
+  retrievalValues,
   type Row,
   STAGES,
   state,
@@ -805,21 +806,7 @@ export class SqliteCatalog implements Catalog {
         }
         this.#stmt(
           `INSERT INTO retrievals (${RETRIEVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(
-          row.id,
-          row.archiveId,
-          row.store,
-          row.jobId,
-          row.range?.start ?? null,
-          row.range?.end ?? null,
-          row.tier,
-          row.purpose,
-          row.state,
-          row.startedAt,
-          row.readyAt,
-          row.expiresAt,
-          row.failure,
-        );
+        ).run(...retrievalValues(row));
       });
     });
   }
