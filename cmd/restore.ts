@@ -12,11 +12,17 @@ import { parseArgs } from "node:util";
 import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openDestination, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
-import { LocalDestination } from "../adapters/destination/local.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 import { hex, type SourceId, sourceId } from "../core/ids.ts";
-import type { Catalog, Destination, FileRow, RestoreRow, Tier } from "../core/ports.ts";
+import {
+  type Catalog,
+  type Destination,
+  type FileRow,
+  type RestoreRow,
+  type Tier,
+  TIERS,
+} from "../core/ports.ts";
 import {
   completeRestores,
   requestRestores,
@@ -29,7 +35,7 @@ import {
   type RestoreDest,
   type RestoreSource,
 } from "../core/restore_spec.ts";
-import { parseSourceUrl } from "../core/source_url.ts";
+import { parseSourceUrl, remoteSourceId } from "../core/source_url.ts";
 import { parseDuration } from "../core/duration.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 
@@ -95,8 +101,6 @@ const FLAG_OPTIONS = {
   json: { type: "boolean" as const },
   help: { type: "boolean" as const, short: "h" },
 };
-
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -306,7 +310,8 @@ async function sourceIds(
   if (source === null) return { id: null, url: null };
   const spec = parseSourceUrl(source);
   if (spec.kind === "mogilefs") {
-    return { id: sourceId(`mogilefs:${spec.domain ?? "*"}`), url: source };
+    // Without opening it: that would ask the trackers for nothing the id needs.
+    return { id: sourceId(remoteSourceId(spec)), url: source };
   }
   // A directory's id is its real path; an S3 source's its URL: ask the adapter.
   const opened = await openSource(source);
@@ -343,7 +348,9 @@ async function lookUp(
     }
     candidates = await catalog.fileVersions(sources.id, source.key);
   } else {
-    for (const id of [`mogilefs:${source.domain}`, "mogilefs:*"]) {
+    // The domain's own source, or an every-domain one.
+    for (const domain of [source.domain, undefined]) {
+      const id = remoteSourceId({ kind: "mogilefs", trackers: [], ...(domain ? { domain } : {}) });
       const rows = await catalog.fileVersions(sourceId(id), source.key);
       candidates.push(...rows.filter((r) => r.domain === source.domain));
     }
@@ -390,9 +397,7 @@ async function resolveDest(
       const slash = abs.lastIndexOf("/");
       const dir = abs.slice(0, slash) || "/";
       await Deno.mkdir(dir, { recursive: true });
-      const d = cache.get(dir) ?? await LocalDestination.open(dir);
-      cache.set(dir, d);
-      return { destination: d, write: { key: abs.slice(slash + 1), overwrite } };
+      return { destination: await open(dir), write: { key: abs.slice(slash + 1), overwrite } };
     }
     case "s3":
       return {

@@ -258,6 +258,15 @@ export function descriptionProblem(description: string): string | null {
   return null;
 }
 
+/**
+ * Throws a `RangeError` naming `what` (e.g. `archive X`, `retrieval`) when
+ * `description` breaks {@linkcode descriptionProblem}'s rule.
+ */
+export function checkDescription(description: string, what: string): void {
+  const problem = descriptionProblem(description);
+  if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
+}
+
 /** What an archive description says. */
 export interface ArchiveDescription {
   readonly format: 1;

@@ -307,8 +307,19 @@ export interface ByteRange {
 /** Retrieval speed tiers. */
 export type Tier = "Expedited" | "Standard" | "Bulk";
 
+/** Every tier, fastest first. */
+export const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
+
 /** A retrieval's state as the store reports it. */
 export type RetrievalState = "in-progress" | "ready" | "failed" | "expired";
+
+/** Every retrieval state. */
+export const RETRIEVAL_STATES: readonly RetrievalState[] = [
+  "in-progress",
+  "ready",
+  "failed",
+  "expired",
+];
 
 /** A retrieval job at the store. */
 export interface RetrievalJob {

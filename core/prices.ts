@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { Tier } from "./ports.ts";
+import { type Tier, TIERS } from "./ports.ts";
 
 /** The stores priced here: a Glacier vault, an S3 Glacier storage class, a local vault. */
 export type PricedStore = "glacier" | "s3:GLACIER" | "s3:DEEP_ARCHIVE" | "s3:GLACIER_IR" | "file";
@@ -215,7 +215,6 @@ export const PRICES: PriceTable = {
 };
 
 const STORES = Object.keys(PRICES.stores) as PricedStore[];
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 
 /** What {@linkcode estimateRetrievalCost} needs. */
 export interface RetrievalCostInput {

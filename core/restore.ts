@@ -280,15 +280,19 @@ export async function completeRestores(
       waiting++;
       continue;
     }
-    let retrieval = retrievals.get(r.retrievalId) ?? await catalog.retrieval(r.retrievalId);
-    if (retrieval === null || retrieval.store !== store.location) {
-      waiting++;
-      continue;
+    // One catalog read and one store question per retrieval per pass, not per restore.
+    let retrieval = retrievals.get(r.retrievalId);
+    if (retrieval === undefined) {
+      const row = await catalog.retrieval(r.retrievalId);
+      if (row === null || row.store !== store.location) {
+        waiting++;
+        continue;
+      }
+      retrieval = row.state === "in-progress" || row.state === "ready"
+        ? await refresh(deps, row)
+        : row;
+      retrievals.set(retrieval.id, retrieval);
     }
-    if (retrieval.state === "in-progress" || retrieval.state === "ready") {
-      retrieval = await refresh(deps, retrieval);
-    }
-    retrievals.set(retrieval.id, retrieval);
     if (retrieval.state === "in-progress") {
       waiting++;
     } else if (retrieval.state === "failed") {
@@ -365,7 +369,7 @@ async function writeOne(
   }
   const start = file.dataOffset! - (retrieval?.range?.start ?? 0);
   const body = () => {
-    if (retrieval === null || file.length === 0) {
+    if (retrieval === null) {
       return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
     }
     // The read is lazy: the destination asks for the bytes once per attempt.

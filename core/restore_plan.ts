@@ -33,7 +33,14 @@
  */
 
 import type { ArchiveId, FileId, RemoteArchiveId } from "./ids.ts";
-import type { ByteRange, RetrievalState, StoreCapabilities, Tier } from "./ports.ts";
+import {
+  type ByteRange,
+  RETRIEVAL_STATES,
+  type RetrievalState,
+  type StoreCapabilities,
+  type Tier,
+  TIERS,
+} from "./ports.ts";
 import { retrievalRangeProblem } from "./ranges.ts";
 import { alignRange, MIB } from "./tree_hash.ts";
 
@@ -166,8 +173,6 @@ export const DEFAULT_MERGE_GAP_BYTES = MIB;
 /** Default `expiryMarginMs`: 1 hour. */
 export const DEFAULT_EXPIRY_MARGIN_MS = 3_600_000;
 
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
-const STATES: readonly RetrievalState[] = ["in-progress", "ready", "failed", "expired"];
 const WHAT = "Cannot plan retrievals";
 
 /**
@@ -403,7 +408,7 @@ function usableRetrievals(
     if (typeof r.id !== "string" || r.id === "") {
       throw new TypeError(`${WHAT}: a retrieval of archive ${r.archiveId} has no id`);
     }
-    if (!STATES.includes(r.state)) {
+    if (!RETRIEVAL_STATES.includes(r.state)) {
       throw new TypeError(`${WHAT}: retrieval ${r.id} has an unknown state "${r.state}"`);
     }
     if (

@@ -106,6 +106,18 @@ export function parseSourceUrl(text: string): SourceUrl {
   }
 }
 
+/**
+ * The id recorded with every file of a MogileFS or S3 source:
+ * `mogilefs:DOMAIN` (`mogilefs:*` for every domain; tracker hosts change
+ * over time, so they are not part of it) or `s3://BUCKET/PREFIX`. A
+ * directory's id needs its real path, which only its adapter can learn.
+ */
+export function remoteSourceId(url: MogileFsSourceUrl | S3SourceUrl): string {
+  return url.kind === "mogilefs"
+    ? `mogilefs:${url.domain ?? "*"}`
+    : `s3://${url.bucket}/${url.prefix}`;
+}
+
 /** A short description of a source URL for logs, e.g. `mogilefs://t1:7001/ugc`. */
 export function formatSourceUrl(url: SourceUrl): string {
   switch (url.kind) {

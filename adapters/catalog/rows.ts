@@ -24,9 +24,8 @@ import type {
   RestoreState,
   RetrievalPurpose,
   RetrievalRow,
-  RetrievalState,
-  Tier,
 } from "../../core/ports.ts";
+import { RETRIEVAL_STATES, TIERS } from "../../core/ports.ts";
 
 /** A row as a driver returns it, by column name. */
 export type Row = Record<string, unknown>;
@@ -39,14 +38,8 @@ export const FILE_STATES: readonly FileState[] = [
   "superseded",
 ];
 export const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
-export const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
+export { RETRIEVAL_STATES, TIERS };
 export const PURPOSES: readonly RetrievalPurpose[] = ["restore", "audit"];
-export const RETRIEVAL_STATES: readonly RetrievalState[] = [
-  "in-progress",
-  "ready",
-  "failed",
-  "expired",
-];
 export const RESTORE_STATES: readonly RestoreState[] = ["pending", "done", "failed"];
 
 export const ARCHIVE_COLUMNS = "id, store, remote_id, size, tree_hash, file_count, data_bytes, " +

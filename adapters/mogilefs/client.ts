@@ -54,6 +54,7 @@ import {
   requestLine,
 } from "../../core/mogilefs_protocol.ts";
 import { Limiter } from "../../core/retry.ts";
+import { closeQuietly } from "../_fs.ts";
 import type { TrackerAddress } from "../../core/source_url.ts";
 
 /** Options for {@linkcode MogileFsClient}. */
@@ -1269,14 +1270,6 @@ function readOrAbort<T>(
   return Promise.race([reader.read(), aborted]).finally(() => {
     signal.removeEventListener("abort", onAbort);
   });
-}
-
-function closeQuietly(c: { close(): void }): void {
-  try {
-    c.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

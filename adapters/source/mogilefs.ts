@@ -49,7 +49,7 @@
 import { PortError } from "../../core/errors.ts";
 import { type SourceId, sourceId } from "../../core/ids.ts";
 import type { Clock, ListOptions, ListPage, Source, SourceEntry } from "../../core/ports.ts";
-import { formatSourceUrl, type MogileFsSourceUrl } from "../../core/source_url.ts";
+import { formatSourceUrl, type MogileFsSourceUrl, remoteSourceId } from "../../core/source_url.ts";
 import { MogileFsClient, type MogileFsClientOptions } from "../mogilefs/client.ts";
 
 /** Options for {@linkcode MogileFsSource.open}. */
@@ -105,7 +105,7 @@ export class MogileFsSource implements Source {
   private constructor(url: MogileFsSourceUrl, client: MogileFsClient, o: MogileFsSourceOptions) {
     this.#url = url;
     this.domain = url.domain ?? null;
-    this.id = sourceId(`mogilefs:${url.domain ?? "*"}`);
+    this.id = sourceId(remoteSourceId(url));
     this.location = formatSourceUrl(url);
     this.#client = client;
     this.#pageSize = o.pageSize ?? MAX_PAGE;

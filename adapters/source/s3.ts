@@ -49,7 +49,7 @@ import {
 import { ChangedError, PortError, VanishedError } from "../../core/errors.ts";
 import { type SourceId, sourceId } from "../../core/ids.ts";
 import type { ListOptions, ListPage, SkippedEntry, Source, SourceEntry } from "../../core/ports.ts";
-import type { S3SourceUrl } from "../../core/source_url.ts";
+import { remoteSourceId, type S3SourceUrl } from "../../core/source_url.ts";
 import {
   type NodeBody,
   s3BodyStream,
@@ -94,7 +94,7 @@ export class S3Source implements Source {
     this.#bucket = url.bucket;
     this.#prefix = url.prefix;
     this.#pageSize = pageSize;
-    this.id = sourceId(`s3://${url.bucket}/${url.prefix}`);
+    this.id = sourceId(remoteSourceId(url));
     this.#client = new S3Client(s3ClientConfig(options));
   }
 

@@ -41,23 +41,24 @@ import {
 import { systemClock } from "../clock.ts";
 import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { hex, type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
-import type {
-  ByteRange,
-  Clock,
-  ColdStore,
-  PutArchive,
-  PutResult,
-  RetrievalJob,
-  RetrievalState,
-  StoreCapabilities,
-  StoredArchive,
-  Tier,
+import {
+  type ByteRange,
+  type Clock,
+  type ColdStore,
+  type PutArchive,
+  type PutResult,
+  type RetrievalJob,
+  type RetrievalState,
+  type StoreCapabilities,
+  type StoredArchive,
+  type Tier,
+  TIERS,
 } from "../../core/ports.ts";
 import type { RetryPolicy } from "../../core/retry.ts";
 import { parseStoreUrl } from "../../core/store_url.ts";
 import { combineTreeHashes, MIB, TreeHasher } from "../../core/tree_hash.ts";
 import { type BodyFacts, digest, streamedBody } from "./_body.ts";
-import { descriptionProblem } from "../../core/manifest.ts";
+import { checkDescription } from "../../core/manifest.ts";
 import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
 import { freshConnectionAgents, NETWORK_CODES, QUIET_LOGGER } from "./_aws.ts";
 import { type Part, uploadParts } from "./_parts.ts";
@@ -70,7 +71,6 @@ const HOUR = 3_600_000;
 const JOB_TTL_MS = 24 * HOUR;
 const MAX_PARTS = 10_000;
 const MAX_SINGLE_UPLOAD = 4 * GIB;
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 /** How long a clean-up request (abort an upload, delete a mismatched archive) may take. */
 const CLEANUP_TIMEOUT_MS = 30_000;
 
@@ -912,11 +912,6 @@ export class GlacierStore implements ColdStore {
 
 /** A node stream as the SDK hands out response bodies. */
 type NodeBody = AsyncIterable<Uint8Array> & { destroy(error?: Error): void };
-
-function checkDescription(description: string, what: string): void {
-  const problem = descriptionProblem(description);
-  if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
-}
 
 function isPartSize(n: number): boolean {
   if (!Number.isSafeInteger(n) || n < MIB || n > 4 * GIB || n % MIB !== 0) return false;

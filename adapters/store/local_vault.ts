@@ -15,16 +15,17 @@
  */
 
 import { DEFAULT_RETRIEVAL_TTL_MS } from "../../core/store_url.ts";
-import type {
-  ByteRange,
-  ColdStore,
-  PutArchive,
-  PutResult,
-  RetrievalJob,
-  RetrievalState,
-  StoreCapabilities,
-  StoredArchive,
-  Tier,
+import {
+  type ByteRange,
+  type ColdStore,
+  type PutArchive,
+  type PutResult,
+  type RetrievalJob,
+  type RetrievalState,
+  type StoreCapabilities,
+  type StoredArchive,
+  type Tier,
+  TIERS,
 } from "../../core/ports.ts";
 import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { hex, type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
@@ -40,7 +41,6 @@ const READ_CHUNK = 256 * 1024;
 const REMOTE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.tar$/;
 const JOB_ID = /^[0-9a-f]{32}$/;
 const TREE_HASH = /^[0-9a-f]{64}$/;
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 
 /** Options for {@linkcode LocalVault.open}. */
 export interface LocalVaultOptions {

@@ -57,16 +57,17 @@ import {
   UploadPartCommand,
   type UploadPartCommandOutput,
 } from "@aws-sdk/client-s3";
-import type {
-  ByteRange,
-  Clock,
-  ColdStore,
-  PutArchive,
-  PutResult,
-  RetrievalJob,
-  StoreCapabilities,
-  StoredArchive,
-  Tier,
+import {
+  type ByteRange,
+  type Clock,
+  type ColdStore,
+  type PutArchive,
+  type PutResult,
+  type RetrievalJob,
+  type StoreCapabilities,
+  type StoredArchive,
+  type Tier,
+  TIERS,
 } from "../../core/ports.ts";
 import { ArchiveMismatchError, PortError } from "../../core/errors.ts";
 import { type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from "../../core/ids.ts";
@@ -75,7 +76,7 @@ import { parseStoreUrl, type S3StorageClass } from "../../core/store_url.ts";
 import { TreeHasher } from "../../core/tree_hash.ts";
 import { systemClock } from "../clock.ts";
 import { digest, streamedBody } from "./_body.ts";
-import { descriptionProblem } from "../../core/manifest.ts";
+import { checkDescription } from "../../core/manifest.ts";
 import {
   type NodeBody,
   s3BodyStream,
@@ -96,7 +97,6 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const DAY = 24 * 3_600_000;
 const ARCHIVE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TREE_HASH = /^[0-9a-f]{64}$/;
-const TIERS: readonly Tier[] = ["Expedited", "Standard", "Bulk"];
 const META_DESCRIPTION = "coldpack-description";
 const META_TREE_HASH = "coldpack-tree-hash";
 
@@ -810,11 +810,6 @@ function isJobToken(v: unknown): v is JobToken {
   return t.v === 1 && typeof t.k === "string" && typeof t.d === "string" &&
     typeof t.t === "number" && Number.isFinite(t.t) && Number.isSafeInteger(t.n) &&
     (t.n as number) >= 1;
-}
-
-function checkDescription(description: string, what: string): void {
-  const problem = descriptionProblem(description);
-  if (problem !== null) throw new RangeError(`Invalid description for ${what}: ${problem}`);
 }
 
 /**
