@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { openCatalog } from "../adapters/registry.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
@@ -59,17 +59,9 @@ const FLAG_OPTIONS = {
 };
 
 async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: FLAG_OPTIONS, allowPositionals: true, strict: true });
-  } catch (e) {
-    return usage(errorMessage(e));
-  }
+  const parsed = parseCommandLine("coldpack-admin", args, FLAG_OPTIONS, HELP);
+  if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return EXIT.ok;
-  }
   const command = positionals[0];
   if (command === undefined) return usage("missing command (expected migrate)");
   if (["fsck", "cost", "plan", "rebuild", "status"].includes(command)) {
@@ -90,8 +82,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 function usage(message: string): number {
-  console.error(`coldpack-admin: ${message}\nTry: coldpack-admin --help`);
-  return EXIT.usage;
+  return cliUsage("coldpack-admin", message);
 }
 
 async function migrate(inputs: ConfigInputs, check: boolean): Promise<number> {

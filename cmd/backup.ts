@@ -7,7 +7,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { openCatalog, openPacker, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { collectInputs } from "../adapters/config_file.ts";
@@ -80,17 +80,9 @@ const FLAG_OPTIONS = {
 };
 
 async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: FLAG_OPTIONS, allowPositionals: true, strict: true });
-  } catch (e) {
-    return usage(errorMessage(e));
-  }
+  const parsed = parseCommandLine("coldpack-backup", args, FLAG_OPTIONS, HELP);
+  if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return EXIT.ok;
-  }
   const command = positionals[0] ?? "run";
   if (!["run", "status"].includes(command) || positionals.length > 1) {
     return usage(`unknown command "${positionals.join(" ")}" (expected none or "status")`);
@@ -107,8 +99,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 function usage(message: string): number {
-  console.error(`coldpack-backup: ${message}\nTry: coldpack-backup --help`);
-  return EXIT.usage;
+  return cliUsage("coldpack-backup", message);
 }
 
 async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openDestination, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
@@ -103,17 +103,9 @@ const FLAG_OPTIONS = {
 };
 
 async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: FLAG_OPTIONS, allowPositionals: true, strict: true });
-  } catch (e) {
-    return usage(errorMessage(e));
-  }
+  const parsed = parseCommandLine("coldpack-restore", args, FLAG_OPTIONS, HELP);
+  if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return EXIT.ok;
-  }
   try {
     const inputs = await collectInputs({
       ...(values.store === undefined ? {} : { store: values.store }),
@@ -174,8 +166,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 function usage(message: string): number {
-  console.error(`coldpack-restore: ${message}\nTry: coldpack-restore --help`);
-  return EXIT.usage;
+  return cliUsage("coldpack-restore", message);
 }
 
 /** A batch field for one argument: quoted when it needs to be. */
