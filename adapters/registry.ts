@@ -52,13 +52,13 @@ export async function openSource(url: string, where = "--source"): Promise<Sourc
         return await MogileFsSource.open(spec);
       } catch (e) {
         // No tracker answering is worth retrying; an unknown domain is not.
-        throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+        throw openError(where, e);
       }
     case "s3":
       try {
         return await S3Source.open(spec, { forcePathStyle: pathStyle("S3") });
       } catch (e) {
-        throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+        throw openError(where, e);
       }
   }
 }
@@ -87,11 +87,17 @@ export async function openDestination(url: string, where = "--dest"): Promise<De
         );
     }
   } catch (e) {
-    throw e instanceof PortError && e.retryable ? e : asConfigError(where, e);
+    throw openError(where, e);
   }
 }
 
-function asConfigError(where: string, e: unknown): ConfigError {
+/**
+ * Why a source or destination could not be opened: a service that may come
+ * back (no tracker answering) stays a retryable PortError; anything else
+ * (an unknown domain, a missing directory) is bad configuration of `where`.
+ */
+function openError(where: string, e: unknown): Error {
+  if (e instanceof PortError && e.retryable) return e;
   if (e instanceof ConfigError) return e;
   return new ConfigError(where, e instanceof Error ? e.message : String(e));
 }
