@@ -598,6 +598,45 @@ export interface RestoreRow {
   readonly note: string | null;
   /** Who asked (e.g. `restore@host`, `drill`), for `status`. */
   readonly requestedBy: string;
+  /** Replace whatever is at the destination (`--force`); false: a different file there fails it. */
+  readonly overwrite: boolean;
+}
+
+/** One message taken from a {@linkcode NotificationQueue}. */
+export interface QueueMessage {
+  /** The queue's id for the message (SQS `MessageId`). */
+  readonly id: string;
+  /** What `delete` needs (SQS `ReceiptHandle`); new with every receive. */
+  readonly receipt: string;
+  readonly body: string;
+  /** Receives so far, this one included (1 = first delivery). */
+  readonly receiveCount: number;
+}
+
+/**
+ * The queue a store's completion notifications arrive on (SQS, fed by SNS or
+ * S3 event notifications). Delivery is at least once: a message not deleted
+ * before its visibility timeout ends comes again, and duplicates happen.
+ * Errors are `PortError`s with the service's code (retryable for throttling,
+ * timeouts, 5xx and resets).
+ */
+export interface NotificationQueue {
+  /** Where it is, for logs and errors (the queue URL). */
+  readonly location: string;
+  /**
+   * Waits up to `waitSeconds` (0..20, long polling) for up to `max` (1..10)
+   * messages, each then hidden from other receivers for `visibilitySeconds`.
+   * Empty when none came. An abort ends the wait with the signal's reason.
+   */
+  receive(options: {
+    readonly waitSeconds: number;
+    readonly max: number;
+    readonly visibilitySeconds: number;
+    readonly signal?: AbortSignal;
+  }): Promise<QueueMessage[]>;
+  /** Deletes a received message; one already deleted is not an error. */
+  delete(message: QueueMessage, options?: { signal?: AbortSignal }): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** The catalog. All writes are atomic per call. */
@@ -732,6 +771,8 @@ export interface Catalog {
       readonly fileId: FileId;
       readonly dest: string;
       readonly requestedBy: string;
+      /** Default false. */
+      readonly overwrite?: boolean;
     }[],
     nowMs: number,
   ): Promise<RestoreRow[]>;
