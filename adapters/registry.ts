@@ -6,7 +6,7 @@
 
 import { parseCatalogUrl } from "../core/catalog_url.ts";
 import { ConfigError, PortError } from "../core/errors.ts";
-import type { Catalog, ColdStore, Destination, Source } from "../core/ports.ts";
+import type { Catalog, ColdStore, Destination, NotificationQueue, Source } from "../core/ports.ts";
 import { parseSourceUrl } from "../core/source_url.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
 import { MysqlCatalog } from "./catalog/mysql.ts";
@@ -21,6 +21,7 @@ import { LocalVault } from "./store/local_vault.ts";
 import { GlacierStore } from "./store/glacier.ts";
 import { S3GlacierStore } from "./store/s3_glacier.ts";
 import { SpoolFetcher } from "./fetch/spool_fetcher.ts";
+import { openSqsQueue } from "./queue/sqs.ts";
 import { WorkerPacker } from "./pack/worker_packer.ts";
 import { InlinePacker } from "../core/pack.ts";
 import type { Packer } from "../core/ports.ts";
@@ -61,6 +62,17 @@ export async function openSource(url: string, where = "--source"): Promise<Sourc
         throw openError(where, e);
       }
   }
+}
+
+/**
+ * Opens the SQS queue a `--queue` URL names. The endpoint and credentials
+ * come from the SDK's chain (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`,
+ * the environment, profile or instance role). Sends nothing yet.
+ * @param where the flag or variable the URL came from, for error messages
+ */
+export function openQueue(url: string, where = "--queue"): NotificationQueue {
+  const endpoint = Deno.env.get("AWS_ENDPOINT_URL_SQS") ?? Deno.env.get("AWS_ENDPOINT_URL");
+  return parsed(where, (u) => openSqsQueue(u, endpoint === undefined ? {} : { endpoint }), url);
 }
 
 /**

@@ -10,29 +10,18 @@
 
 import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
-import { openCatalog, openDestination, openSource, openStore } from "../adapters/registry.ts";
+import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { canonicalDest, DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 import { hex, type SourceId, sourceId } from "../core/ids.ts";
-import {
-  type Catalog,
-  type Destination,
-  type FileRow,
-  type RestoreRow,
-  type Tier,
-  TIERS,
-} from "../core/ports.ts";
-import {
-  completeRestores,
-  requestRestores,
-  type ResolvedDest,
-  type RestoreRequest,
-} from "../core/restore.ts";
+import { type Catalog, type FileRow, type RestoreRow, type Tier, TIERS } from "../core/ports.ts";
+import { completeRestores, requestRestores, type RestoreRequest } from "../core/restore.ts";
 import {
   compilePatterns,
   parseBatch,
-  type RestoreDest,
+  parseRestoreSource,
   type RestoreSource,
 } from "../core/restore_spec.ts";
 import { parseSourceUrl, remoteSourceId } from "../core/source_url.ts";
@@ -53,7 +42,8 @@ const HELP = `coldpack-restore: bring files back from cold storage
 Usage:
   coldpack-restore SOURCE DEST [options]      restore one file
   coldpack-restore --batch FILE|- [options]   one "SOURCE DEST" per line
-  coldpack-restore status [--json]            restores recorded in the catalog
+  coldpack-restore status [ID] [--json]       restores recorded in the catalog (one in full)
+  coldpack-restore versions SOURCE [--json]   every version the catalog has of a file
 
 SOURCE  fid:123 or 123 (a catalog file id), DOMAIN:KEY (MogileFS), a key or
         relative path of the configured --source, or a URL that url_patterns
@@ -62,9 +52,11 @@ DEST    a local path (a path ending in / keeps the file's key under it),
         s3://BUCKET/KEY, mogilefs (back where it was) or mogilefs:DOMAIN[/KEY]
         (the trackers of the configured mogilefs:// --source).
 
-The newest archived version is restored. Each restore is recorded in the
-catalog; retrievals are started only for bytes no live retrieval holds
-(megabyte ranges of a vault archive; whole objects of an S3 archive class).
+The newest archived version is restored unless --version or --as-of picks
+another (for keys, not fid:N, which names one version already). Each restore
+is recorded in the catalog; retrievals are started only for bytes no live
+retrieval holds (megabyte ranges of a vault archive; whole objects of an S3
+archive class). A file already at DEST with the same bytes is not written again.
 Without --wait the command returns once the retrievals are started and the
 restore listener (or a later --wait) writes the files.
 
@@ -74,9 +66,12 @@ Options (the catalog and store are the backup's: same flags, env, config):
   --dry-run            print the archives, bytes and retrievals; start nothing
   --tier TIER          Expedited, Standard (default) or Bulk
   --force              replace a file already at the destination
+  --version V          the version the catalog recorded (see: versions SOURCE)
+  --as-of TIME         the newest archived version found by TIME (YYYY-MM-DD: end of
+                       that day, UTC; or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM])
   --batch FILE|-       requests from a file or standard input
   --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
-  --json               status: print JSON
+  --json               status, versions: print JSON
   -h, --help           this help
 
 Exit codes:
@@ -93,6 +88,8 @@ const FLAG_OPTIONS = {
   "state-dir": { type: "string" as const },
   config: { type: "string" as const },
   batch: { type: "string" as const },
+  version: { type: "string" as const },
+  "as-of": { type: "string" as const },
   tier: { type: "string" as const },
   poll: { type: "string" as const },
   wait: { type: "boolean" as const },
@@ -115,8 +112,26 @@ async function main(args: string[]): Promise<number> {
       ...(values.config === undefined ? {} : { config: values.config }),
     });
     if (positionals[0] === "status") {
-      if (positionals.length > 1) return usage(`status takes no argument`);
-      return await status(inputs, values.json === true);
+      if (positionals.length > 2) return usage(`status takes at most one restore ID`);
+      let id: number | null = null;
+      if (positionals[1] !== undefined) {
+        id = Number(positionals[1]);
+        if (!/^\d+$/.test(positionals[1]) || !Number.isSafeInteger(id) || id < 1) {
+          return usage(`status: "${positionals[1]}" is not a restore ID (a whole number)`);
+        }
+      }
+      return await status(inputs, id, values.json === true);
+    }
+    let pick: Pick;
+    try {
+      pick = parsePick(values.version, values["as-of"]);
+    } catch (e) {
+      if (e instanceof ConfigError) return usage(e.message);
+      throw e;
+    }
+    if (positionals[0] === "versions") {
+      if (positionals.length !== 2) return usage("versions takes one SOURCE");
+      return await versions(inputs, positionals[1]!, values.json === true);
     }
     const tier = values.tier ?? "Standard";
     if (!TIERS.includes(tier as Tier)) {
@@ -150,6 +165,7 @@ async function main(args: string[]): Promise<number> {
       single = true;
     }
     return await restore(inputs, text, {
+      pick,
       single,
       tier: tier as Tier,
       pollMs,
@@ -174,7 +190,43 @@ function quote(s: string): string {
   return /^[^\s"#]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
+/** `--version` and `--as-of`, checked. */
+function parsePick(version: string | undefined, asOf: string | undefined): Pick {
+  if (version !== undefined && asOf !== undefined) {
+    throw new ConfigError("--as-of", "give --version or --as-of, not both");
+  }
+  if (version !== undefined && version.trim() === "") {
+    throw new ConfigError("--version", "must not be empty");
+  }
+  let asOfMs: number | null = null;
+  if (asOf !== undefined) {
+    // A date alone is the end of that day (UTC); a date and time as given (UTC unless it says).
+    const dateOnly = /^\d{4}-\d{2}-\d{2}$/.test(asOf);
+    const t = Date.parse(dateOnly ? `${asOf}T23:59:59.999Z` : asOf);
+    if (
+      !/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(asOf) ||
+      !Number.isFinite(t)
+    ) {
+      throw new ConfigError(
+        "--as-of",
+        `"${asOf}" is not a time: write YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]`,
+      );
+    }
+    asOfMs = t;
+  }
+  return { version: version ?? null, asOfMs };
+}
+
+/** Which version of a key: the newest archived one unless told. */
+interface Pick {
+  /** `--version`: the version identity the catalog recorded. */
+  readonly version: string | null;
+  /** `--as-of`: the newest archived version discovered by then (ms). */
+  readonly asOfMs: number | null;
+}
+
 interface RestoreFlags {
+  readonly pick: Pick;
   readonly single: boolean;
   readonly tier: Tier;
   readonly pollMs: number;
@@ -207,17 +259,16 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
     ...policy,
     putTimeoutMs: config.storeTimeoutMs,
   });
-  const destinations = new Map<string, Destination>();
+  const resolver = new DestResolver({ source: config.source, roots: null });
   try {
     const sources = await sourceIds(config.source);
     const requests: RestoreRequest[] = [];
-    const targets = new Map<string, RestoreDest>();
     const invocation = `${Date.now().toString(36)}-${hex(randomBytes(4))}`;
     for (const line of batch.lines) {
       const request = line.request!;
       let file: FileRow;
       try {
-        file = await lookUp(catalog, request.source, sources);
+        file = await lookUp(catalog, request.source, sources, flags.pick);
       } catch (e) {
         bad++;
         if (flags.single) {
@@ -227,8 +278,12 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
         console.error(`coldpack-restore: line ${line.line}: ${errorMessage(e)}`);
         continue;
       }
-      requests.push({ key: `${invocation}:${line.line}`, fileId: file.id, dest: line.dest });
-      targets.set(line.dest, request.dest);
+      requests.push({
+        key: `${invocation}:${line.line}`,
+        fileId: file.id,
+        dest: canonicalDest(line.dest, Deno.cwd()),
+        ...(flags.force ? { overwrite: true } : {}),
+      });
       console.error(
         `coldpack-restore: ${where(line.line)}fid:${file.id} ${
           JSON.stringify(file.domain === null ? file.key : `${file.domain}:${file.key}`)
@@ -259,8 +314,7 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
       return bad > 0 ? EXIT.someFailed : EXIT.ok;
     }
     const ids = result.restores.map((r) => r.id);
-    const resolve = (r: RestoreRow, file: FileRow) =>
-      resolveDest(r, file, targets.get(r.dest)!, config.source, flags.force, destinations);
+    const resolve = (r: RestoreRow, file: FileRow) => resolver.resolve(r, file);
     let failed = 0;
     for (;;) {
       const pass = await completeRestores(deps, {
@@ -288,7 +342,7 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
     }
     return bad + failed > 0 ? EXIT.someFailed : EXIT.ok;
   } finally {
-    for (const d of destinations.values()) await d.close().catch(() => {});
+    await resolver.close();
     await store.close();
     await catalog.close();
   }
@@ -318,8 +372,14 @@ async function lookUp(
   catalog: Catalog,
   source: RestoreSource,
   sources: { id: SourceId | null },
+  pick: Pick,
 ): Promise<FileRow> {
   if (source.kind === "id") {
+    if (pick.version !== null || pick.asOfMs !== null) {
+      throw new RangeError(
+        `fid:${source.id} names one version already: --version and --as-of apply to keys`,
+      );
+    }
     const f = await catalog.file(source.id);
     if (f === null) throw new RangeError(`no file with id ${source.id} in the catalog`);
     if (f.state !== "archived") {
@@ -329,6 +389,37 @@ async function lookUp(
     }
     return f;
   }
+  const candidates = await versionsOf(catalog, source, sources);
+  const name = source.kind === "key" ? source.key : `${source.domain}:${source.key}`;
+  const archived = candidates.filter((r) => r.state === "archived");
+  const picked = archived.filter((r) =>
+    (pick.version === null || r.version === pick.version) &&
+    (pick.asOfMs === null || r.discoveredAt <= pick.asOfMs)
+  )[0];
+  if (picked === undefined) {
+    const which = pick.version !== null
+      ? ` with version ${JSON.stringify(pick.version)}`
+      : pick.asOfMs !== null
+      ? ` found by ${new Date(pick.asOfMs).toISOString()}`
+      : "";
+    throw new RangeError(
+      candidates.length === 0
+        ? `${JSON.stringify(name)} is not in the catalog`
+        : `${JSON.stringify(name)} has no archived version${which} (${candidates.length} ` +
+          `version(s): ${
+            candidates.map((c) => c.state).join(", ")
+          }; see coldpack-restore versions)`,
+    );
+  }
+  return picked;
+}
+
+/** Every version the catalog has of a key, newest first. */
+async function versionsOf(
+  catalog: Catalog,
+  source: Exclude<RestoreSource, { kind: "id" }>,
+  sources: { id: SourceId | null },
+): Promise<FileRow[]> {
   let candidates: FileRow[] = [];
   if (source.kind === "key") {
     if (sources.id === null) {
@@ -346,89 +437,61 @@ async function lookUp(
       candidates.push(...rows.filter((r) => r.domain === source.domain));
     }
   }
-  const newest = candidates.filter((r) => r.state === "archived").sort((a, b) => b.id - a.id)[0];
-  const name = source.kind === "key" ? source.key : `${source.domain}:${source.key}`;
-  if (newest === undefined) {
-    throw new RangeError(
-      candidates.length === 0
-        ? `${JSON.stringify(name)} is not in the catalog`
-        : `${JSON.stringify(name)} has no archived version (${
-          candidates.map((c) => c.state).join(", ")
-        })`,
-    );
-  }
-  return newest;
+  return candidates.sort((a, b) => b.id - a.id);
 }
 
-/** Where a restore is written. */
-async function resolveDest(
-  restore: RestoreRow,
-  file: FileRow,
-  dest: RestoreDest,
-  source: string | null,
-  overwrite: boolean,
-  cache: Map<string, Destination>,
-): Promise<ResolvedDest> {
-  const open = async (url: string) => {
-    let d = cache.get(url);
-    if (d === undefined) {
-      d = await openDestination(url, `DEST ${restore.dest}`);
-      cache.set(url, d);
-    }
-    return d;
-  };
-  const base = file.key.split("/").pop() ?? file.key;
-  switch (dest.kind) {
-    case "local": {
-      const abs = dest.path.startsWith("/") ? dest.path : `${Deno.cwd()}/${dest.path}`;
-      if (dest.prefix) {
-        await Deno.mkdir(abs, { recursive: true });
-        return { destination: await open(abs), write: { key: file.key, overwrite } };
-      }
-      const slash = abs.lastIndexOf("/");
-      const dir = abs.slice(0, slash) || "/";
-      await Deno.mkdir(dir, { recursive: true });
-      return { destination: await open(dir), write: { key: abs.slice(slash + 1), overwrite } };
-    }
-    case "s3":
-      return {
-        destination: await open(`s3://${dest.bucket}/`),
-        write: { key: dest.prefix ? `${dest.key}${file.key}` : dest.key || base, overwrite },
-      };
-    case "mogilefs-origin":
-    case "mogilefs": {
-      const spec = source === null ? null : parseSourceUrl(source);
-      if (spec?.kind !== "mogilefs") {
-        throw new ConfigError(
-          "DEST",
-          `${restore.dest} needs a mogilefs:// --source for its trackers`,
-        );
-      }
-      const domain = dest.kind === "mogilefs" ? dest.domain : file.domain;
-      if (domain === null) throw new TypeError(`fid:${file.id} has no MogileFS domain`);
-      const trackers = spec.trackers.map((t) => `${t.host}:${t.port}`).join(",");
-      const key = dest.kind === "mogilefs" && dest.key !== undefined
-        ? (dest.prefix ? `${dest.key}${file.key}` : dest.key)
-        : file.key;
-      return {
-        destination: await open(`mogilefs://${trackers}/${encodeURIComponent(domain)}`),
-        write: {
-          key,
-          ...(file.storageClass === null ? {} : { storageClass: file.storageClass }),
-          overwrite: overwrite || dest.kind === "mogilefs-origin",
-        },
-      };
-    }
-  }
-}
-
-async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
+async function status(inputs: ConfigInputs, id: number | null, json: boolean): Promise<number> {
   const config = resolveRestoreConfig(inputs);
   const catalog = await openCatalog(config.catalog, {
     migrate: false,
     password: resolveMysqlPassword(inputs),
   });
   try {
+    if (id !== null) {
+      const row = (await catalog.restores({ limit: 1, afterId: id - 1 }))[0];
+      if (row?.id !== id) {
+        console.error(`coldpack-restore: no restore ${id} in the catalog`);
+        return EXIT.someFailed;
+      }
+      const file = await catalog.file(row.fileId);
+      const retrieval = row.retrievalId === null ? null : await catalog.retrieval(row.retrievalId);
+      if (json) {
+        console.log(JSON.stringify({ ...row, file, retrieval }, null, 2));
+        return EXIT.ok;
+      }
+      const time = (ms: number | null) => ms === null ? "-" : new Date(ms).toISOString();
+      const lines: [string, string][] = [
+        ["restore", `${row.id} (${row.key}), requested by ${row.requestedBy}`],
+        ["state", row.state + (row.note === null ? "" : `: ${row.note}`)],
+        [
+          "file",
+          file === null
+            ? `fid:${row.fileId}`
+            : `fid:${file.id} ${
+              JSON.stringify(file.domain === null ? file.key : `${file.domain}:${file.key}`)
+            } version ${
+              JSON.stringify(file.version)
+            }, ${file.length} bytes, archive ${file.archiveId}`,
+        ],
+        ["dest", row.dest + (row.overwrite ? " (replace what is there)" : "")],
+        ["requested", time(row.requestedAt)],
+        ["finished", time(row.finishedAt)],
+        [
+          "retrieval",
+          retrieval === null
+            ? "none yet"
+            : `${retrieval.id} ${retrieval.state} (${retrieval.tier}${
+              retrieval.range === null
+                ? ""
+                : `, bytes ${retrieval.range.start}-${retrieval.range.end}`
+            }), started ${time(retrieval.startedAt)}, ready ${time(retrieval.readyAt)}, expires ${
+              time(retrieval.expiresAt)
+            }` + (retrieval.failure === null ? "" : `, failed: ${retrieval.failure}`),
+        ],
+      ];
+      for (const [k, v] of lines) console.log(`${k.padEnd(10)} ${v}`);
+      return EXIT.ok;
+    }
     const rows: RestoreRow[] = [];
     let afterId: number | undefined;
     for (;;) {
@@ -451,6 +514,54 @@ async function status(inputs: ConfigInputs, json: boolean): Promise<number> {
           new Date(r.requestedAt).toISOString()
         }` +
           (r.note === null ? "" : `\t${r.note}`),
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    await catalog.close();
+  }
+}
+
+/** `versions SOURCE`: every version the catalog has of a key, newest first. */
+async function versions(inputs: ConfigInputs, text: string, json: boolean): Promise<number> {
+  const config = resolveRestoreConfig(inputs);
+  const patterns = compilePatterns(
+    inputs.file?.values["url_patterns"],
+    inputs.file ? { file: inputs.file.path } : {},
+  );
+  let source: RestoreSource;
+  try {
+    source = parseRestoreSource(text, { patterns });
+  } catch (e) {
+    return usage(errorMessage(e));
+  }
+  const catalog = await openCatalog(config.catalog, {
+    migrate: false,
+    password: resolveMysqlPassword(inputs),
+  });
+  try {
+    let rows: FileRow[];
+    if (source.kind === "id") {
+      const f = await catalog.file(source.id);
+      rows = f === null ? [] : await catalog.fileVersions(f.source, f.key);
+      rows = rows.filter((r) => f !== null && r.domain === f.domain).sort((a, b) => b.id - a.id);
+    } else {
+      rows = await versionsOf(catalog, source, await sourceIds(config.source));
+    }
+    if (rows.length === 0) {
+      console.error(`coldpack-restore: ${JSON.stringify(text)} is not in the catalog`);
+      return EXIT.someFailed;
+    }
+    if (json) {
+      console.log(JSON.stringify(rows, null, 2));
+      return EXIT.ok;
+    }
+    console.log("fid\tstate\tversion\tbytes\tdiscovered\tarchive");
+    for (const r of rows) {
+      console.log(
+        `${r.id}\t${r.state}\t${r.version}\t${r.length}\t${
+          new Date(r.discoveredAt).toISOString()
+        }\t${r.archiveId ?? "-"}`,
       );
     }
     return EXIT.ok;

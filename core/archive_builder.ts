@@ -6,6 +6,13 @@
  * streaming it and referenced, not copied. `finish` appends the manifest and
  * the trailer; then `body()` yields the exact tar as often as an upload needs.
  *
+ * Small files are aligned: the data of a file of 1 to `alignBelow` bytes
+ * (default {@linkcode DEFAULT_ALIGN_BELOW}, 256 KiB) never crosses a multiple
+ * of 1 MiB, so that a ranged retrieval of one such file costs one 1 MiB
+ * block, not two. When it would, its header is padded with a pax comment
+ * (see `core/tar.ts`); the recorded header offset is that of the padded
+ * header, the data offset that of the moved data.
+ *
  * @example
  * ```ts
  * const b = new ArchiveBuilder(id, source);
@@ -20,7 +27,7 @@
 import type { ArchiveId, SourceId } from "./ids.ts";
 import { buildManifest, describeArchive, MANIFEST_NAME, type ManifestFile } from "./manifest.ts";
 import type { ArchiveMember, Body, Fetched, FileRow, PackedArchive } from "./ports.ts";
-import { tarHeader, tarHeaderWriter, tarTrailer } from "./tar.ts";
+import { MAX_ALIGN_BELOW, tarHeader, tarHeaderWriter, tarTrailer } from "./tar.ts";
 import { TreeHasher } from "./tree_hash.ts";
 import { createHash } from "node:crypto";
 
@@ -76,6 +83,27 @@ export const ARCHIVE_CHUNK_SIZE = 1024 * 1024;
 const CHUNK = ARCHIVE_CHUNK_SIZE;
 const ZEROS = new Uint8Array(512);
 
+/**
+ * Files of 1 byte to this many bytes (256 KiB) have their data kept inside one
+ * 1 MiB block by default (option `alignBelow` of {@linkcode ArchiveBuilder}).
+ */
+export const DEFAULT_ALIGN_BELOW = 256 * 1024;
+
+/** Options of {@linkcode ArchiveBuilder}. */
+export interface ArchiveBuilderOptions {
+  /**
+   * Where 1 MiB buffers come from (default: a new one each time); a packer
+   * that gets its buffers back after upload passes a pool.
+   */
+  readonly chunk?: () => Uint8Array;
+  /**
+   * Files of 1 to `alignBelow` bytes get their data inside one 1 MiB block
+   * (see `planTar` in `core/tar.ts`); 0 turns alignment off. An integer from 0
+   * to 524288 (`MAX_ALIGN_BELOW`); default {@linkcode DEFAULT_ALIGN_BELOW}.
+   */
+  readonly alignBelow?: number;
+}
+
 /** Assembles a tar archive in memory (and spool references) while hashing it. */
 export class ArchiveBuilder {
   readonly id: ArchiveId;
@@ -94,16 +122,28 @@ export class ArchiveBuilder {
   #finished: BuiltArchive | null = null;
   #closing = false;
   #header = tarHeaderWriter();
+  #alignBelow: number;
 
   #newChunk: () => Uint8Array;
 
   /**
-   * @param options.chunk where 1 MiB buffers come from (default: a new one
-   *   each time); a packer that gets its buffers back after upload passes a pool.
+   * @param id the archive's id
+   * @param source the source its files come from
+   * @param options `chunk` (buffer source) and `alignBelow` (default
+   *   {@linkcode DEFAULT_ALIGN_BELOW}; 0 turns alignment off)
+   * @throws {RangeError} when `alignBelow` is not an integer from 0 to 524288
    */
-  constructor(id: ArchiveId, source: SourceId, options: { chunk?: () => Uint8Array } = {}) {
+  constructor(id: ArchiveId, source: SourceId, options: ArchiveBuilderOptions = {}) {
+    const alignBelow = options.alignBelow ?? DEFAULT_ALIGN_BELOW;
+    if (!Number.isInteger(alignBelow) || alignBelow < 0 || alignBelow > MAX_ALIGN_BELOW) {
+      throw new RangeError(
+        `Cannot build archive ${id}: alignBelow ${alignBelow} is not an integer from 0 to ` +
+          `${MAX_ALIGN_BELOW}`,
+      );
+    }
     this.id = id;
     this.#source = source;
+    this.#alignBelow = alignBelow;
     this.#newChunk = options.chunk ?? (() => new Uint8Array(CHUNK));
     this.#chunk = this.#newChunk();
   }
@@ -123,7 +163,12 @@ export class ArchiveBuilder {
     if (this.#finished) throw new TypeError(`Cannot add to finished archive ${this.id}`);
     const { row, fetched } = item;
     const headerOffset = this.#size;
-    this.#write(this.#header({ name: item.name, size: fetched.length, mtimeMs: row.mtimeMs }));
+    this.#write(
+      this.#header(
+        { name: item.name, size: fetched.length, mtimeMs: row.mtimeMs },
+        { offset: headerOffset, alignBelow: this.#alignBelow },
+      ),
+    );
     const dataOffset = this.#size;
     const bytes = fetched.body.bytes;
     if (bytes !== null) {

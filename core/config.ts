@@ -430,6 +430,115 @@ export function resolveRestoreConfig(inputs: ConfigInputs): RestoreConfig {
   };
 }
 
+/** Settings of the restore listener daemon (beyond the common ones). */
+export const LISTENER_SETTINGS = {
+  queue: {
+    flag: "queue",
+    env: "COLDPACK_RESTORE_QUEUE",
+    file: "restore_queue",
+    help: "SQS queue URL the store's completion notices arrive on " +
+      "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME); none: ask the store every --poll",
+    parse: (raw: unknown) => {
+      const url = nonEmpty(raw);
+      if (!/^https?:\/\/[^/\s]+\/\d{12}\/[A-Za-z0-9_-]{1,80}(\.fifo)?$/.test(url)) {
+        throw new RangeError(
+          `"${url}" is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)`,
+        );
+      }
+      return url;
+    },
+  },
+  topic: {
+    flag: "topic",
+    env: "COLDPACK_RESTORE_TOPIC",
+    file: "restore_topic",
+    help: "the SNS topic ARN notices must come from (default: the store's ?sns-topic=, " +
+      "else any); a notice from another topic is logged and dropped",
+    parse: (raw: unknown) => {
+      const arn = nonEmpty(raw);
+      if (!/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(arn)) {
+        throw new RangeError(`"${arn}" is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)`);
+      }
+      return arn;
+    },
+  },
+  roots: {
+    flag: "roots",
+    env: "COLDPACK_RESTORE_ROOTS",
+    file: "restore_roots",
+    help: "directories local DESTs must lie in, comma-separated (a list in the file); " +
+      "default none: local DESTs are refused",
+    parse: (raw: unknown): string[] => {
+      const list = Array.isArray(raw) ? raw.map(nonEmpty) : nonEmpty(raw).split(",");
+      return list.map((d) => {
+        const t = d.trim();
+        if (!t.startsWith("/")) throw new RangeError(`root "${t}" is not an absolute path`);
+        return t;
+      });
+    },
+  },
+  poll: {
+    flag: "poll",
+    env: "COLDPACK_RESTORE_POLL",
+    file: "restore_poll",
+    help: "how often to ask the store about pending restores (default 1m; 15m with --queue, " +
+      "which tells sooner)",
+    parse: duration,
+  },
+  stuckAfter: {
+    flag: "stuck-after",
+    env: "COLDPACK_RESTORE_STUCK_AFTER",
+    file: "restore_stuck_after",
+    help: "report a restore still pending this long after it was requested (default 24h)",
+    parse: duration,
+  },
+  visibility: {
+    flag: "visibility",
+    env: "COLDPACK_RESTORE_VISIBILITY",
+    file: "restore_visibility",
+    help: "how long a received notice stays hidden while its restores are written; " +
+      "not deleted by then, it comes again (default 5m, at most 12h)",
+    parse: (raw: unknown) => {
+      const ms = duration(raw);
+      if (ms < 1000 || ms > 43_200_000) throw new RangeError("must be from 1s to 12h");
+      return ms;
+    },
+  },
+} as const satisfies Settings;
+
+/** The restore listener's configuration. */
+export interface ListenerConfig extends RestoreConfig {
+  readonly queue: string | null;
+  /** `null`: notices from any topic. */
+  readonly topic: string | null;
+  readonly roots: readonly string[];
+  readonly pollMs: number;
+  readonly stuckAfterMs: number;
+  readonly visibilityMs: number;
+}
+
+/** Resolves the restore listener's configuration: the restore tool's, plus its own settings. */
+export function resolveListenerConfig(inputs: ConfigInputs): ListenerConfig {
+  const base = resolveRestoreConfig(inputs);
+  const { values: v } = resolveSettings(LISTENER_SETTINGS, inputs, {
+    allowFileKeys: [
+      ...Object.values(COMMON_SETTINGS).map((s) => s.file),
+      ...Object.values(BACKUP_SETTINGS).map((s) => s.file),
+      ...FILE_KEYS_OF_OTHER_BINARIES,
+    ],
+  });
+  const queue = v.queue ?? null;
+  return {
+    ...base,
+    queue,
+    topic: v.topic ?? null,
+    roots: v.roots ?? [],
+    pollMs: v.poll ?? (queue === null ? 60_000 : 15 * 60_000),
+    stuckAfterMs: v.stuckAfter ?? 24 * 3_600_000,
+    visibilityMs: v.visibility ?? 5 * 60_000,
+  };
+}
+
 /**
  * Config file keys that belong to other binaries (restore, audit, metrics,
  * MySQL credentials): one file serves them all, so the backup accepts them.
@@ -441,6 +550,7 @@ export const FILE_KEYS_OF_OTHER_BINARIES: readonly string[] = [
   "metrics",
   "alerts",
   "url_patterns",
+  ...Object.values(LISTENER_SETTINGS).map((s) => s.file),
 ];
 
 /**

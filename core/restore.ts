@@ -11,6 +11,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { errorCode, errorMessage, isRetryable } from "./errors.ts";
 import { type FileId, newRetrievalId, type RetrievalId } from "./ids.ts";
 import type {
@@ -42,6 +43,8 @@ export interface RestoreRequest {
   readonly fileId: FileId;
   /** The destination as the operator wrote it; the caller resolves it when writing. */
   readonly dest: string;
+  /** Replace what is at the destination (default false). */
+  readonly overwrite?: boolean;
 }
 
 /** Options for {@linkcode requestRestores}. */
@@ -103,6 +106,7 @@ export async function requestRestores(
       fileId: r.fileId,
       dest: r.dest,
       requestedBy: options.requestedBy,
+      ...(r.overwrite ? { overwrite: true } : {}),
     })),
     now,
   );
@@ -216,6 +220,8 @@ export interface CompleteOptions {
   readonly resolve: (restore: RestoreRow, file: FileRow) => Promise<ResolvedDest>;
   /** Only these restores (the caller's own, for `--wait`); default every pending one. */
   readonly ids?: readonly number[];
+  /** Only restores served by these retrievals (a queue message names one). */
+  readonly retrievalIds?: readonly RetrievalId[];
   /** Reads of one file's bytes before a wrong md5 fails it for good (default 3). */
   readonly readAttempts?: number;
   /** Told of each restore finished. */
@@ -233,8 +239,10 @@ export type FinishedOutcome =
 export interface CompleteResult {
   readonly done: number;
   readonly failed: number;
-  /** Still waiting for their retrieval. */
+  /** Still waiting: for their retrieval, or (see `deferred`) for a write to pass. */
   readonly waiting: number;
+  /** Of `waiting`: writes that failed for a reason that may pass (kept pending for the next pass). */
+  readonly deferred: number;
   /** Retrievals found expired and started again. */
   readonly restarted: number;
 }
@@ -249,7 +257,10 @@ export async function completeRestores(
   options: CompleteOptions,
 ): Promise<CompleteResult> {
   const { catalog, store, clock } = deps;
-  const pending = await pendingRestores(catalog, options.ids);
+  const byRetrieval = options.retrievalIds === undefined ? null : new Set(options.retrievalIds);
+  const pending = (await pendingRestores(catalog, options.ids)).filter((r) =>
+    byRetrieval === null || (r.retrievalId !== null && byRetrieval.has(r.retrievalId))
+  );
   const files = new Map<FileId, FileRow>();
   for (const r of pending) {
     if (!files.has(r.fileId)) files.set(r.fileId, (await catalog.file(r.fileId))!);
@@ -258,7 +269,27 @@ export async function completeRestores(
   let done = 0;
   let failed = 0;
   let waiting = 0;
+  let deferred = 0;
   const expired: RestoreRow[] = [];
+  const write = async (r: RestoreRow, file: FileRow, retrieval: RetrievalRow | null) => {
+    const outcome = await writeOne(deps, options, r, file, retrieval, finish);
+    if (outcome === "deferred") {
+      waiting++;
+      deferred++;
+    } else if (outcome === "expired" && retrieval !== null) {
+      if (retrieval.state !== "expired") {
+        const update = {
+          state: "expired" as const,
+          readyAt: retrieval.readyAt,
+          expiresAt: retrieval.expiresAt,
+          failure: null,
+        };
+        await catalog.updateRetrieval(retrieval.id, update);
+        retrievals.set(retrieval.id, { ...retrieval, ...update });
+      }
+      expired.push(r);
+    }
+  };
   const finish = async (r: RestoreRow, outcome: FinishedOutcome) => {
     const changed = await catalog.finishRestore(r.id, {
       state: outcome.state,
@@ -273,7 +304,7 @@ export async function completeRestores(
     options.signal?.throwIfAborted();
     const file = files.get(r.fileId)!;
     if (file.length === 0) {
-      await writeOne(deps, options, r, file, null, finish);
+      await write(r, file, null);
       continue;
     }
     if (r.retrievalId === null) {
@@ -303,7 +334,7 @@ export async function completeRestores(
     } else if (retrieval.state === "expired") {
       expired.push(r);
     } else {
-      await writeOne(deps, options, r, file, retrieval, finish);
+      await write(r, file, retrieval);
     }
   }
   let restarted = 0;
@@ -312,7 +343,7 @@ export async function completeRestores(
     restarted = started.length;
     waiting += expired.length;
   }
-  return { done, failed, waiting, restarted };
+  return { done, failed, waiting, deferred, restarted };
 }
 
 async function pendingRestores(
@@ -357,15 +388,32 @@ async function writeOne(
   file: FileRow,
   retrieval: RetrievalRow | null,
   finish: (r: RestoreRow, outcome: FinishedOutcome) => Promise<void>,
-): Promise<void> {
+): Promise<"finished" | "deferred" | "expired"> {
   const { store } = deps;
   const attempts = options.readAttempts ?? 3;
   let resolved: ResolvedDest;
   try {
     resolved = await options.resolve(restore, file);
   } catch (e) {
+    if (isRetryable(e)) return "deferred";
     await finish(restore, { state: "failed", reason: `destination: ${errorMessage(e)}` });
-    return;
+    return "finished";
+  }
+  // Already there, identical (a write whose "done" was lost to a crash):
+  // nothing to write again.
+  try {
+    if (await holdsIdentical(resolved, file, options.signal)) {
+      await finish(restore, {
+        state: "done",
+        location:
+          `${resolved.destination.location} ${resolved.write.key} (already there, identical)`,
+      });
+      return "finished";
+    }
+  } catch (e) {
+    if (isRetryable(e)) return "deferred";
+    await finish(restore, { state: "failed", reason: `destination: ${errorMessage(e)}` });
+    return "finished";
   }
   const start = file.dataOffset! - (retrieval?.range?.start ?? 0);
   const body = () => {
@@ -399,20 +447,55 @@ async function writeOne(
         ...(options.signal ? { signal: options.signal } : {}),
       });
       await finish(restore, { state: "done", location: written.location });
-      return;
+      return "finished";
     } catch (e) {
       const code = errorCode(e);
       // Bytes that came back wrong are read again; anything else that may
       // pass is left pending for the next pass.
+      // The retrieval's output went away between the store's answer and the read.
+      if (code === "RetrievalExpired") return "expired";
+      if (code === "RetrievalNotReady") return "deferred";
       const badBytes = code === "ChecksumMismatch" || code === "LengthMismatch";
       if (badBytes && attempt < attempts) continue;
-      if (!badBytes && isRetryable(e)) return;
+      if (!badBytes && isRetryable(e)) return "deferred";
       await finish(restore, {
         state: "failed",
         reason: `${code}: ${errorMessage(e)}` +
           (badBytes ? ` (after ${attempts} reads of the retrieved bytes)` : ""),
       });
-      return;
+      return "finished";
     }
   }
+}
+
+/** Whether the destination already holds exactly the file's bytes at the write's key. */
+async function holdsIdentical(
+  resolved: ResolvedDest,
+  file: FileRow,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  const body = await resolved.destination.read(resolved.write.key, {
+    ...(resolved.write.domain === undefined ? {} : { domain: resolved.write.domain }),
+    ...(signal ? { signal } : {}),
+  });
+  if (body === null) return false;
+  const md5 = createHash("md5");
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.length;
+    if (length > file.length) return false; // leaving the loop cancels the read
+    md5.update(chunk);
+  }
+  return length === file.length && md5.digest("hex") === file.md5;
+}
+
+/** Pending restores requested before `nowMs - afterMs`: stuck, for the listener to report. */
+export async function stuckRestores(
+  catalog: Catalog,
+  nowMs: number,
+  afterMs: number,
+): Promise<RestoreRow[]> {
+  return (await pendingRestores(catalog, undefined)).filter((r) =>
+    r.requestedAt <= nowMs - afterMs
+  );
 }

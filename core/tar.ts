@@ -14,6 +14,16 @@
  *
  * Owner is uid/gid 0, user and group `root`, mode 0644 unless told.
  *
+ * Alignment (option `alignBelow`, off by default): an entry of 1 to
+ * `alignBelow` bytes whose data would cross a multiple of
+ * {@linkcode TAR_ALIGN_SIZE} (1 MiB, the unit of a Glacier ranged retrieval)
+ * gets a pax header carrying a `comment=` record (which every reader
+ * ignores) sized so that its data starts at the next 1 MiB boundary, or
+ * 512 bytes after it when the gap is too small for a pax header. An entry
+ * that already has a pax header gets the comment in that header. The
+ * padding of an entry is below `alignBelow` + 1 KiB, and no header grows
+ * unless its data would cross a boundary.
+ *
  * @example
  * ```ts
  * const plan = planTar([{ name: "a.txt", size: 3, mtimeMs: 0 }]);
@@ -29,6 +39,14 @@ export const TAR_BLOCK_SIZE = 512;
 export const TAR_TRAILER_SIZE = 1024;
 /** The largest size or mtime that fits an 11-digit octal ustar field (8 GiB - 1). */
 export const USTAR_MAX_OCTAL = 0o77777777777;
+/** The block that aligned entries keep their data within: 1 MiB. */
+export const TAR_ALIGN_SIZE = 1024 * 1024;
+/**
+ * The largest `alignBelow` accepted: 512 KiB. It keeps each entry's padding
+ * (and so its pax header) well below 1 MiB, the default limit of
+ * `core/tar_reader.ts`; aligning larger files would cost more than it saves.
+ */
+export const MAX_ALIGN_BELOW = 512 * 1024;
 
 /** A regular file to write a header for. */
 export interface TarEntryInput {
@@ -42,9 +60,31 @@ export interface TarEntryInput {
   readonly mode?: number;
 }
 
+/** Options of {@linkcode planTar}. */
+export interface TarAlignOptions {
+  /**
+   * Keep the data of every entry of 1 to `alignBelow` bytes inside one
+   * 1 MiB-aligned block, padding its header with a pax comment when needed.
+   * An integer from 0 to {@linkcode MAX_ALIGN_BELOW}; default 0 (off).
+   */
+  readonly alignBelow?: number;
+}
+
+/** Options of {@linkcode tarHeader}. */
+export interface TarHeaderOptions extends TarAlignOptions {
+  /**
+   * Archive offset the header is written at, a multiple of 512; default 0.
+   * Only alignment looks at it.
+   */
+  readonly offset?: number;
+}
+
 /** Where one entry sits in a planned tar. */
 export interface PlannedTarEntry {
-  /** The header block(s): a pax header and its records when needed, then the ustar block. */
+  /**
+   * The header block(s): a pax header and its records when needed (a
+   * name, size or mtime that ustar cannot hold, or alignment), then the ustar block.
+   */
   readonly header: Uint8Array;
   /** Offset of the first header block (the pax header if there is one). */
   readonly headerOffset: number;
@@ -151,6 +191,63 @@ function paxRecord(key: string, value: string): string {
   return `${base + digits} ${key}=${value}\n`;
 }
 
+/** The shortest pax comment record: `"12 comment=\n"`. */
+const MIN_COMMENT_RECORD = 12;
+const COMMENT_TEXT = "coldpack alignment padding";
+
+/**
+ * Writes a pax `comment` record of exactly `length` (>= 12) bytes at `pos`:
+ * `"<length> comment=coldpack alignment padding    ...\n"`.
+ */
+function writeComment(b: Uint8Array, pos: number, length: number): void {
+  const head = `${length} comment=`;
+  const valueLength = length - head.length - 1;
+  const text = valueLength >= COMMENT_TEXT.length ? COMMENT_TEXT : "";
+  writeAscii(b, pos, head + text);
+  b.fill(0x20, pos + head.length + text.length, pos + length - 1);
+  b[pos + length - 1] = 0x0a;
+}
+
+function roundUpToBlock(n: number): number {
+  return Math.ceil(n / TAR_BLOCK_SIZE) * TAR_BLOCK_SIZE;
+}
+
+function sameAlignBlock(start: number, size: number): boolean {
+  return Math.floor(start / TAR_ALIGN_SIZE) === Math.floor((start + size - 1) / TAR_ALIGN_SIZE);
+}
+
+/**
+ * The header length that keeps `size` data bytes inside one 1 MiB block for
+ * a header at `offset` whose unpadded length is `length` (with `recordLength`
+ * bytes of pax records, 0 for a plain ustar header): `length` itself when the
+ * data does not cross a boundary, else the shortest padded pax header that
+ * makes it start at the boundary (or after it, when the gap is too small).
+ */
+function alignedLength(offset: number, length: number, recordLength: number, size: number): number {
+  if (sameAlignBlock(offset + length, size)) return length;
+  // The shortest header that can carry a comment: pax header, records, ustar block.
+  let start = offset + 2 * TAR_BLOCK_SIZE + roundUpToBlock(recordLength + MIN_COMMENT_RECORD);
+  if (!sameAlignBlock(start, size)) start = Math.ceil(start / TAR_ALIGN_SIZE) * TAR_ALIGN_SIZE;
+  return start - offset;
+}
+
+function checkAlignBelow(alignBelow: number): void {
+  if (!Number.isInteger(alignBelow) || alignBelow < 0 || alignBelow > MAX_ALIGN_BELOW) {
+    throw new RangeError(
+      `Cannot align tar entries: alignBelow ${alignBelow} is not an integer from 0 to ` +
+        String(MAX_ALIGN_BELOW),
+    );
+  }
+}
+
+function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset % TAR_BLOCK_SIZE !== 0) {
+    throw new RangeError(
+      `Cannot write tar header: offset ${offset} is not a non-negative multiple of 512`,
+    );
+  }
+}
+
 function validate(entry: TarEntryInput): void {
   const { name, size, mtimeMs, mode } = entry;
   if (typeof name !== "string") {
@@ -179,17 +276,27 @@ function validate(entry: TarEntryInput): void {
  * extended header, its records and a ustar block (see the module docs).
  * The data follows directly; its offset is the returned length.
  *
+ * @param entry the file
+ * @param options `alignBelow` (default 0, off) and `offset`, where the
+ *   header goes in the archive (default 0)
  * @throws {RangeError} for an empty name, a name with NUL or a trailing `/`,
- *   a negative or non-integer size, a non-finite mtime or a bad mode
+ *   a negative or non-integer size, a non-finite mtime, a bad mode, a bad
+ *   `alignBelow` or an offset that is not a multiple of 512
  *
  * @example
  * ```ts
  * tarHeader({ name: "a.txt", size: 3, mtimeMs: Date.now() }).length; // 512
  * tarHeader({ name: "ü.txt", size: 3, mtimeMs: 0 }).length; // 1536 (pax header + records + ustar)
+ * // Data at 1 MiB - 3584 would cross 1 MiB: padded so that it starts at 1 MiB.
+ * const at = { offset: 1024 * 1024 - 4096, alignBelow: 4096 };
+ * tarHeader({ name: "b", size: 4000, mtimeMs: 0 }, at).length; // 4096
  * ```
  */
-export function tarHeader(entry: TarEntryInput): Uint8Array {
-  return writeHeader(entry, allocate);
+export function tarHeader(entry: TarEntryInput, options: TarHeaderOptions = {}): Uint8Array {
+  const { offset = 0, alignBelow = 0 } = options;
+  checkAlignBelow(alignBelow);
+  checkOffset(offset);
+  return writeHeader(entry, allocate, offset, alignBelow);
 }
 
 /**
@@ -202,12 +309,21 @@ export function tarHeader(entry: TarEntryInput): Uint8Array {
  * ```ts
  * const header = tarHeaderWriter();
  * header({ name: "a.txt", size: 3, mtimeMs: 0 }).length; // 512
+ * header({ name: "b", size: 9, mtimeMs: 0 }, { offset: 1024, alignBelow: 4096 }).length; // 512
  * ```
  */
-export function tarHeaderWriter(): (entry: TarEntryInput) => Uint8Array {
+export function tarHeaderWriter(): (
+  entry: TarEntryInput,
+  options?: TarHeaderOptions,
+) => Uint8Array {
   const slab = new Slab();
   const alloc = (size: number) => slab.take(size);
-  return (entry) => writeHeader(entry, alloc);
+  return (entry, options = {}) => {
+    const { offset = 0, alignBelow = 0 } = options;
+    checkAlignBelow(alignBelow);
+    checkOffset(offset);
+    return writeHeader(entry, alloc, offset, alignBelow);
+  };
 }
 
 function allocate(size: number): Uint8Array {
@@ -230,34 +346,49 @@ class Slab {
   }
 }
 
-function writeHeader(entry: TarEntryInput, alloc: (size: number) => Uint8Array): Uint8Array {
+function writeHeader(
+  entry: TarEntryInput,
+  alloc: (size: number) => Uint8Array,
+  offset: number,
+  alignBelow: number,
+): Uint8Array {
   validate(entry);
   const { name, size } = entry;
   const mode = entry.mode ?? 0o644;
   const mtimeSec = Math.floor(entry.mtimeMs / 1000);
   const mtimeFits = mtimeSec >= 0 && mtimeSec <= USTAR_MAX_OCTAL;
   const split = PRINTABLE_ASCII.test(name) ? splitUstarName(name) : null;
-  if (split !== null && size <= USTAR_MAX_OCTAL && mtimeFits) {
-    const block = alloc(TAR_BLOCK_SIZE);
-    writeUstar(block, 0, split.name, split.prefix, size, mtimeSec, mode, 0x30);
-    return block;
-  }
+  const plain = split !== null && size <= USTAR_MAX_OCTAL && mtimeFits;
 
   let records = "";
   if (split === null) records += paxRecord("path", name);
   if (size > USTAR_MAX_OCTAL) records += paxRecord("size", String(size));
   if (!mtimeFits) records += paxRecord("mtime", String(mtimeSec));
   const recordBytes = encoder.encode(records);
-  const recordBlocks = Math.ceil(recordBytes.length / TAR_BLOCK_SIZE);
-  const ustarPos = TAR_BLOCK_SIZE * (1 + recordBlocks);
-  const out = alloc(ustarPos + TAR_BLOCK_SIZE);
+  const length = plain ? TAR_BLOCK_SIZE : 2 * TAR_BLOCK_SIZE + roundUpToBlock(recordBytes.length);
+  const padded = size > 0 && size <= alignBelow
+    ? alignedLength(offset, length, recordBytes.length, size)
+    : length;
+  if (padded === TAR_BLOCK_SIZE) {
+    const block = alloc(TAR_BLOCK_SIZE);
+    writeUstar(block, 0, split!.name, split!.prefix, size, mtimeSec, mode, 0x30);
+    return block;
+  }
+
+  // A padded header's records fill its record blocks exactly: the comment takes the rest.
+  const paxSize = padded === length ? recordBytes.length : padded - 2 * TAR_BLOCK_SIZE;
+  const ustarPos = padded - TAR_BLOCK_SIZE;
+  const out = alloc(padded);
   const ustarMtime = mtimeFits ? mtimeSec : (mtimeSec < 0 ? 0 : USTAR_MAX_OCTAL);
 
   const fallback = split ?? fallbackName(name);
   const base = fallback.name.slice(fallback.name.lastIndexOf("/") + 1);
   const paxName = ("PaxHeaders/" + base).slice(0, 100);
-  writeUstar(out, 0, paxName, "", recordBytes.length, ustarMtime, 0o644, 0x78 /* x */);
+  writeUstar(out, 0, paxName, "", paxSize, ustarMtime, 0o644, 0x78 /* x */);
   out.set(recordBytes, TAR_BLOCK_SIZE);
+  if (paxSize > recordBytes.length) {
+    writeComment(out, TAR_BLOCK_SIZE + recordBytes.length, paxSize - recordBytes.length);
+  }
   writeUstar(out, ustarPos, fallback.name, fallback.prefix, size, ustarMtime, mode, 0x30);
   return out;
 }
@@ -303,7 +434,11 @@ export function tarTrailer(): Uint8Array {
  * Plans a tar that holds `entries` in this order followed by the trailer:
  * each entry's header and the offsets of its header and data. The headers
  * are views into a few shared 256 KiB buffers (do not write into them).
+ * With `alignBelow`, small entries' data is kept inside one 1 MiB block
+ * (see the module docs); without it the layout is back to back.
  *
+ * @param entries the files, in archive order
+ * @param options `alignBelow` (default 0, off)
  * @throws {RangeError} like {@linkcode tarHeader}
  *
  * @example
@@ -311,6 +446,12 @@ export function tarTrailer(): Uint8Array {
  * const plan = planTar([{ name: "a", size: 513, mtimeMs: 0 }, { name: "b", size: 0, mtimeMs: 0 }]);
  * plan.entries[1]!.headerOffset; // 1536
  * plan.totalSize; // 1536 + 512 + 1024
+ *
+ * const aligned = planTar([
+ *   { name: "big", size: 1024 * 1024 - 2048, mtimeMs: 0 },
+ *   { name: "small", size: 4096, mtimeMs: 0 },
+ * ], { alignBelow: 256 * 1024 });
+ * aligned.entries[1]!.dataOffset; // 1024 * 1024 (a pax comment pads its header)
  * ```
  */
 export function planTar(
@@ -320,14 +461,17 @@ export function planTar(
     readonly mtimeMs: number;
     readonly mode?: number;
   }[],
+  options: TarAlignOptions = {},
 ): TarPlan {
+  const alignBelow = options.alignBelow ?? 0;
+  checkAlignBelow(alignBelow);
   const planned: PlannedTarEntry[] = new Array(entries.length);
   const slab = new Slab();
   const alloc = (size: number) => slab.take(size);
   let pos = 0;
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]!;
-    const header = writeHeader(entry, alloc);
+    const header = writeHeader(entry, alloc, pos, alignBelow);
     const dataOffset = pos + header.length;
     planned[i] = { header, headerOffset: pos, dataOffset, size: entry.size };
     pos = dataOffset + entry.size + tarPadding(entry.size);

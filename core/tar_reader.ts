@@ -8,9 +8,13 @@
  * to hold: it yields each entry with its data.
  *
  * Read: ustar, GNU (`ustar  ` magic, base-256 numbers, `L`/`K` long names)
- * and pax (`x` headers: `path`, `linkpath`, `size`, `mtime`; `g` headers are
- * skipped). Every header checksum is verified. An archive must end with two
- * zero blocks; a stream that stops before them is truncated. Errors are
+ * and pax (`x` headers: `path`, `linkpath`, `size`, `mtime`; `comment` and
+ * other records are ignored, as POSIX says; `g` headers are skipped). An
+ * entry's `headerOffset` is that of its first pax or long-name header, so an
+ * entry that `core/tar.ts` padded with a pax comment to align its data
+ * reports the padding as header bytes. Every header checksum is verified.
+ * An archive must end with two zero blocks; a stream that stops before them
+ * is truncated. Errors are
  * `SyntaxError`s that name the offset: `Cannot parse tar header at offset
  * 1024: bad checksum`, `Truncated tar at offset 2048: ...`.
  *
@@ -466,14 +470,19 @@ export class TarParser {
         );
       }
       const key = decoder.decode(record.subarray(0, eq));
-      const value = decoder.decode(record.subarray(eq + 1, record.length - 1));
-      this.#applyPaxRecord(key, value, at);
+      // A comment (alignment padding, up to hundreds of KiB) is not decoded.
+      if (key !== "comment") {
+        const value = decoder.decode(record.subarray(eq + 1, record.length - 1));
+        this.#applyPaxRecord(key, value, at);
+      }
       i += len;
     }
   }
 
   #applyPaxRecord(key: string, value: string, at: number): void {
-    // An empty value removes an earlier record of the same key.
+    // An empty value removes an earlier record of the same key. Other keys
+    // (comment, charset, atime, uname, vendor SCHILY.*, ...) do not change
+    // what coldpack reports.
     switch (key) {
       case "path":
         if (value === "") delete this.#pending.path;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { planTar, tarHeader, tarPadding } from "./tar.ts";
+import { prng } from "./prng.ts";
+import { planTar, TAR_ALIGN_SIZE, tarHeader, tarPadding } from "./tar.ts";
 import { parseTarHeader, readTar, type TarEntry, TarParser } from "./tar_reader.ts";
 
 const encoder = new TextEncoder();
@@ -327,4 +328,125 @@ Deno.test("TarParser md5s entries in constant memory", () => {
     names.map((n, i) => [n, createHash("md5").update(datas[i]!).digest("hex")]),
   );
   assert.equal(tarPadding(datas[1]!.length), 24);
+});
+
+/** An archive planned with alignment, written as an uploader streams it; seeded random data. */
+function alignedTar(seed: number): {
+  tar: Uint8Array;
+  names: string[];
+  datas: Uint8Array[];
+  plan: ReturnType<typeof planTar>;
+} {
+  const rand = prng(seed);
+  const names: string[] = [];
+  const datas: Uint8Array[] = [];
+  for (let i = 0; i < 60; i++) {
+    const r = rand();
+    const size = r < 0.1
+      ? 0
+      : r < 0.8
+      ? 1 + Math.floor(rand() * 300_000)
+      : Math.floor(rand() * 2e6);
+    names.push(i % 3 === 0 ? `ünï/${i}/` + "é".repeat(i + 1) : `f/${i}.bin`);
+    datas.push(new Uint8Array(size).map(() => (rand() * 256) | 0));
+  }
+  const plan = planTar(
+    names.map((name, i) => ({ name, size: datas[i]!.length, mtimeMs: 1_000_000 })),
+    { alignBelow: 256 * 1024 },
+  );
+  const parts: Uint8Array[] = [];
+  plan.entries.forEach((p, i) => {
+    parts.push(p.header.slice(), datas[i]!, new Uint8Array(tarPadding(p.size)));
+  });
+  parts.push(new Uint8Array(1024));
+  const tar = new Uint8Array(plan.totalSize);
+  let pos = 0;
+  for (const part of parts) {
+    tar.set(part, pos);
+    pos += part.length;
+  }
+  assert.equal(pos, plan.totalSize);
+  return { tar, names, datas, plan };
+}
+
+Deno.test("readTar reads an aligned archive at the planned offsets, any chunks", async () => {
+  let paddedTotal = 0;
+  for (const seed of [1, 2, 3]) {
+    const { tar, names, datas, plan } = alignedTar(seed);
+    const padded = plan.entries.filter((p, i) =>
+      p.header.length > tarHeader({ name: names[i]!, size: p.size, mtimeMs: 1_000_000 }).length
+    );
+    assert.ok(padded.length >= 1, `seed ${seed}: no padded entry`);
+    paddedTotal += padded.length;
+    for (const size of [511, 4096, 65_537, tar.length]) {
+      const entries = await readAll(chunked(tar, size));
+      assert.deepEqual(entries.map((e) => e.name), names, `seed ${seed}, chunks of ${size}`);
+      entries.forEach((e, i) => {
+        const p = plan.entries[i]!;
+        assert.equal(e.headerOffset, p.headerOffset, `${e.name}, chunks of ${size}`);
+        assert.equal(e.dataOffset, p.dataOffset, `${e.name}, chunks of ${size}`);
+        assert.deepEqual(e.data, datas[i], e.name);
+        if (e.size > 0 && e.size <= 256 * 1024) {
+          assert.equal(
+            Math.floor(e.dataOffset / TAR_ALIGN_SIZE),
+            Math.floor((e.dataOffset + e.size - 1) / TAR_ALIGN_SIZE),
+            `${e.name} stays in one 1 MiB block`,
+          );
+        }
+      });
+    }
+  }
+  assert.ok(paddedTotal >= 6, `only ${paddedTotal} padded entries`);
+});
+
+Deno.test("readTar reads a range that starts at a padded entry's header", async () => {
+  const { tar, names, datas, plan } = alignedTar(4);
+  const i = plan.entries.findIndex((p, j) =>
+    p.header.length > tarHeader({ name: names[j]!, size: p.size, mtimeMs: 1_000_000 }).length
+  );
+  assert.ok(i >= 0);
+  const from = plan.entries[i]!.headerOffset;
+  const [first] = await readAll([tar.subarray(from)], { startOffset: from });
+  assert.equal(first!.name, names[i]);
+  assert.equal(first!.headerOffset, from);
+  assert.equal(first!.dataOffset, plan.entries[i]!.dataOffset);
+  assert.deepEqual(first!.data, datas[i]);
+});
+
+Deno.test("TarParser ignores pax comment records, whatever they contain", async () => {
+  const records = [
+    "comment=path=evil/name",
+    "path=real/näme.txt",
+    "comment=",
+    "comment=size=99\nmtime=5",
+    "comment=" + "=".repeat(700),
+  ].map((r) => {
+    const base = encoder.encode(r).length + 2;
+    const len = base + String(base + String(base).length).length;
+    return `${len} ${r}\n`;
+  }).join("");
+  const recordBytes = encoder.encode(records);
+  const pax = tarHeader({ name: "PaxHeaders/x", size: recordBytes.length, mtimeMs: 0 });
+  pax[156] = "x".charCodeAt(0);
+  withChecksum(pax);
+  const blocks = Math.ceil(recordBytes.length / 512);
+  const body = new Uint8Array(blocks * 512);
+  body.set(recordBytes);
+  const data = encoder.encode("abc");
+  const tar = new Uint8Array([
+    ...pax,
+    ...body,
+    ...tarHeader({ name: "standin", size: 3, mtimeMs: 7000 }),
+    ...data,
+    ...new Uint8Array(509 + 1024),
+  ]);
+  const entries = await readAll(chunked(tar, 100));
+  assert.equal(entries.length, 1);
+  const e = entries[0]!;
+  assert.equal(e.name, "real/näme.txt");
+  assert.equal(e.size, 3);
+  assert.equal(e.mtimeMs, 7000);
+  assert.equal(e.headerOffset, 0);
+  assert.equal(e.dataOffset, 512 + blocks * 512 + 512);
+  assert.deepEqual(e.data, data);
 });

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { prng } from "./prng.ts";
 import {
+  MAX_ALIGN_BELOW,
   planTar,
+  TAR_ALIGN_SIZE,
   TAR_TRAILER_SIZE,
   tarHeader,
+  tarHeaderWriter,
   tarPadding,
   tarTrailer,
   USTAR_MAX_OCTAL,
@@ -266,4 +270,290 @@ Deno.test("tarHeader's ASCII stand-in name never gains a .. segment by truncatio
     assert.equal(parseTarHeader(ustar, 0)?.mode, 0o600); // nothing spilled into the next field
     assert.equal(parseTarHeader(h, 0)?.type, "x");
   }
+});
+
+// ---------------------------------------------------------------------------
+// Alignment: small entries' data inside one 1 MiB block.
+
+const MIB = TAR_ALIGN_SIZE;
+const KIB = 1024;
+
+interface Input {
+  name: string;
+  size: number;
+  mtimeMs: number;
+}
+
+function sameBlock(start: number, size: number): boolean {
+  return Math.floor(start / MIB) === Math.floor((start + size - 1) / MIB);
+}
+
+/** A random entry: sizes from empty to 3 MiB, names plain, split, pax (long, UTF-8), old mtimes. */
+function randomEntry(rand: () => number, i: number, alignBelow: number): Input {
+  const r = rand();
+  const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
+  let size: number;
+  if (r < 0.1) size = 0;
+  else if (r < 0.45) size = int(1, Math.max(1, alignBelow)); // eligible
+  else if (r < 0.55) size = alignBelow + [0, 1][int(0, 1)]!; // at the edge
+  else if (r < 0.65) size = int(1, 4) * 512 + int(-1, 1) + 512; // around blocks
+  else if (r < 0.9) size = int(1, 1536 * KIB);
+  else size = int(1, 3 * MIB);
+  const n = rand();
+  let name: string;
+  if (n < 0.55) name = `dir${i % 7}/file-${i}.bin`;
+  else if (n < 0.65) name = "p".repeat(int(101, 150)) + `/${i}.bin`; // ustar prefix split
+  else if (n < 0.8) name = `ünï/${i}/` + "é".repeat(int(1, 300)); // pax path, UTF-8
+  else if (n < 0.9) name = "x".repeat(int(101, 1200)) + i; // pax path, records near 512 edges
+  else name = `n${i}\nline`; // pax path with a newline
+  const mtimeMs = rand() < 0.05 ? -int(1, 1e9) * 1000 : 1_700_000_000_000 + i * 1000;
+  return { name, size, mtimeMs };
+}
+
+/** Writes a plan the way an uploader streams it, each entry's data a distinct byte pattern. */
+function writeSequentially(plan: ReturnType<typeof planTar>, inputs: Input[]): Uint8Array {
+  const tar = new Uint8Array(plan.totalSize);
+  let pos = 0;
+  plan.entries.forEach((p, i) => {
+    tar.set(p.header, pos);
+    pos += p.header.length;
+    tar.fill((i * 37 + 11) & 0xff, pos, pos + inputs[i]!.size);
+    pos += inputs[i]!.size + tarPadding(inputs[i]!.size);
+  });
+  tar.set(tarTrailer(), pos);
+  assert.equal(pos + TAR_TRAILER_SIZE, plan.totalSize);
+  return tar;
+}
+
+/** Pax records of a header, parsed independently of core/tar_reader.ts: [key, value][]. */
+function paxRecords(header: Uint8Array): [string, string][] {
+  assert.equal(String.fromCharCode(header[156]!), "x");
+  const size = parseInt(field(header, 124, 12), 8);
+  const bytes = header.subarray(512, 512 + size);
+  const out: [string, string][] = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const sp = bytes.indexOf(0x20, i);
+    const len = Number(decoder.decode(bytes.subarray(i, sp)));
+    const record = decoder.decode(bytes.subarray(sp + 1, i + len));
+    assert.ok(record.endsWith("\n"), `record at ${i} ends with a newline`);
+    const eq = record.indexOf("=");
+    out.push([record.slice(0, eq), record.slice(eq + 1, -1)]);
+    i += len;
+  }
+  assert.equal(i, bytes.length, "records fill the pax data exactly");
+  return out;
+}
+
+/**
+ * Every property of an aligned plan against the unaligned headers of the same
+ * entries; returns the padding bytes.
+ */
+function checkAligned(plan: ReturnType<typeof planTar>, inputs: Input[], alignBelow: number) {
+  let pos = 0;
+  let padding = 0;
+  plan.entries.forEach((p, i) => {
+    const input = inputs[i]!;
+    const what = `entry ${i} (${input.size} bytes, alignBelow ${alignBelow})`;
+    assert.equal(p.headerOffset, pos, what);
+    assert.equal(p.headerOffset % 512, 0, what);
+    assert.equal(p.dataOffset % 512, 0, what);
+    assert.equal(p.dataOffset - p.headerOffset, p.header.length, what);
+    const unpadded = tarHeader(input);
+    const extra = p.header.length - unpadded.length;
+    const eligible = input.size > 0 && input.size <= alignBelow;
+    const wouldCross = input.size > 0 && !sameBlock(p.headerOffset + unpadded.length, input.size);
+    if (!eligible || !wouldCross) {
+      assert.equal(extra, 0, what);
+      assert.deepEqual(p.header, unpadded, what);
+    } else {
+      assert.ok(sameBlock(p.dataOffset, input.size), `${what}: data in one block`);
+      assert.ok(extra > 0 && extra < MIB, `${what}: padding ${extra}`);
+      // At the boundary, or 512 bytes after it when a plain header's gap was too small.
+      const into = p.dataOffset % MIB;
+      assert.ok(into === 0 || (into === 512 && unpadded.length === 512), `${what}: at ${into}`);
+      // The ustar block is the unpadded one; the pax records are the unpadded ones plus a comment.
+      assert.deepEqual(p.header.subarray(-512), unpadded.subarray(-512), what);
+      const records = paxRecords(p.header);
+      const [key, value] = records.pop()!;
+      assert.equal(key, "comment", what);
+      assert.match(value, /^(coldpack alignment padding)? *$/, what);
+      assert.deepEqual(records, unpadded.length === 512 ? [] : paxRecords(unpadded), what);
+    }
+    padding += extra;
+    pos = p.dataOffset + input.size + tarPadding(input.size);
+  });
+  assert.equal(plan.totalSize, pos + TAR_TRAILER_SIZE);
+  return padding;
+}
+
+Deno.test("planTar with alignBelow keeps small entries' data in one 1 MiB block", async () => {
+  const rand = prng(20240611);
+  const choices = [256 * KIB, MAX_ALIGN_BELOW, 512, 4096, 100_000];
+  let paddedEntries = 0;
+  for (let seq = 0; seq < 150; seq++) {
+    const alignBelow = seq % 6 === 5
+      ? 1 + Math.floor(rand() * MAX_ALIGN_BELOW)
+      : choices[seq % choices.length]!;
+    const count = 1 + Math.floor(rand() * 40);
+    const inputs = Array.from({ length: count }, (_, i) => randomEntry(rand, i, alignBelow));
+    const plan = planTar(inputs, { alignBelow });
+    checkAligned(plan, inputs, alignBelow);
+    paddedEntries += plan.entries.filter((p, i) => p.header.length > tarHeader(inputs[i]!).length)
+      .length;
+    // The offsets are those of the bytes written, as a reader sees them.
+    const tar = writeSequentially(plan, inputs);
+    let i = 0;
+    for await (const e of readTar([tar], { maxEntrySize: 4 * MIB })) {
+      const p = plan.entries[i]!;
+      assert.equal(e.name, inputs[i]!.name, `sequence ${seq} entry ${i}`);
+      assert.equal(e.size, inputs[i]!.size);
+      assert.equal(e.headerOffset, p.headerOffset);
+      assert.equal(e.dataOffset, p.dataOffset);
+      // The entry's own byte pattern at both ends and in between (every byte would be slow).
+      for (let k = 0; k < 8 && e.size > 0; k++) {
+        const at = k === 7 ? e.size - 1 : Math.floor((k * e.size) / 7);
+        assert.equal(e.data[at], (i * 37 + 11) & 0xff, `sequence ${seq} entry ${i} byte ${at}`);
+      }
+      i++;
+    }
+    assert.equal(i, inputs.length, `sequence ${seq}: no extra entries`);
+  }
+  assert.ok(paddedEntries > 100, `only ${paddedEntries} entries needed padding`); // the test bites
+});
+
+Deno.test("planTar without alignBelow (or with 0) keeps the back-to-back layout", () => {
+  const rand = prng(7);
+  for (let seq = 0; seq < 100; seq++) {
+    const inputs = Array.from(
+      { length: 1 + Math.floor(rand() * 40) },
+      (_, i) => randomEntry(rand, i, 256 * KIB),
+    );
+    const plan = planTar(inputs);
+    let pos = 0;
+    plan.entries.forEach((p, i) => {
+      assert.equal(p.headerOffset, pos);
+      assert.deepEqual(p.header, tarHeader(inputs[i]!));
+      pos = p.dataOffset + inputs[i]!.size + tarPadding(inputs[i]!.size);
+    });
+    assert.deepEqual(planTar(inputs, {}), plan);
+    assert.deepEqual(planTar(inputs, { alignBelow: 0 }), plan);
+  }
+});
+
+Deno.test("planTar with alignBelow changes nothing when no small entry crosses a boundary", () => {
+  const inputs = [
+    { name: "a", size: 1000, mtimeMs: 0 },
+    { name: "big", size: 3 * MIB + 5, mtimeMs: 0 }, // crosses, but above alignBelow
+    { name: "empty", size: 0, mtimeMs: 0 },
+    { name: "ü", size: 200_000, mtimeMs: 0 },
+  ];
+  assert.deepEqual(planTar(inputs, { alignBelow: 256 * KIB }), planTar(inputs));
+});
+
+/** A first entry of `size` bytes, so that the second's header starts at `size + 512`. */
+function after(size: number, second: Input, alignBelow = 256 * KIB) {
+  const plan = planTar([{ name: "fill", size, mtimeMs: 0 }, second], { alignBelow });
+  return plan.entries[1]!;
+}
+
+Deno.test("planTar pads a crossing entry's header so that its data starts at the boundary", () => {
+  // Header at 1 MiB - 200 KiB: data at +512 would cross 1 MiB.
+  const e = after(MIB - 200 * KIB - 512, { name: "small.bin", size: 200 * KIB, mtimeMs: 0 });
+  assert.equal(e.headerOffset, MIB - 200 * KIB);
+  assert.equal(e.dataOffset, MIB);
+  const records = paxRecords(e.header);
+  assert.deepEqual(records.map(([k]) => k), ["comment"]);
+  assert.equal(field(e.header.subarray(-512), 0, 100), "small.bin");
+  assert.equal(field(e.header, 0, 100), "PaxHeaders/small.bin");
+});
+
+Deno.test("planTar fits the smallest padded header (1536 bytes) into a gap of 1024 bytes", () => {
+  const e = after(MIB - 2048, { name: "s", size: 2000, mtimeMs: 0 });
+  assert.equal(e.headerOffset, MIB - 1536);
+  assert.equal(e.header.length, 1536);
+  assert.equal(e.dataOffset, MIB);
+  assert.equal(
+    field(e.header, 512, 512),
+    "512 comment=coldpack alignment padding" + " ".repeat(473) + "\n",
+  );
+});
+
+Deno.test("planTar starts the data 512 bytes after the boundary when the gap is one block", () => {
+  // The data would start at 1 MiB - 512; a pax header needs 1024 more bytes than that.
+  const e = after(MIB - 1536, { name: "s", size: 2000, mtimeMs: 0 });
+  assert.equal(e.headerOffset, MIB - 1024);
+  assert.equal(e.header.length, 1536);
+  assert.equal(e.dataOffset, MIB + 512);
+  // The same when the entry fills the rest of its block exactly.
+  const full = after(MIB - 1536, { name: "s", size: MIB - 512, mtimeMs: 0 }, MAX_ALIGN_BELOW);
+  assert.equal(full.dataOffset, MIB - 512); // above alignBelow: untouched
+});
+
+Deno.test("planTar puts the comment into an entry's own pax header", () => {
+  const name = "日本/" + "ü".repeat(60);
+  const plain = tarHeader({ name, size: 100_000, mtimeMs: 0 });
+  assert.equal(plain.length, 1536);
+  const e = after(MIB - 50_000, { name, size: 100_000, mtimeMs: 0 });
+  assert.equal(e.dataOffset, MIB);
+  // One pax header whose records run up to the ustar block: no second pax header.
+  assert.equal(String.fromCharCode(e.header[156]!), "x");
+  assert.equal(parseInt(field(e.header, 124, 12), 8), e.header.length - 1024);
+  assert.deepEqual(paxRecords(e.header).map(([k]) => k), ["path", "comment"]);
+  assert.equal(paxRecords(e.header)[0]![1], name);
+});
+
+Deno.test("planTar pads an entry of exactly alignBelow bytes, never a larger or empty one", () => {
+  const header = MIB - 4096;
+  const at = (size: number, alignBelow: number) =>
+    after(header - 512, { name: "e", size, mtimeMs: 0 }, alignBelow);
+  assert.equal(at(8192, 8192).dataOffset, MIB);
+  assert.equal(at(8193, 8192).dataOffset, header + 512);
+  assert.equal(at(0, 8192).dataOffset, header + 512);
+  assert.equal(at(8192, 0).dataOffset, header + 512);
+});
+
+Deno.test("planTar and tarHeader reject a bad alignBelow or offset, naming it", () => {
+  for (const alignBelow of [-1, 1.5, MAX_ALIGN_BELOW + 1, NaN]) {
+    assert.throws(() => planTar([], { alignBelow }), {
+      name: "RangeError",
+      message: new RegExp(
+        `alignBelow ${alignBelow} is not an integer from 0 to ${MAX_ALIGN_BELOW}`,
+      ),
+    });
+  }
+  assert.throws(() => tarHeader({ name: "a", size: 1, mtimeMs: 0 }, { offset: 100 }), {
+    name: "RangeError",
+    message: /offset 100 is not a non-negative multiple of 512/,
+  });
+  assert.throws(() => tarHeaderWriter()({ name: "a", size: 1, mtimeMs: 0 }, { offset: -512 }), {
+    name: "RangeError",
+    message: /offset -512 is not a non-negative multiple of 512/,
+  });
+});
+
+Deno.test("tarHeader and tarHeaderWriter pad like planTar at the same offset", () => {
+  const rand = prng(99);
+  const write = tarHeaderWriter();
+  for (let seq = 0; seq < 20; seq++) {
+    const inputs = Array.from({ length: 30 }, (_, i) => randomEntry(rand, i, 256 * KIB));
+    const plan = planTar(inputs, { alignBelow: 256 * KIB });
+    plan.entries.forEach((p, i) => {
+      const options = { offset: p.headerOffset, alignBelow: 256 * KIB };
+      assert.deepEqual(tarHeader(inputs[i]!, options), p.header);
+      assert.deepEqual(write(inputs[i]!, options), p.header);
+    });
+  }
+});
+
+Deno.test("planTar's padding overhead for 100 KB files is about size / 2 MiB", () => {
+  // The expected padding of a file of s bytes is about s^2 / 2 MiB: 4.8% for 100 KB.
+  const inputs = Array.from({ length: 2500 }, (_, i) => ({
+    name: `f${i}`,
+    size: 100_000,
+    mtimeMs: 0,
+  }));
+  const padding = checkAligned(planTar(inputs, { alignBelow: 256 * KIB }), inputs, 256 * KIB);
+  const share = padding / (2500 * 100_000);
+  assert.ok(share > 0.02 && share < 0.07, `padding ${share}`);
 });

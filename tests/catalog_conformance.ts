@@ -19,7 +19,8 @@
  *   state and each optional field that is present (`null` clears it, an
  *   absent one is kept); `liveRetrievals` counts `expiresAt <= nowMs` as
  *   expired.
- * - Restores: keys are 1 to 255 characters; `addRestores` returns the row
+ * - Restores: keys are 1 to 255 characters; `overwrite` is false unless a
+ *   request sets it (a non-boolean is a `TypeError`); `addRestores` returns the row
  *   already recorded for a repeated key (also within one call) and rejects an
  *   unknown file id with a `RangeError` naming it, recording nothing;
  *   `assignRestores` and `finishRestore` reject unknown ids with a
@@ -1424,6 +1425,7 @@ export function catalogConformance(
       finishedAt: null,
       note: null,
       requestedBy: "restore@host1",
+      overwrite: false,
     });
     assert.deepEqual(r2, {
       ...r1,
@@ -1466,6 +1468,47 @@ export function catalogConformance(
       ["BATCH1:1", "/tmp/restore/BATCH1:1", "restore@host1"],
     ]);
     assert.equal((await c.restores({ limit: 100 })).length, 7, "keys are compared exactly");
+  });
+
+  test("addRestores records overwrite, false unless asked; a repeated key keeps it", async (c) => {
+    const [f1, f2] = await archived(c, "arc-s7", ["a.png", "b.png"]);
+    assert.ok(f1 && f2);
+    const added = await c.addRestores([
+      request("force:1", f1),
+      { ...request("force:2", f2), overwrite: true },
+      { ...request("force:3", f1), overwrite: false },
+    ], T0);
+    assert.deepEqual(added.map((r) => [r.key, r.overwrite]), [
+      ["force:1", false],
+      ["force:2", true],
+      ["force:3", false],
+    ]);
+    assert.deepEqual(await c.restores({ limit: 100 }), added);
+    assert.deepEqual(await mustRestore(c, one(added, 1).id), one(added, 1));
+    // A repeat with another overwrite returns the recorded row unchanged.
+    const again = await c.addRestores([
+      { ...request("force:1", f1), overwrite: true },
+      request("force:2", f2),
+      { ...request("force:4", f2), overwrite: true },
+      request("force:4", f2),
+    ], T0 + 10);
+    const r4 = one(again, 2);
+    assert.equal(r4.overwrite, true);
+    assert.deepEqual(again, [one(added, 0), one(added, 1), r4, r4]);
+    assert.deepEqual(await c.restores({ limit: 100 }), [...added, r4]);
+    // Assigning and finishing keep it.
+    await c.addRetrieval(retrievalRow("rf", "arc-s7"));
+    await c.assignRestores([one(added, 1).id], retrievalId("rf"));
+    await c.finishRestore(one(added, 1).id, { state: "done", note: "/tmp/x" }, T0 + 20);
+    assert.equal((await mustRestore(c, one(added, 1).id)).overwrite, true);
+    await assert.rejects(
+      c.addRestores([
+        request("force:5", f1),
+        { ...request("force:6", f1), overwrite: "yes" as unknown as boolean },
+      ], T0),
+      rejectsWith(TypeError, /Invalid overwrite of restore "force:6": "yes" is not a boolean/),
+    );
+    assert.equal((await c.restores({ limit: 100 })).length, 4, "a rejected call adds nothing");
   });
 
   test("addRestores refuses an unknown file and bad requests, recording nothing", async (c) => {

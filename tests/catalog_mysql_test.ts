@@ -12,11 +12,12 @@ import mysql from "mysql2/promise";
 import { catalogConformance } from "./catalog_conformance.ts";
 import { lazyMariaDB, type MariaDB, mariadbTestOptions } from "./_mariadb.ts";
 import { MysqlCatalog, type MysqlCatalogOptions } from "../adapters/catalog/mysql.ts";
-import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../adapters/catalog/schema.ts";
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, MIGRATIONS_TABLE } from "../adapters/catalog/schema.ts";
 import { PortError } from "../core/errors.ts";
 import {
   archiveId,
   type FileId,
+  fileId,
   jobId,
   remoteArchiveId,
   retrievalId,
@@ -124,7 +125,7 @@ test("migrations are recorded once and a migration cut short runs again", async 
     assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
     assert.deepEqual(await applied(), MIGRATIONS.map((m) => [m.version, m.name]));
     // DDL commits at once in MySQL: a crash after migration 2's statements
-    // (and 3's, 4's) but before their version rows leaves them applied and unrecorded.
+    // (and 3's, 4's, 5's) but before their version rows leaves them applied and unrecorded.
     await server.rootQuery(`DELETE FROM \`${db}\`.schema_migrations WHERE version >= 2`);
     assert.equal(await c.schemaVersion(), 1);
     assert.equal(await c.migrate(), LATEST_SCHEMA_VERSION);
@@ -134,13 +135,110 @@ test("migrations are recorded once and a migration cut short runs again", async 
     assert.ok(f);
     assert.equal((await c.claimFiles(SRC, { owner: "w", limit: 5, nowMs: T0 })).length, 1);
     const [restore] = await c.addRestores(
-      [{ key: "after-rerun:1", fileId: f.id, dest: "/tmp/after-rerun", requestedBy: "test" }],
+      [{
+        key: "after-rerun:1",
+        fileId: f.id,
+        dest: "/tmp/after-rerun",
+        requestedBy: "test",
+        overwrite: true,
+      }],
       T0,
     );
     assert.ok(restore);
     assert.equal(restore.state, "pending");
+    assert.equal(restore.overwrite, true);
     assert.equal(await c.finishRestore(restore.id, { state: "done", note: "ok" }, T0 + 1), true);
   });
+});
+
+test("migrating a version 4 catalog keeps its restores, overwrite false", async () => {
+  const server = await mariadb.get();
+  const db = await server.createDatabase();
+  try {
+    // The schema as a coldpack of version 4 left it, with restores in it.
+    const old = await mysql.createConnection({ ...optionsFor(server, db) });
+    try {
+      await old.query(MIGRATIONS_TABLE.mysql);
+      for (const m of MIGRATIONS.filter((m) => m.version <= 4)) {
+        for (const sql of m.sql.mysql!) await old.query(sql);
+        await old.query(
+          "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
+          [m.version, m.name],
+        );
+      }
+      await old.query(
+        `INSERT INTO archives (id, store, remote_id, size, tree_hash, file_count, data_bytes,
+           description, created_at, committed_at)
+         VALUES ('arc-old', 's', 'r', 1, 'h', 1, 1, 'd', 1, 1)`,
+      );
+      await old.query(
+        `INSERT INTO files (id, source, file_key, version, length, mtime_ms, discovered_at)
+         VALUES (7, 'dir:/srv', 'a.jpg', 'v1', 3, 0, 0)`,
+      );
+      await old.query(
+        `INSERT INTO retrievals (id, archive_id, store, job_id, tier, purpose, state, started_at)
+         VALUES ('rt-old', 'arc-old', 's', 'job-1', 'Bulk', 'restore', 'in-progress', 5)`,
+      );
+      await old.query(
+        `INSERT INTO restores (restore_key, file_id, dest, state, retrieval_id, requested_at,
+           requested_by) VALUES ('old:1', 7, '/tmp/a.jpg', 'pending', 'rt-old', 10, 'restore@h')`,
+      );
+      await old.query(
+        `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, finished_at, note,
+           requested_by) VALUES ('old:2', 7, 'mogilefs', 'done', 11, 12, 'fid 7', 'drill')`,
+      );
+    } finally {
+      await old.end();
+    }
+    const c = await MysqlCatalog.open(optionsFor(server, db));
+    try {
+      assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
+      const [r1, r2] = await c.restores({ limit: 10 });
+      assert.deepEqual(r1, {
+        id: 1,
+        key: "old:1",
+        fileId: fileId(7),
+        dest: "/tmp/a.jpg",
+        state: "pending",
+        retrievalId: retrievalId("rt-old"),
+        requestedAt: 10,
+        finishedAt: null,
+        note: null,
+        requestedBy: "restore@h",
+        overwrite: false,
+      });
+      assert.deepEqual(r2, {
+        id: 2,
+        key: "old:2",
+        fileId: fileId(7),
+        dest: "mogilefs",
+        state: "done",
+        retrievalId: null,
+        requestedAt: 11,
+        finishedAt: 12,
+        note: "fid 7",
+        requestedBy: "drill",
+        overwrite: false,
+      });
+      // A known key keeps its row; a new one records overwrite.
+      const added = await c.addRestores([
+        { key: "old:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+        { key: "new:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+      ], T0);
+      assert.deepEqual(added[0], r1);
+      assert.equal(added[1]?.overwrite, true);
+      // Another value than 0 or 1 in the column is refused, not taken for true.
+      await server.rootQuery(`UPDATE \`${db}\`.restores SET overwrite = 2 WHERE id = 2`);
+      await assert.rejects(
+        c.restores({ limit: 10 }),
+        (e: unknown) => e instanceof TypeError && /overwrite is not 0 or 1: 2/.test(e.message),
+      );
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await server.dropDatabase(db);
+  }
 });
 
 test("two catalogs migrating one empty database at once apply each migration once", async () => {

@@ -11,9 +11,10 @@ import {
   LATEST_SCHEMA_VERSION,
   type Migration,
   MIGRATIONS,
+  MIGRATIONS_TABLE,
   migrationsToApply,
 } from "../adapters/catalog/schema.ts";
-import { archiveId, remoteArchiveId, sourceId } from "../core/ids.ts";
+import { archiveId, fileId, remoteArchiveId, retrievalId, sourceId } from "../core/ids.ts";
 import { PortError } from "../core/errors.ts";
 import type { ArchiveRow, SourceEntry } from "../core/ports.ts";
 import { catalogConformance } from "./catalog_conformance.ts";
@@ -145,6 +146,115 @@ Deno.test("sqlite: migrate refuses a database from a newer coldpack", async () =
       await assert.rejects(unmigrated.migrate(), tooNew);
     } finally {
       await unmigrated.close();
+    }
+  });
+});
+
+/** Builds a catalog at schema `version` in `path`, as an older coldpack left it. */
+function catalogAtVersion(path: string, version: number): void {
+  const db = raw(path);
+  try {
+    db.exec(MIGRATIONS_TABLE.sqlite);
+    for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
+      for (const sql of m.sql.sqlite!) db.exec(sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
+        .run(m.version, m.name);
+    }
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("sqlite: migrating a version 4 catalog keeps its restores, overwrite false", async () => {
+  await withDbFile(async (path) => {
+    catalogAtVersion(path, 4);
+    const db = raw(path);
+    try {
+      db.exec(
+        `INSERT INTO archives (id, seq, store, remote_id, size, tree_hash, file_count, data_bytes,
+           description, created_at, committed_at)
+           VALUES ('arc-old', 1, 's', 'r', 1, 'h', 1, 1, 'd', 1, 1);
+         INSERT INTO files (id, source, file_key, version, length, mtime_ms, discovered_at)
+           VALUES (7, 'dir:/srv', 'a.jpg', 'v1', 3, 0, 0);
+         INSERT INTO retrievals (id, archive_id, store, job_id, tier, purpose, state, started_at)
+           VALUES ('rt-old', 'arc-old', 's', 'job-1', 'Bulk', 'restore', 'in-progress', 5);
+         INSERT INTO restores (restore_key, file_id, dest, state, retrieval_id, requested_at,
+           requested_by) VALUES ('old:1', 7, '/tmp/a.jpg', 'pending', 'rt-old', 10, 'restore@h');
+         INSERT INTO restores (restore_key, file_id, dest, state, requested_at, finished_at, note,
+           requested_by) VALUES ('old:2', 7, 'mogilefs', 'done', 11, 12, 'fid 7', 'drill');`,
+      );
+    } finally {
+      db.close();
+    }
+    const catalog = await SqliteCatalog.open(path);
+    try {
+      assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+      const [r1, r2] = await catalog.restores({ limit: 10 });
+      assert.deepEqual(r1, {
+        id: 1,
+        key: "old:1",
+        fileId: fileId(7),
+        dest: "/tmp/a.jpg",
+        state: "pending",
+        retrievalId: retrievalId("rt-old"),
+        requestedAt: 10,
+        finishedAt: null,
+        note: null,
+        requestedBy: "restore@h",
+        overwrite: false,
+      });
+      assert.deepEqual(r2, {
+        id: 2,
+        key: "old:2",
+        fileId: fileId(7),
+        dest: "mogilefs",
+        state: "done",
+        retrievalId: null,
+        requestedAt: 11,
+        finishedAt: 12,
+        note: "fid 7",
+        requestedBy: "drill",
+        overwrite: false,
+      });
+      // A known key keeps its row; a new one records overwrite.
+      const added = await catalog.addRestores([
+        { key: "old:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+        { key: "new:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+      ], T0);
+      assert.deepEqual(added[0], r1);
+      assert.equal(added[1]?.overwrite, true);
+    } finally {
+      await catalog.close();
+    }
+  });
+});
+
+Deno.test("sqlite: overwrite holds only 0 or 1", async () => {
+  await withDbFile(async (path) => {
+    const catalog = await SqliteCatalog.open(path);
+    try {
+      const [f] = await catalog.addDiscovered(SRC, [entry("a.jpg")], T0);
+      assert.ok(f);
+      const [r] = await catalog.addRestores(
+        [{ key: "k", fileId: f.id, dest: "/x", requestedBy: "r" }],
+        T0,
+      );
+      assert.ok(r);
+      const db = raw(path);
+      try {
+        assert.throws(
+          () => db.prepare("UPDATE restores SET overwrite = 2 WHERE id = ?").run(r.id),
+          /CHECK constraint failed/,
+        );
+        assert.throws(
+          () => db.prepare("UPDATE restores SET overwrite = NULL WHERE id = ?").run(r.id),
+          /NOT NULL constraint failed: restores.overwrite/,
+        );
+      } finally {
+        db.close();
+      }
+    } finally {
+      await catalog.close();
     }
   });
 });

@@ -25,6 +25,13 @@ import {
   UploadArchiveCommand,
   UploadMultipartPartCommand,
 } from "@aws-sdk/client-glacier";
+import {
+  DeleteMessageCommand,
+  DeleteQueueCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
 import { hex } from "../core/ids.ts";
 import { combineTreeHashes, treeHash } from "../core/tree_hash.ts";
 import {
@@ -33,6 +40,7 @@ import {
   JOB_TTL_MS,
   TEST_CREDENTIALS,
 } from "./doubles/glacier.ts";
+import { SqsDouble, type SqsQueue } from "./doubles/sqs.ts";
 import { bytesOf } from "./_helpers.ts";
 import { readAll } from "./_streams.ts";
 
@@ -1035,5 +1043,193 @@ Deno.test("glacier double: a barrier proves requests were in flight together", a
     await client.send(new DescribeVaultCommand({ accountId: "-", vaultName: V }));
     assert.equal(glacier.maxInFlight("DescribeVault"), 3);
     assert.equal(glacier.requestCount("DescribeVault"), 4);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// SNS notifications delivered into the SQS double
+
+const TOPIC = `arn:aws:sns:us-east-1:${DOUBLE_ACCOUNT_ID}:coldpack-jobs`;
+const OTHER_TOPIC = `arn:aws:sns:us-east-1:${DOUBLE_ACCOUNT_ID}:someone-else`;
+
+interface WithSqs {
+  glacier: GlacierDouble;
+  client: GlacierClient;
+  sqs: SqsDouble;
+  sqsClient: SQSClient;
+}
+
+/** A Glacier double and an SQS double on the Glacier double's clock, with SDK clients. */
+async function withQueues(
+  fn: (ctx: WithSqs) => Promise<void>,
+  options: { jobDelayMs?: number } = {},
+): Promise<void> {
+  await withDouble(async (glacier, client) => {
+    const sqs = await SqsDouble.start({ clock: { now: () => glacier.now() }, pollIntervalMs: 10 });
+    const sqsClient = new SQSClient({
+      ...sqs.connection,
+      maxAttempts: 1,
+      logger: QUIET,
+      requestHandler: { httpAgent: new HttpAgent({ keepAlive: false }) },
+    });
+    try {
+      await fn({ glacier, client, sqs, sqsClient });
+    } finally {
+      sqsClient.destroy();
+      await sqs.close();
+    }
+  }, options);
+}
+
+/** Everything visible in `queue` now (no wait), each message deleted once read. */
+async function drainQueue(client: SQSClient, queue: SqsQueue): Promise<Message[]> {
+  const out: Message[] = [];
+  for (;;) {
+    const { Messages = [] } = await client.send(
+      new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10 }),
+    );
+    if (Messages.length === 0) return out;
+    for (const m of Messages) {
+      await client.send(
+        new DeleteMessageCommand({ QueueUrl: queue.url, ReceiptHandle: m.ReceiptHandle! }),
+      );
+    }
+    out.push(...Messages);
+  }
+}
+
+/** The DescribeJob JSON inside an SNS envelope, checking the envelope on the way. */
+function jobOfEnvelope(body: string, topic: string): Record<string, unknown> {
+  const envelope = JSON.parse(body);
+  assert.equal(envelope.Type, "Notification");
+  assert.equal(envelope.TopicArn, topic);
+  assert.equal(typeof envelope.MessageId, "string");
+  for (const field of ["Signature", "SigningCertURL", "UnsubscribeURL"]) {
+    assert.equal(typeof envelope[field], "string", field);
+  }
+  return JSON.parse(envelope.Message);
+}
+
+Deno.test("glacier double: a completed job's notification reaches subscribed queues when the clock moves", async () => {
+  await withQueues(async ({ glacier, client, sqs, sqsClient }) => {
+    const jobs = sqs.createQueue("jobs");
+    const raw = sqs.createQueue("jobs-raw");
+    const other = sqs.createQueue("other");
+    glacier.subscribe(TOPIC, jobs);
+    glacier.subscribe(TOPIC, raw, { raw: true });
+    glacier.subscribe(OTHER_TOPIC, other);
+    glacier.subscribe(TOPIC, jobs); // the same subscription again: still one delivery
+    const { archiveId } = await upload(client, bytesOf(40, 3000));
+    const { jobId } = await retrieval(client, archiveId!, {
+      Description: "coldpack-job-1",
+      SNSTopic: TOPIC,
+    });
+    await retrieval(client, archiveId!, { Description: "no topic" });
+    const elsewhere = (await retrieval(client, archiveId!, { SNSTopic: OTHER_TOPIC })).jobId!;
+    glacier.advance(4 * HOUR - 1);
+    assert.deepEqual(await drainQueue(sqsClient, jobs), [], "nothing before completion");
+
+    const requests = glacier.requestCounts();
+    glacier.advance(1);
+    const [message, ...more] = await drainQueue(sqsClient, jobs);
+    assert.deepEqual(more, [], "exactly one message");
+    assert.deepEqual(glacier.requestCounts(), requests, "no Glacier request was needed");
+    const envelope = JSON.parse(message!.Body!);
+    assert.equal(envelope.Timestamp, new Date(glacier.now()).toISOString());
+    const job = jobOfEnvelope(message!.Body!, TOPIC);
+    assert.equal(job.JobId, jobId);
+    assert.equal(job.StatusCode, "Succeeded");
+    assert.equal(job.Completed, true);
+    assert.equal(job.JobDescription, "coldpack-job-1");
+    assert.equal(job.ArchiveId, archiveId);
+    assert.equal(job.Action, "ArchiveRetrieval");
+    assert.equal(job.SNSTopic, TOPIC);
+    assert.equal(job.CompletionDate, new Date(glacier.now()).toISOString());
+    const note = glacier.notifications().find((n) => n.jobId === jobId);
+    assert.equal(envelope.Message, note?.message, "SNS carries the DescribeJob JSON as is");
+
+    const [rawMessage, ...moreRaw] = await drainQueue(sqsClient, raw);
+    assert.deepEqual(moreRaw, []);
+    assert.equal(rawMessage!.Body, note?.message, "raw delivery: the body is the job JSON");
+    assert.equal(JSON.parse(rawMessage!.Body!).JobId, jobId);
+
+    const [otherMessage, ...moreOther] = await drainQueue(sqsClient, other);
+    assert.deepEqual(moreOther, []);
+    assert.equal(jobOfEnvelope(otherMessage!.Body!, OTHER_TOPIC).JobId, elsewhere);
+
+    glacier.advance(JOB_TTL_MS);
+    assert.deepEqual(await drainQueue(sqsClient, jobs), [], "a job is announced once");
+  }, { jobDelayMs: 4 * HOUR });
+});
+
+Deno.test("glacier double: a failed job publishes StatusCode Failed", async () => {
+  await withQueues(async ({ glacier, client, sqs, sqsClient }) => {
+    const jobs = sqs.createQueue("jobs");
+    glacier.subscribe(TOPIC, jobs);
+    const { archiveId } = await upload(client, bytesOf(41, 100));
+    const { jobId } = await retrieval(client, archiveId!, { SNSTopic: TOPIC, Description: "f" });
+    glacier.failJob(jobId!, "Retrieval failed: simulated");
+    const [message, ...more] = await drainQueue(sqsClient, jobs);
+    assert.deepEqual(more, []);
+    const job = jobOfEnvelope(message!.Body!, TOPIC);
+    assert.equal(job.JobId, jobId);
+    assert.equal(job.StatusCode, "Failed");
+    assert.equal(job.Completed, true);
+    assert.equal(job.StatusMessage, "Retrieval failed: simulated");
+    assert.equal(job.JobDescription, "f");
+    glacier.advance(12 * HOUR);
+    assert.deepEqual(await drainQueue(sqsClient, jobs), [], "a failed job is not announced again");
+  }, { jobDelayMs: 12 * HOUR });
+});
+
+Deno.test("glacier double: a waiting long poll gets the notification as soon as the clock moves", async () => {
+  await withQueues(async ({ glacier, client, sqs, sqsClient }) => {
+    const jobs = sqs.createQueue("jobs");
+    glacier.subscribe(TOPIC, jobs);
+    const { archiveId } = await upload(client, bytesOf(42, 100));
+    const { jobId } = await retrieval(client, archiveId!, { SNSTopic: TOPIC });
+    const poll = sqsClient.send(
+      new ReceiveMessageCommand({ QueueUrl: jobs.url, WaitTimeSeconds: 20 }),
+    );
+    for (let i = 0; i < 2000 && sqs.waitingReceives("jobs") === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(sqs.waitingReceives("jobs"), 1, "the long poll is waiting");
+    glacier.advance(HOUR);
+    const { Messages = [] } = await poll;
+    assert.equal(Messages.length, 1);
+    assert.equal(jobOfEnvelope(Messages[0]!.Body!, TOPIC).JobId, jobId);
+  }, { jobDelayMs: HOUR });
+});
+
+Deno.test("glacier double: subscriptions start when made and are checked", async () => {
+  await withQueues(async ({ glacier, client, sqs, sqsClient }) => {
+    const jobs = sqs.createQueue("jobs");
+    const { archiveId } = await upload(client, bytesOf(43, 100));
+    await retrieval(client, archiveId!, { SNSTopic: TOPIC }); // done at once, nobody subscribed
+    assert.equal(glacier.notifications().length, 1);
+    glacier.subscribe(TOPIC, jobs);
+    assert.deepEqual(await drainQueue(sqsClient, jobs), [], "no earlier notification replayed");
+    const { jobId } = await retrieval(client, archiveId!, { SNSTopic: TOPIC });
+    const [message] = await drainQueue(sqsClient, jobs);
+    assert.equal(jobOfEnvelope(message!.Body!, TOPIC).JobId, jobId);
+
+    assert.throws(
+      () => glacier.subscribe(TOPIC, jobs, { raw: true }),
+      (e: unknown) =>
+        e instanceof RangeError && /already subscribed with raw=false/.test(e.message),
+    );
+    for (const bad of ["jobs", "arn:aws:sqs:us-east-1:123456789012:jobs"]) {
+      assert.throws(
+        () => glacier.subscribe(bad, jobs),
+        (e: unknown) =>
+          e instanceof RangeError && e.message.includes("expected arn:aws:sns:<region>"),
+      );
+    }
+    // A queue deleted since: SNS drops the message, and Glacier carries on.
+    await sqsClient.send(new DeleteQueueCommand({ QueueUrl: jobs.url }));
+    await retrieval(client, archiveId!, { SNSTopic: TOPIC });
+    assert.equal(glacier.notifications().length, 3);
+    assert.deepEqual(sqs.queues(), []);
   });
 });

@@ -89,7 +89,20 @@ Deno.test("restore KEY PATH --wait brings a deleted file back byte-identical", a
     assert.equal(back.code, 0, back.stderr);
     assert.deepEqual(await Deno.readFile(`${src}/${key}`), files.get(key));
 
-    // The file is there now: without --force it is not replaced.
+    // The same bytes there already: nothing to write, done.
+    const same = await runCmd("restore", [
+      key,
+      `${out}/img-6.jpg`,
+      "--wait",
+      "--source",
+      src,
+      "--state-dir",
+      state,
+    ]);
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stdout, /already there, identical/);
+    // Another file there: without --force it is not replaced.
+    await Deno.writeTextFile(`${out}/img-6.jpg`, "someone else's file");
     const again = await runCmd("restore", [
       key,
       `${out}/img-6.jpg`,
@@ -101,6 +114,19 @@ Deno.test("restore KEY PATH --wait brings a deleted file back byte-identical", a
     ]);
     assert.equal(again.code, 1, again.stderr);
     assert.match(again.stderr, /DestinationExists/);
+    assert.equal(await Deno.readTextFile(`${out}/img-6.jpg`), "someone else's file");
+    const forced = await runCmd("restore", [
+      key,
+      `${out}/img-6.jpg`,
+      "--wait",
+      "--force",
+      "--source",
+      src,
+      "--state-dir",
+      state,
+    ]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(await Deno.readFile(`${out}/img-6.jpg`), files.get(key));
 
     const status = await runCmd("restore", ["status", "--state-dir", state]);
     assert.equal(status.code, 0, status.stderr);
@@ -250,4 +276,71 @@ Deno.test("restore DOMAIN:KEY mogilefs puts a deleted MogileFS file back, same c
     await s3.close();
     await state.cleanup();
   }
+});
+
+Deno.test("restore --version / --as-of bring back an older version; versions lists them; status ID shows one", async () => {
+  const files = corpus();
+  await withBackup(files, async ({ src, state, out }) => {
+    const key = "photos/3/img-7.jpg";
+    const between = new Date().toISOString();
+    const newer = bytesOf(4242, 5_000);
+    await Deno.writeFile(`${src}/${key}`, newer);
+    const again = await runCmd("backup", ["--source", src, "--once", "--state-dir", state]);
+    assert.equal(again.code, 0, again.stderr);
+    const args = ["--source", src, "--state-dir", state];
+
+    const list = await runCmd("restore", ["versions", key, "--json", ...args]);
+    assert.equal(list.code, 0, list.stderr);
+    const versions = JSON.parse(list.stdout) as { id: number; version: string; length: number }[];
+    assert.deepEqual(versions.map((v) => v.length), [newer.length, files.get(key)!.length]);
+
+    const latest = await runCmd("restore", [key, `${out}/latest.jpg`, "--wait", ...args]);
+    assert.equal(latest.code, 0, latest.stderr);
+    assert.deepEqual(await Deno.readFile(`${out}/latest.jpg`), newer);
+    const byVersion = await runCmd("restore", [
+      key,
+      `${out}/old.jpg`,
+      "--wait",
+      "--version",
+      versions[1]!.version,
+      ...args,
+    ]);
+    assert.equal(byVersion.code, 0, byVersion.stderr);
+    assert.deepEqual(await Deno.readFile(`${out}/old.jpg`), files.get(key));
+    const asOf = await runCmd("restore", [
+      key,
+      `${out}/as-of.jpg`,
+      "--wait",
+      "--as-of",
+      between,
+      ...args,
+    ]);
+    assert.equal(asOf.code, 0, asOf.stderr);
+    assert.deepEqual(await Deno.readFile(`${out}/as-of.jpg`), files.get(key));
+
+    const tooEarly = await runCmd("restore", [
+      key,
+      `${out}/x.jpg`,
+      "--as-of",
+      "2001-01-01",
+      ...args,
+    ]);
+    assert.equal(tooEarly.code, 1);
+    assert.match(tooEarly.stderr, /has no archived version found by 2001-01-01T23:59:59\.999Z/);
+    const bad = await runCmd("restore", [key, `${out}/x.jpg`, "--as-of", "yesterday", ...args]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--as-of: "yesterday" is not a time/);
+    const both = await runCmd("restore", ["fid:1", `${out}/x.jpg`, "--version", "v", ...args]);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /fid:1 names one version already/);
+
+    const one = await runCmd("restore", ["status", "2", "--state-dir", state]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.match(one.stdout, /^restore +2 /m);
+    assert.match(one.stdout, /^state +done: /m);
+    assert.match(one.stdout, /^retrieval +\S+ ready/m);
+    const missing = await runCmd("restore", ["status", "99", "--state-dir", state]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no restore 99 in the catalog/);
+  });
 });

@@ -149,6 +149,7 @@ Deno.test("restores wait for their retrieval, then write exactly the file; a sec
       done: 0,
       failed: 0,
       waiting: 2,
+      deferred: 0,
       restarted: 0,
     });
     r.clock.advance(HOUR);
@@ -156,6 +157,7 @@ Deno.test("restores wait for their retrieval, then write exactly the file; a sec
       done: 2,
       failed: 0,
       waiting: 0,
+      deferred: 0,
       restarted: 0,
     });
     assert.deepEqual(await Deno.readFile(`${r.out}/a.bin`), r.files.get(a.key));
@@ -166,6 +168,7 @@ Deno.test("restores wait for their retrieval, then write exactly the file; a sec
       done: 0,
       failed: 0,
       waiting: 0,
+      deferred: 0,
       restarted: 0,
     });
   } finally {
@@ -183,7 +186,7 @@ Deno.test("a retrieval that expired before it was used is started again", async 
     const firstJob = req.started[0]!.jobId;
     r.clock.advance(30 * HOUR); // ready after 1 h, gone 24 h later
     const pass = await completeRestores(r.deps, { resolve: toOut(r.out) });
-    assert.deepEqual(pass, { done: 0, failed: 0, waiting: 1, restarted: 1 });
+    assert.deepEqual(pass, { done: 0, failed: 0, waiting: 1, deferred: 0, restarted: 1 });
     assert.equal((await r.catalog.retrievalByJob(r.vault.location, firstJob))?.state, "expired");
     r.clock.advance(HOUR);
     assert.equal((await completeRestores(r.deps, { resolve: toOut(r.out) })).done, 1);

@@ -21,7 +21,15 @@ import {
   S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import {
+  DeleteMessageCommand,
+  DeleteQueueCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
 import { ManualClock, RESTORE_DELAY_MS, S3ArchiveDouble } from "./doubles/s3_archive.ts";
+import { DOUBLE_ACCOUNT_ID, SqsDouble, type SqsQueue } from "./doubles/sqs.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -851,5 +859,270 @@ Deno.test("s3 double: beforeNext runs a hook once, before the next request of it
       throw new Error("hook broke");
     });
     await assert.rejects(getText(client, "h/y"), s3Error("InternalError", 500, "hook broke"));
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Restore events delivered into the SQS double
+
+const TOPIC = `arn:aws:sns:us-east-1:${DOUBLE_ACCOUNT_ID}:s3-restores`;
+/** A key with a space, a plus and a non-ASCII character. */
+const ODD_KEY = "r/red flower+été.tar";
+/** {@linkcode ODD_KEY} as S3 events carry it (checked by hand, not by the double's encoder). */
+const ODD_KEY_IN_EVENTS = "r/red+flower%2B%C3%A9t%C3%A9.tar";
+
+interface WithSqs extends Peer {
+  readonly sqs: SqsDouble;
+  readonly sqsClient: SQSClient;
+}
+
+/** An S3 double and an SQS double on one manual clock, with SDK clients. */
+async function withQueues(fn: (p: WithSqs) => void | Promise<void>): Promise<void> {
+  await withDouble(async (peer) => {
+    const sqs = await SqsDouble.start({ clock: peer.clock, pollIntervalMs: 10 });
+    const sqsClient = new SQSClient({
+      ...sqs.connection,
+      maxAttempts: 1,
+      logger: { debug() {}, info() {}, warn() {}, error() {} },
+    });
+    try {
+      await fn({ ...peer, sqs, sqsClient });
+    } finally {
+      sqsClient.destroy();
+      await sqs.close();
+    }
+  });
+}
+
+/** Everything visible in `queue` now (no wait), each message deleted once read. */
+async function drainQueue(client: SQSClient, queue: SqsQueue): Promise<Message[]> {
+  const out: Message[] = [];
+  for (;;) {
+    const { Messages = [] } = await client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queue.url,
+        MaxNumberOfMessages: 10,
+        MessageSystemAttributeNames: ["SentTimestamp"],
+      }),
+    );
+    if (Messages.length === 0) return out;
+    for (const m of Messages) {
+      await client.send(
+        new DeleteMessageCommand({ QueueUrl: queue.url, ReceiptHandle: m.ReceiptHandle! }),
+      );
+    }
+    out.push(...Messages);
+  }
+}
+
+/** The fields of an S3 event record the tests read. */
+interface S3Record {
+  readonly eventSource: string;
+  readonly eventName: string;
+  readonly eventTime: string;
+  readonly s3: {
+    readonly bucket: { readonly name: string };
+    readonly object: { readonly key: string; readonly size: number; readonly eTag: string };
+  };
+  readonly glacierEventData?: {
+    readonly restoreEventData: {
+      readonly lifecycleRestorationExpiryTime: string;
+      readonly lifecycleRestoreStorageClass: string;
+    };
+  };
+}
+
+/** The one S3 event record of a body: `{"Records":[record]}`. */
+function recordOf(body: string): S3Record {
+  const { Records } = JSON.parse(body) as { Records?: S3Record[] };
+  assert.equal(Records?.length, 1, body);
+  return Records![0]!;
+}
+
+/** The S3 body inside an SNS envelope from {@linkcode TOPIC}, checking the envelope. */
+function unwrap(body: string): string {
+  const envelope = JSON.parse(body);
+  assert.equal(envelope.Type, "Notification");
+  assert.equal(envelope.TopicArn, TOPIC);
+  assert.equal(envelope.Subject, "Amazon S3 Notification");
+  return envelope.Message;
+}
+
+/** `[eventName, bucket, key as carried]` of each record body. */
+function summary(bodies: string[]): string[][] {
+  return bodies.map((b) => {
+    const r = recordOf(b);
+    return [r.eventName, r.s3.bucket.name, r.s3.object.key];
+  });
+}
+
+Deno.test("s3 double: restore events go straight to a queue: test event, Post, Completed, Delete", async () => {
+  await withQueues(async ({ s3, client, clock, sqs, sqsClient }) => {
+    const queue = sqs.createQueue("s3-events");
+    s3.notifyRestores(B, queue);
+    const [test, ...moreTests] = await drainQueue(sqsClient, queue);
+    assert.deepEqual(moreTests, []);
+    const testEvent = JSON.parse(test!.Body!);
+    assert.equal(testEvent.Service, "Amazon S3");
+    assert.equal(testEvent.Event, "s3:TestEvent");
+    assert.equal(testEvent.Bucket, B);
+    assert.equal(testEvent.Time, new Date(START).toISOString());
+
+    const data = fill(3000, 40);
+    await put(client, ODD_KEY, data, "GLACIER");
+    await s3.createBucket("other-bucket");
+    await client.send(
+      new PutObjectCommand({
+        Bucket: "other-bucket",
+        Key: "o/x",
+        Body: data,
+        StorageClass: "GLACIER",
+      }),
+    );
+    assert.deepEqual(await drainQueue(sqsClient, queue), [], "no event for a PUT");
+    assert.equal((await restore(client, ODD_KEY, "Standard", 2)).$metadata.httpStatusCode, 202);
+    await client.send(
+      new RestoreObjectCommand({
+        Bucket: "other-bucket",
+        Key: "o/x",
+        RestoreRequest: { Days: 2, GlacierJobParameters: { Tier: "Standard" } },
+      }),
+    );
+    const posts = await drainQueue(sqsClient, queue);
+    assert.deepEqual(summary(posts.map((m) => m.Body!)), [
+      ["ObjectRestore:Post", B, ODD_KEY_IN_EVENTS],
+    ]);
+    const post = recordOf(posts[0]!.Body!);
+    assert.equal(post.eventSource, "aws:s3");
+    assert.equal(post.eventTime, new Date(START).toISOString());
+    assert.equal(post.s3.object.size, data.length);
+    assert.equal(post.s3.object.eTag, createHash("md5").update(data).digest("hex"));
+    assert.equal(post.glacierEventData, undefined);
+    assert.equal(
+      decodeURIComponent(post.s3.object.key.replaceAll("+", " ")),
+      ODD_KEY,
+      "the key decodes back",
+    );
+
+    clock.advance(RESTORE_DELAY_MS.GLACIER.Standard - 1);
+    assert.deepEqual(await drainQueue(sqsClient, queue), [], "nothing while it runs");
+    const requests = s3.requestCount();
+    clock.advance(1);
+    const completed = await drainQueue(sqsClient, queue);
+    assert.equal(s3.requestCount(), requests, "noticed without an S3 request");
+    assert.deepEqual(summary(completed.map((m) => m.Body!)), [
+      ["ObjectRestore:Completed", B, ODD_KEY_IN_EVENTS],
+    ]);
+    const done = recordOf(completed[0]!.Body!);
+    const readyAt = START + RESTORE_DELAY_MS.GLACIER.Standard;
+    assert.equal(done.eventTime, new Date(readyAt).toISOString());
+    assert.equal(completed[0]!.Attributes?.SentTimestamp, String(readyAt), "sent as it completed");
+    const head = await client.send(new HeadObjectCommand({ Bucket: B, Key: ODD_KEY }));
+    const expiry = Math.ceil((readyAt + 2 * DAY) / DAY) * DAY;
+    assert.equal(
+      head.Restore,
+      `ongoing-request="false", expiry-date="${new Date(expiry).toUTCString()}"`,
+    );
+    assert.deepEqual(done.glacierEventData, {
+      restoreEventData: {
+        lifecycleRestorationExpiryTime: new Date(expiry).toISOString(),
+        lifecycleRestoreStorageClass: "GLACIER",
+      },
+    });
+
+    clock.set(expiry - 1);
+    assert.deepEqual(await drainQueue(sqsClient, queue), []);
+    await clock.sleep(1);
+    const deleted = await drainQueue(sqsClient, queue);
+    assert.deepEqual(summary(deleted.map((m) => m.Body!)), [
+      ["ObjectRestore:Delete", B, ODD_KEY_IN_EVENTS],
+    ]);
+    assert.equal(recordOf(deleted[0]!.Body!).eventTime, new Date(expiry).toISOString());
+    clock.advance(30 * DAY);
+    assert.deepEqual(await drainQueue(sqsClient, queue), [], "each event once");
+  });
+});
+
+Deno.test("s3 double: restore events through an SNS topic, enveloped or raw", async () => {
+  await withQueues(async ({ s3, client, sqs, sqsClient }) => {
+    const wrapped = sqs.createQueue("wrapped");
+    const raw = sqs.createQueue("raw");
+    s3.notifyRestores(B, wrapped, { topicArn: TOPIC });
+    s3.notifyRestores(B, raw, { topicArn: TOPIC, raw: true });
+    const [wrappedTest] = await drainQueue(sqsClient, wrapped);
+    assert.equal(JSON.parse(unwrap(wrappedTest!.Body!)).Event, "s3:TestEvent");
+    const [rawTest] = await drainQueue(sqsClient, raw);
+    assert.equal(JSON.parse(rawTest!.Body!).Event, "s3:TestEvent");
+
+    await put(client, ODD_KEY, fill(100, 41), "DEEP_ARCHIVE");
+    await restore(client, ODD_KEY, "Bulk");
+    assert.equal(s3.completeRestores(B), 1);
+    const expected = [
+      ["ObjectRestore:Post", B, ODD_KEY_IN_EVENTS],
+      ["ObjectRestore:Completed", B, ODD_KEY_IN_EVENTS],
+    ];
+    const viaEnvelope = (await drainQueue(sqsClient, wrapped)).map((m) => unwrap(m.Body!));
+    assert.deepEqual(summary(viaEnvelope), expected);
+    const rawBodies = (await drainQueue(sqsClient, raw)).map((m) => m.Body!);
+    assert.deepEqual(summary(rawBodies), expected);
+    assert.equal(
+      recordOf(rawBodies[1]!).glacierEventData?.restoreEventData.lifecycleRestoreStorageClass,
+      "DEEP_ARCHIVE",
+    );
+  });
+});
+
+Deno.test("s3 double: restore events start with the configuration; a 200 restore sends none", async () => {
+  await withQueues(async ({ s3, client, clock, sqs, sqsClient }) => {
+    const queue = sqs.createQueue("s3-events");
+    await put(client, "e/done", fill(10, 42), "GLACIER");
+    await put(client, "e/running", fill(10, 43), "GLACIER");
+    await restore(client, "e/done", "Expedited");
+    clock.advance(RESTORE_DELAY_MS.GLACIER.Expedited);
+    await restore(client, "e/running", "Standard");
+    s3.notifyRestores(B, queue);
+    assert.equal(JSON.parse((await drainQueue(sqsClient, queue))[0]!.Body!).Event, "s3:TestEvent");
+    assert.equal((await restore(client, "e/done", "Bulk", 9)).$metadata.httpStatusCode, 200);
+    assert.deepEqual(await drainQueue(sqsClient, queue), [], "no Post for a 200");
+    clock.advance(RESTORE_DELAY_MS.GLACIER.Standard);
+    assert.deepEqual(summary((await drainQueue(sqsClient, queue)).map((m) => m.Body!)), [
+      ["ObjectRestore:Completed", B, "e/running"],
+    ]);
+    // A deleted object's restore says nothing more.
+    await client.send(new DeleteObjectCommand({ Bucket: B, Key: "e/running" }));
+    clock.advance(30 * DAY);
+    assert.deepEqual(summary((await drainQueue(sqsClient, queue)).map((m) => m.Body!)), [
+      ["ObjectRestore:Delete", B, "e/done"],
+    ]);
+    // A queue deleted since: the event is lost, the restore still works.
+    await sqsClient.send(new DeleteQueueCommand({ QueueUrl: queue.url }));
+    assert.equal((await restore(client, "e/done", "Standard")).$metadata.httpStatusCode, 202);
+  });
+});
+
+Deno.test("s3 double: a bucket's restore events have one destination, as in S3", async () => {
+  await withQueues(({ s3, sqs }) => {
+    const a = sqs.createQueue("a");
+    const b = sqs.createQueue("b");
+    s3.notifyRestores(B, a, { topicArn: TOPIC });
+    const overlaps = (e: unknown) =>
+      e instanceof RangeError && e.message.includes("Configurations overlap");
+    assert.throws(() => s3.notifyRestores(B, b), overlaps);
+    assert.throws(() => s3.notifyRestores(B, b, { topicArn: `${TOPIC}-2` }), overlaps);
+    assert.throws(
+      () => s3.notifyRestores(B, a, { topicArn: TOPIC, raw: true }),
+      (e: unknown) =>
+        e instanceof RangeError && /already subscribed with raw=false/.test(e.message),
+    );
+    s3.notifyRestores("another", a);
+    assert.throws(() => s3.notifyRestores("another", b), overlaps);
+    assert.throws(
+      () => s3.notifyRestores("third", a, { raw: true }),
+      (e: unknown) => e instanceof RangeError && e.message.includes("SNS topic only"),
+    );
+    assert.throws(
+      () => s3.notifyRestores("third", a, { topicArn: "arn:aws:sqs:us-east-1:123456789012:a" }),
+      (e: unknown) => e instanceof RangeError && e.message.includes("expected arn:aws:sns:"),
+    );
   });
 });

@@ -1,12 +1,13 @@
 /**
  * GNU tar reads what core/tar.ts writes: names (long, unicode, with a
  * newline, deep), sizes around the block size, bytes and mtimes, and the
- * data offsets planTar reports. Needs --allow-run (tar), --allow-read,
- * --allow-write.
+ * data offsets planTar reports, also when alignment pads headers with pax
+ * comments. Needs --allow-run (tar), --allow-read, --allow-write.
  */
 
 import assert from "node:assert/strict";
-import { planTar, tarPadding, tarTrailer } from "../core/tar.ts";
+import { prng } from "../core/prng.ts";
+import { planTar, TAR_ALIGN_SIZE, tarHeader, tarPadding, tarTrailer } from "../core/tar.ts";
 import { readTar } from "../core/tar_reader.ts";
 
 const encoder = new TextEncoder();
@@ -39,15 +40,20 @@ const ENTRIES: { name: string; data: Uint8Array }[] = [
 ];
 
 /** Writes the archive to `path` the way an uploader streams it: header, data, padding, ..., trailer. */
-async function writeTar(path: string): Promise<ReturnType<typeof planTar>> {
+async function writeTar(
+  path: string,
+  entries = ENTRIES,
+  options: { alignBelow?: number } = {},
+): Promise<ReturnType<typeof planTar>> {
   const plan = planTar(
-    ENTRIES.map((e) => ({ name: e.name, size: e.data.length, mtimeMs: MTIME_MS })),
+    entries.map((e) => ({ name: e.name, size: e.data.length, mtimeMs: MTIME_MS })),
+    options,
   );
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
   const writer = file.writable.getWriter();
   for (const [i, p] of plan.entries.entries()) {
     await writer.write(p.header);
-    await writer.write(ENTRIES[i]!.data);
+    await writer.write(entries[i]!.data);
     await writer.write(new Uint8Array(tarPadding(p.size)));
   }
   await writer.write(tarTrailer());
@@ -194,5 +200,118 @@ Deno.test("coldpack reads what GNU tar writes in its default and pax formats", a
         if (got.has(e.name)) assert.deepEqual(got.get(e.name), e.data, e.name);
       }
     }
+  });
+});
+
+const MIB = TAR_ALIGN_SIZE;
+const ALIGN_BELOW = 256 * 1024;
+
+/**
+ * Entries that need alignment padding of every kind: a plain header padded up
+ * to the boundary, one whose gap is a single block (data 512 bytes after the
+ * boundary), pax-named entries (comment merged), then seeded random sizes
+ * around 100 KB, empty files and files above ALIGN_BELOW.
+ */
+function alignedEntries(): { name: string; data: Uint8Array }[] {
+  const rand = prng(11);
+  const out = [
+    { name: "gap/fill", data: bytes(MIB - 1536, 20) }, // the next data would start at 1 MiB - 512
+    { name: "gap/small.bin", data: bytes(3000, 21) },
+  ];
+  for (let i = 0; i < 60; i++) {
+    const r = rand();
+    const size = r < 0.08
+      ? 0
+      : r < 0.85
+      ? 50_000 + Math.floor(rand() * 150_000)
+      : ALIGN_BELOW + Math.floor(rand() * 600_000);
+    const name = i % 3 === 0 ? `ünï/${i}/fïlé ${"ü".repeat(i)}.bin` : `dir${i % 4}/f${i}.bin`;
+    out.push({ name, data: bytes(size, 100 + i) });
+  }
+  return out;
+}
+
+/** Entries whose header planTar padded, with whether the unpadded header was pax. */
+function paddedIndexes(
+  entries: { name: string; data: Uint8Array }[],
+  plan: ReturnType<typeof planTar>,
+): { i: number; pax: boolean }[] {
+  const out: { i: number; pax: boolean }[] = [];
+  plan.entries.forEach((p, i) => {
+    const plain = tarHeader({ name: entries[i]!.name, size: p.size, mtimeMs: MTIME_MS }).length;
+    if (p.header.length > plain) out.push({ i, pax: plain > 512 });
+  });
+  return out;
+}
+
+Deno.test("GNU tar lists and extracts an aligned archive exactly, no extra entries", async () => {
+  await withTempDir(async (dir) => {
+    const entries = alignedEntries();
+    const tarPath = `${dir}/aligned.tar`;
+    const plan = await writeTar(tarPath, entries, { alignBelow: ALIGN_BELOW });
+    const padded = paddedIndexes(entries, plan);
+    assert.ok(padded.some((p) => !p.pax), "a plain header was padded");
+    assert.ok(padded.some((p) => p.pax), "a pax header got the comment");
+    assert.equal(plan.entries[1]!.dataOffset, MIB + 512, "the one-block gap case");
+    for (const [i, p] of plan.entries.entries()) {
+      if (p.size === 0 || p.size > ALIGN_BELOW) continue;
+      assert.equal(
+        Math.floor(p.dataOffset / MIB),
+        Math.floor((p.dataOffset + p.size - 1) / MIB),
+        entries[i]!.name,
+      );
+    }
+
+    const listing = await run(["--quoting-style=escape", "-tvf", tarPath], dir);
+    const lines = listing.split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, entries.length, "one line per file, none for the padding");
+    lines.forEach((line, i) => {
+      const m = /^(\S+) (\S+) +(\d+) (\d{4}-\d\d-\d\d \d\d:\d\d) (.*)$/.exec(line);
+      assert.ok(m, `unexpected listing line: ${line}`);
+      assert.equal(m[1], "-rw-r--r--");
+      assert.equal(Number(m[3]), entries[i]!.data.length, entries[i]!.name);
+      assert.equal(unescapeGnu(m[5]!), entries[i]!.name);
+    });
+
+    await Deno.mkdir(`${dir}/out`);
+    await run(["-xf", tarPath], `${dir}/out`);
+    const found: string[] = [];
+    async function walk(rel: string): Promise<void> {
+      for await (const e of Deno.readDir(`${dir}/out${rel === "" ? "" : "/" + rel}`)) {
+        const path = rel === "" ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory) await walk(path);
+        else found.push(path);
+      }
+    }
+    await walk("");
+    assert.deepEqual(found.sort(), entries.map((e) => e.name).sort());
+    for (const e of entries) {
+      assert.deepEqual(await Deno.readFile(`${dir}/out/${e.name}`), e.data, e.name);
+      assert.equal((await Deno.stat(`${dir}/out/${e.name}`)).mtime?.getTime(), MTIME_MS, e.name);
+    }
+
+    // Each padded entry's bytes, as GNU tar extracts them, sit at the planned data offset.
+    const tar = await Deno.readFile(tarPath);
+    assert.equal(tar.length, plan.totalSize);
+    for (const { i } of padded) {
+      const p = plan.entries[i]!;
+      const out = await new Deno.Command("tar", {
+        args: ["-xOf", tarPath, entries[i]!.name],
+        env: { LC_ALL: "C.UTF-8" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.deepEqual(out.stdout, tar.subarray(p.dataOffset, p.dataOffset + p.size));
+    }
+    // coldpack's reader agrees on every offset.
+    const read = [];
+    for await (const e of readTar([tar], { maxEntrySize: 2 * MIB })) {
+      read.push([e.name, e.headerOffset, e.dataOffset]);
+    }
+    assert.deepEqual(
+      read,
+      plan.entries.map((q, j) => [entries[j]!.name, q.headerOffset, q.dataOffset]),
+    );
   });
 });

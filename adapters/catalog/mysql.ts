@@ -1080,12 +1080,13 @@ export class MysqlCatalog implements Catalog {
   }
 
   /**
-   * Records restores as `pending` in one transaction and returns them in
-   * input order; a request whose key is known (also earlier in the same
-   * call, or added by another caller meanwhile) returns the row recorded for
-   * that key, unchanged. Per 500 requests: a read of the known keys, a read
-   * of the files, one multi-row INSERT and a read of the new rows. Rejects
-   * with a `RangeError` naming an unknown file id, recording nothing.
+   * Records restores as `pending` (`overwrite` false unless asked) in one
+   * transaction and returns them in input order; a request whose key is
+   * known (also earlier in the same call, or added by another caller
+   * meanwhile) returns the row recorded for that key, unchanged. Per 500
+   * requests: a read of the known keys, a read of the files, one multi-row
+   * INSERT and a read of the new rows. Rejects with a `RangeError` naming an
+   * unknown file id, recording nothing.
    */
   addRestores(requests: readonly RestoreRequest[], nowMs: number): Promise<RestoreRow[]> {
     return this.#run("add restores", async () => {
@@ -1132,8 +1133,8 @@ export class MysqlCatalog implements Catalog {
           // A key another caller adds meanwhile keeps that caller's row.
           await this.#exec(
             c,
-            `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by)
-             VALUES ? ON DUPLICATE KEY UPDATE id = id`,
+            `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by,
+               overwrite) VALUES ? ON DUPLICATE KEY UPDATE id = id`,
             [[...fresh.values()].map((q) => [
               q.key,
               q.fileId,
@@ -1141,6 +1142,7 @@ export class MysqlCatalog implements Catalog {
               "pending",
               nowMs,
               q.requestedBy,
+              q.overwrite ? 1 : 0,
             ])],
           );
           await byKey([...fresh.keys()]);

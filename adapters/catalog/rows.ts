@@ -49,7 +49,7 @@ export const FAILURE_COLUMNS = "id, stage, code, message, source, file_id, file_
 export const RETRIEVAL_COLUMNS = "id, archive_id, store, job_id, range_start, range_end, tier, " +
   "purpose, state, started_at, ready_at, expires_at, failure";
 export const RESTORE_COLUMNS = "id, restore_key, file_id, dest, state, retrieval_id, " +
-  "requested_at, finished_at, note, requested_by";
+  "requested_at, finished_at, note, requested_by, overwrite";
 
 const UTF8 = new TextDecoder();
 
@@ -79,6 +79,13 @@ export function asInt(v: unknown, column: string): number {
   return n;
 }
 
+/** A boolean column stored as 0 or 1 (SQLite INTEGER, MySQL TINYINT(1)); else a `TypeError`. */
+export function asBool(v: unknown, column: string): boolean {
+  const n = typeof v === "boolean" ? Number(v) : asInt(v, column);
+  if (n !== 0 && n !== 1) throw new TypeError(`Catalog column ${column} is not 0 or 1: ${v}`);
+  return n === 1;
+}
+
 export function asState(s: string): FileState {
   if (!FILE_STATES.includes(s as FileState)) {
     throw new TypeError(`Unknown file state in catalog: ${s}`);
@@ -100,6 +107,10 @@ export function int(r: Row, column: string): number {
 
 export function optInt(r: Row, column: string): number | null {
   return r[column] === null || r[column] === undefined ? null : int(r, column);
+}
+
+export function bool(r: Row, column: string): boolean {
+  return asBool(r[column], column);
 }
 
 export function state(r: Row): FileState {
@@ -180,6 +191,7 @@ export function toRestoreRow(r: Row): RestoreRow {
     finishedAt: optInt(r, "finished_at"),
     note: optStr(r, "note"),
     requestedBy: str(r, "requested_by"),
+    overwrite: bool(r, "overwrite"),
   };
 }
 

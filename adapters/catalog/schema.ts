@@ -19,6 +19,10 @@
  * ids (an S3 job id carries the object key, so it may be KBs long) are bytes
  * with a hashed column for `UNIQUE(store, job_id)`, restore keys are bytes.
  *
+ * A fresh catalog is built by applying every migration in order; there is no
+ * separate full-schema form to keep in step, so a change to a table is a new
+ * migration, never an edit of the `CREATE TABLE` of an earlier one.
+ *
  * @example
  * ```ts
  * import { migrationsToApply } from "./schema.ts";
@@ -238,6 +242,12 @@ const MYSQL_RESTORES: readonly string[] = [
 ) ${MYSQL_TABLE}`,
 ];
 
+const MYSQL_RESTORE_OVERWRITE: readonly string[] = [
+  // Instant in MariaDB 10.3+ and MySQL 8.0.29+; existing rows read the default.
+  // BOOLEAN is TINYINT(1): the adapter writes 0 or 1 and refuses anything else on reading.
+  `ALTER TABLE restores ADD COLUMN overwrite BOOLEAN NOT NULL DEFAULT 0`,
+];
+
 /**
  * Every migration, oldest first.
  *
@@ -267,6 +277,10 @@ const MYSQL_RESTORES: readonly string[] = [
  *   key (so a retried request adds nothing twice), pointing at its file and,
  *   once chosen, at the retrieval that serves it; indexed by (state, id) and
  *   by retrieval for `Catalog.restores`.
+ *
+ * Version 5 adds `restores.overwrite` (0 or 1): whether the restore may
+ * replace what is already at its destination (`--force`). Restores recorded
+ * before it read 0, i.e. false.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -427,6 +441,19 @@ export const MIGRATIONS: readonly Migration[] = [
         `CREATE INDEX restores_retrieval ON restores (retrieval_id)`,
       ],
       mysql: MYSQL_RESTORES,
+    },
+  },
+  {
+    version: 5,
+    name: "restore_overwrite",
+    sql: {
+      sqlite: [
+        // Existing rows take the default: a restore requested before this
+        // migration keeps what is at its destination.
+        `ALTER TABLE restores ADD COLUMN overwrite INTEGER NOT NULL DEFAULT 0
+  CHECK (overwrite IN (0, 1))`,
+      ],
+      mysql: MYSQL_RESTORE_OVERWRITE,
     },
   },
 ];

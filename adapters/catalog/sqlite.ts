@@ -874,10 +874,11 @@ export class SqliteCatalog implements Catalog {
   }
 
   /**
-   * Records restores as `pending` in one transaction and returns them in
-   * input order; a request whose key is known (also earlier in the same
-   * call) returns the row recorded for that key, unchanged. Rejects with a
-   * `RangeError` naming an unknown file id, recording nothing.
+   * Records restores as `pending` (`overwrite` false unless asked) in one
+   * transaction and returns them in input order; a request whose key is
+   * known (also earlier in the same call) returns the row recorded for that
+   * key, unchanged. Rejects with a `RangeError` naming an unknown file id,
+   * recording nothing.
    */
   addRestores(requests: readonly RestoreRequest[], nowMs: number): Promise<RestoreRow[]> {
     return this.#run("add restores", () => {
@@ -887,8 +888,8 @@ export class SqliteCatalog implements Catalog {
       const byKey = this.#stmt(`SELECT ${RESTORE_COLUMNS} FROM restores WHERE restore_key = ?`);
       const fileKnown = this.#stmt("SELECT 1 AS x FROM files WHERE id = ?");
       const insert = this.#stmt(
-        `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by)
-         VALUES (?, ?, ?, 'pending', ?, ?) RETURNING ${RESTORE_COLUMNS}`,
+        `INSERT INTO restores (restore_key, file_id, dest, state, requested_at, requested_by,
+           overwrite) VALUES (?, ?, ?, 'pending', ?, ?, ?) RETURNING ${RESTORE_COLUMNS}`,
       );
       return this.#write(() =>
         requests.map((q) => {
@@ -900,7 +901,7 @@ export class SqliteCatalog implements Catalog {
             );
           }
           return toRestoreRow(
-            insert.get(q.key, q.fileId, q.dest, nowMs, q.requestedBy) as Row,
+            insert.get(q.key, q.fileId, q.dest, nowMs, q.requestedBy, q.overwrite ? 1 : 0) as Row,
           );
         })
       );

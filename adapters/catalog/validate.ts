@@ -263,6 +263,8 @@ export interface RestoreRequest {
   readonly fileId: FileId;
   readonly dest: string;
   readonly requestedBy: string;
+  /** Default false. */
+  readonly overwrite?: boolean;
 }
 
 export function checkRestoreRequest(r: RestoreRequest): void {
@@ -277,6 +279,9 @@ export function checkRestoreRequest(r: RestoreRequest): void {
   }
   checkText(`destination ${of}`, r.dest);
   checkText(`requestedBy ${of}`, r.requestedBy);
+  if (r.overwrite !== undefined && typeof r.overwrite !== "boolean") {
+    throw new TypeError(`Invalid overwrite ${of}: ${JSON.stringify(r.overwrite)} is not a boolean`);
+  }
 }
 
 /** A restore id: a positive integer. */

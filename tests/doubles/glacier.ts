@@ -12,6 +12,18 @@
  * and completed jobs disappear 24 hours after completion, as Glacier's do.
  * Idle multipart uploads vanish after 24 hours.
  *
+ * Notifications: a job with an `SNSTopic` publishes its DescribeJob JSON to
+ * that topic when it completes (succeeded or failed), in completion order
+ * ({@linkcode GlacierDouble.notifications}). {@linkcode GlacierDouble.subscribe}
+ * plays an SNS -> SQS subscription: from then on each notification of the
+ * topic reaches an SQS double's queue at the moment the double notices the
+ * completion, which is on `advance`/`setNow`, on any request and on any
+ * control call, so a test that moves the clock finds the message without a
+ * Glacier request. The body is SNS's envelope, or the job JSON itself with
+ * raw message delivery. A vault's notification configuration is not
+ * modelled. SQS's at-least-once duplicates are the SQS double's `duplicate`
+ * fault.
+ *
  * Faults: {@linkcode GlacierDouble.inject} makes the next N requests (of one
  * operation, or any) answer 5xx, throttling, 408, 503, a custom error, be
  * slow, have their connection reset, carry a truncated body or a wrong tree
@@ -29,7 +41,8 @@
  * glacier.createVault("v");
  * // new GlacierClient({ endpoint: glacier.endpoint, region: "us-east-1", credentials: TEST_CREDENTIALS })
  * glacier.inject({ kind: "throttle", operation: "UploadMultipartPart", count: 2 });
- * glacier.advance(4 * 3_600_000); // jobs are done
+ * glacier.subscribe("arn:aws:sns:us-east-1:123456789012:jobs", sqs.createQueue("jobs"));
+ * glacier.advance(4 * 3_600_000); // jobs are done; their notifications are in the queue
  * await glacier.close();
  * ```
  * @module
@@ -43,17 +56,13 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { hex } from "../../core/ids.ts";
 import { combineTreeHashes, isTreeHashAligned, MIB, TreeHasher } from "../../core/tree_hash.ts";
 import { prng } from "../../scripts/corpus.ts";
+import { DOUBLE_ACCOUNT_ID, publishToQueue, type SqsQueue, TEST_CREDENTIALS } from "./sqs.ts";
 
-/** The only credentials the double accepts (SigV4 is checked in full). */
-export const TEST_CREDENTIALS = {
-  accessKeyId: "AKIDCOLDPACKGLACIERDOUBLE",
-  secretAccessKey: "coldpack-double-secret-not-a-real-key",
-} as const;
-
-/** The account the double plays; requests may name it or `-`. */
-export const DOUBLE_ACCOUNT_ID = "123456789012";
+export { DOUBLE_ACCOUNT_ID, TEST_CREDENTIALS };
 
 const GIB = 1024 * MIB;
+/** An SNS topic ARN, as InitiateJob's `SNSTopic` must be. */
+const SNS_TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
 const HOUR = 3_600_000;
 /** Completed jobs stay downloadable this long, then disappear. */
 export const JOB_TTL_MS = 24 * HOUR;
@@ -187,6 +196,12 @@ export interface DoubleJob {
   readonly CompletionDate: string | null;
 }
 
+/** Options for {@linkcode GlacierDouble.subscribe}. */
+export interface SubscribeOptions {
+  /** Raw message delivery: the SQS body is the job JSON itself; default false (SNS's envelope). */
+  readonly raw?: boolean;
+}
+
 /** What would have been published to SNS when a job with `SNSTopic` completed. */
 export interface Notification {
   readonly topic: string;
@@ -309,6 +324,8 @@ export class GlacierDouble {
   readonly #maxInFlight = new Map<GlacierOperation, number>();
   readonly #served: { operation: GlacierOperation; kind: FaultKind }[] = [];
   readonly #notifications: Notification[] = [];
+  /** SNS -> SQS subscriptions, by topic ARN. */
+  readonly #subscriptions = new Map<string, { queue: SqsQueue; raw: boolean }[]>();
   readonly #barriers = new Map<GlacierOperation, { n: number; waiting: (() => void)[] }>();
   #random:
     | { rate: number; next: () => number; kinds: FaultKind[]; ops: GlacierOperation[] | null }
@@ -464,6 +481,45 @@ export class GlacierDouble {
   notifications(): Notification[] {
     this.#sweep();
     return [...this.#notifications];
+  }
+
+  /**
+   * Subscribes an SQS double's `queue` to `topicArn`, as an SNS -> SQS
+   * subscription: every notification published to the topic from now on
+   * (not those before) is delivered to the queue when the double notices the
+   * job's completion (on `advance`/`setNow`, a request or a control call),
+   * as the SNS envelope (`Timestamp` from the SQS double's clock) or, with
+   * `raw`, the job JSON itself. A topic may have several subscriptions;
+   * subscribing the same queue again with the same options changes nothing,
+   * with other options is a `RangeError` (SNS refuses it too). A delivery the
+   * queue refuses (deleted since, body above its MaximumMessageSize) is
+   * dropped, as SNS drops it.
+   *
+   * @example
+   * ```ts
+   * const topic = "arn:aws:sns:us-east-1:123456789012:jobs";
+   * glacier.subscribe(topic, sqs.createQueue("restores"));
+   * glacier.subscribe(topic, sqs.createQueue("raw-copy"), { raw: true });
+   * ```
+   */
+  subscribe(topicArn: string, queue: SqsQueue, options: SubscribeOptions = {}): void {
+    if (!topicArn.startsWith("arn:aws:sns:") || !SNS_TOPIC_ARN.test(topicArn)) {
+      throw new RangeError(
+        `Cannot subscribe to "${topicArn}": expected arn:aws:sns:<region>:<account>:<name>`,
+      );
+    }
+    this.#sweep();
+    const raw = options.raw ?? false;
+    const subscriptions = this.#subscriptions.get(topicArn) ?? [];
+    const same = subscriptions.find((s) => s.queue.arn === queue.arn);
+    if (same !== undefined) {
+      if (same.raw === raw) return;
+      throw new RangeError(
+        `Cannot subscribe ${queue.arn} to ${topicArn}: already subscribed with raw=${same.raw}`,
+      );
+    }
+    subscriptions.push({ queue, raw });
+    this.#subscriptions.set(topicArn, subscriptions);
   }
 
   /** Serves `fault` to the next matching requests (after faults injected before it). */
@@ -1131,10 +1187,7 @@ export class GlacierDouble {
     const description = optionalString(params, "Description");
     if (description !== null) checkDescription(description, "job description");
     const snsTopic = optionalString(params, "SNSTopic");
-    if (
-      snsTopic !== null &&
-      !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(snsTopic)
-    ) {
+    if (snsTopic !== null && !SNS_TOPIC_ARN.test(snsTopic)) {
       throw invalid(`Invalid SNSTopic: ${snsTopic} is not an SNS topic ARN`);
     }
     let job: Job;
@@ -1353,31 +1406,47 @@ export class GlacierDouble {
     };
   }
 
-  /** Completes due jobs (publishing their notifications), drops expired jobs and idle uploads. */
+  /**
+   * Completes due jobs and publishes their notifications (in completion
+   * order, across vaults, to the subscribed queues too), drops expired jobs
+   * and idle uploads.
+   */
   #sweep(): void {
     const now = this.#now;
+    const done: { vault: Vault; job: Job }[] = [];
     for (const vault of this.#vaults.values()) {
-      const done: Job[] = [];
       for (const job of vault.jobs.values()) {
         if (job.completedAt === null && job.failure === null && now >= job.dueAt) {
           job.completedAt = job.dueAt;
         }
-        if (job.completedAt !== null) done.push(job);
-      }
-      done.sort((a, b) => a.completedAt! - b.completedAt!);
-      for (const job of done) {
-        if (!job.published && job.snsTopic !== null) {
-          job.published = true;
-          this.#notifications.push({
-            topic: job.snsTopic,
-            jobId: job.id,
-            message: JSON.stringify(this.#describe(job)),
-          });
-        }
-        if (now >= job.completedAt! + JOB_TTL_MS) vault.jobs.delete(job.id);
+        if (job.completedAt !== null) done.push({ vault, job });
       }
       for (const upload of vault.uploads.values()) {
         if (now >= upload.lastActivity + UPLOAD_IDLE_MS) vault.uploads.delete(upload.uploadId);
+      }
+    }
+    done.sort((a, b) => a.job.completedAt! - b.job.completedAt!);
+    for (const { vault, job } of done) {
+      if (!job.published && job.snsTopic !== null) {
+        job.published = true;
+        this.#publish({
+          topic: job.snsTopic,
+          jobId: job.id,
+          message: JSON.stringify(this.#describe(job)),
+        });
+      }
+      if (now >= job.completedAt! + JOB_TTL_MS) vault.jobs.delete(job.id);
+    }
+  }
+
+  /** Records a notification and delivers it to the topic's subscribed queues. */
+  #publish(note: Notification): void {
+    this.#notifications.push(note);
+    for (const { queue, raw } of this.#subscriptions.get(note.topic) ?? []) {
+      try {
+        publishToQueue(queue, note.topic, note.message, { raw });
+      } catch {
+        // The queue refused it (deleted since, or a MaximumMessageSize too small): SNS drops it.
       }
     }
   }

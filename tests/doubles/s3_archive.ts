@@ -50,6 +50,17 @@
  *   - a race is staged with {@linkcode S3ArchiveDouble.beforeNext}: a hook
  *     that runs when the next request of an operation arrives, before the
  *     double handles it (e.g. another writer's PutObject of the same key).
+ * - restore events ({@linkcode S3ArchiveDouble.notifyRestores}): like an
+ *   `s3:ObjectRestore:*` notification configuration of a bucket, delivered
+ *   into an SQS double's queue, directly or through an SNS topic. The
+ *   `s3:TestEvent` comes at once, `ObjectRestore:Post` when a RestoreObject
+ *   starts a restore (202), `ObjectRestore:Completed` when the restore
+ *   completes on the double's clock (when `x-amz-restore` turns to
+ *   `ongoing-request="false"`) and `ObjectRestore:Delete` when the restored
+ *   copy expires, keys encoded as S3 encodes them. The double notices
+ *   completion and expiry whenever a {@linkcode ManualClock} it runs on moves
+ *   (`advance`, `set`, `sleep`), on any request and on any control call; on
+ *   another clock, only on requests and control calls.
  * - fault injection ({@linkcode S3ArchiveDouble.inject}): the next N requests,
  *   optionally of one operation, get 500 `InternalError`, 503 `SlowDown`, a
  *   delay, a connection reset, a truncated body or a wrong checksum; or a
@@ -85,7 +96,8 @@
  * const client = s3.client(); // or: S3GlacierStore.open(url, s3.connection)
  * try {
  *   await s3.createBucket("archives");
- *   clock.advance(12 * 3_600_000); // Deep Archive Standard restores are done
+ *   s3.notifyRestores("archives", sqs.createQueue("restores")); // sqs: an SqsDouble
+ *   clock.advance(12 * 3_600_000); // Deep Archive Standard restores are done, and announced
  * } finally {
  *   client.destroy();
  *   await s3.close();
@@ -103,6 +115,13 @@ import { S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
 import type { Clock } from "../../core/ports.ts";
 import { prng } from "../../scripts/corpus.ts";
+import {
+  publishToQueue,
+  s3RestoreEvent,
+  type S3RestoreEventName,
+  s3TestEvent,
+  type SqsQueue,
+} from "./sqs.ts";
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -114,6 +133,12 @@ export const MIN_PART_SIZE = 5 * MIB;
 export const MAX_PARTS = 10_000;
 const MAX_PUT_SIZE = 5 * GIB;
 const MAX_XML_BODY = MIB;
+/** A topic S3 may publish to (the SQS double's envelope takes the `aws` partition only). */
+const SNS_TOPIC_ARN = /^arn:aws:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
+/** The `Subject` of what S3 publishes to SNS. */
+const S3_SUBJECT = "Amazon S3 Notification";
+/** The `SenderId` of events S3 sends straight to a queue (any constant). */
+const S3_SENDER_ID = "AIDAS3EVENTSDOUBLE";
 
 /** S3 operations the double tells apart (for counters and fault matching). */
 export type S3Operation =
@@ -248,6 +273,20 @@ export interface UploadInfo {
   readonly parts: readonly number[];
 }
 
+/** Options for {@linkcode S3ArchiveDouble.notifyRestores}. */
+export interface NotifyRestoresOptions {
+  /**
+   * Publish the events to this SNS topic, to which the queue is subscribed;
+   * default none: S3 sends them to the queue directly.
+   */
+  readonly topicArn?: string;
+  /**
+   * With `topicArn`: the subscription has raw message delivery, so the body
+   * is the event JSON itself; default false (the SNS envelope).
+   */
+  readonly raw?: boolean;
+}
+
 /** Options for {@linkcode S3ArchiveDouble.start}. */
 export interface S3ArchiveDoubleOptions {
   /** The clock restores run on; default a {@linkcode ManualClock} at the real time. */
@@ -317,6 +356,7 @@ export function plainS3Client(connection: S3Connection): S3Client {
  */
 export class ManualClock implements Clock {
   #now: number;
+  readonly #listeners = new Set<(now: number) => void>();
   /** @param start ms since the epoch; default now */
   constructor(start: number = Date.now()) {
     this.#now = start;
@@ -326,16 +366,29 @@ export class ManualClock implements Clock {
   }
   /** Sets the time, ms since the epoch. */
   set(ms: number): void {
-    this.#now = ms;
+    this.#move(ms);
   }
   /** Moves the time forward by `ms`. */
   advance(ms: number): void {
-    this.#now += ms;
+    this.#move(this.#now + ms);
   }
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    this.#now += ms;
+    this.#move(this.#now + ms);
     return Promise.resolve();
+  }
+  /**
+   * Calls `listener` with the new time, synchronously, each time the clock
+   * is set, advanced or slept (how a double notices that time has passed).
+   * Returns the function that removes it.
+   */
+  onChange(listener: (now: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  #move(ms: number): void {
+    this.#now = ms;
+    for (const listener of [...this.#listeners]) listener(ms);
   }
 }
 
@@ -345,6 +398,15 @@ interface Restore {
   days: number;
   /** Set when the expiry was moved by a later request; else derived from readyAt + days. */
   expiresAt: number | null;
+  /** The last restore event sent (or due while no bucket was configured). */
+  announced: "ObjectRestore:Post" | "ObjectRestore:Completed" | "ObjectRestore:Delete";
+}
+
+/** Where a bucket's restore events go: an SNS topic or one queue, and the queues it reaches. */
+interface NotifyConfig {
+  /** `null`: straight to the queue. */
+  readonly topicArn: string | null;
+  readonly queues: { queue: SqsQueue; raw: boolean }[];
 }
 
 interface ObjectState {
@@ -429,6 +491,11 @@ export class S3ArchiveDouble {
     delayMs: number;
   } | null = null;
   readonly #closing = new AbortController();
+  /** Restore event configurations, by bucket. */
+  readonly #notify = new Map<string, NotifyConfig>();
+  /** Restores with events still to come, by object id. */
+  readonly #announcing = new Map<string, Restore>();
+  readonly #unhook: () => void;
   #spoolSeq = 0;
   #port = 0;
 
@@ -443,6 +510,9 @@ export class S3ArchiveDouble {
     this.#dir = dir;
     this.#spoolDir = `${dir}/.double-spool`;
     this.#clock = clock;
+    this.#unhook = clock instanceof ManualClock
+      ? clock.onChange(() => this.#announceRestores())
+      : () => {};
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((e) => {
         if (!res.headersSent && !res.destroyed) {
@@ -527,6 +597,7 @@ export class S3ArchiveDouble {
 
   /** The objects of `bucket`, by key, with storage class and restore state. */
   objects(bucket: string): StoredObjectInfo[] {
+    this.#announceRestores();
     const now = this.#clock.now();
     const out: StoredObjectInfo[] = [];
     for (const [id, st] of this.#objects) {
@@ -579,7 +650,75 @@ export class S3ArchiveDouble {
         n++;
       }
     }
+    this.#announceRestores();
     return n;
+  }
+
+  /**
+   * Configures `s3:ObjectRestore:*` event notifications of `bucket` into an
+   * SQS double's `queue`: straight to the queue (the body is S3's event
+   * JSON, `{"Records":[...]}`), or with `topicArn` through that SNS topic
+   * with the queue subscribed to it (the SNS envelope, `Subject` "Amazon S3
+   * Notification", or with `raw` the event JSON itself). Sends the
+   * `s3:TestEvent` to the queue at once, then for each restore of an object
+   * of the bucket: `ObjectRestore:Post` when a RestoreObject starts it (202;
+   * not on a 200 that only moves the expiry), `ObjectRestore:Completed` when
+   * it completes on the double's clock and `ObjectRestore:Delete` when the
+   * restored copy expires, each once, in the order they happen; an event
+   * that happened before this call is not sent.
+   *
+   * As in S3, a bucket has one destination for these events: further calls
+   * for it must name the same topic (each adds a subscribed queue) or the
+   * same queue directly, else it is a `RangeError` ("Configurations
+   * overlap"). Whether the bucket exists is not checked. A delivery the
+   * queue refuses (deleted since, body above its MaximumMessageSize) is
+   * dropped, as S3 and SNS drop it.
+   *
+   * @example
+   * ```ts
+   * s3.notifyRestores("archives", sqs.createQueue("restores"));
+   * s3.notifyRestores("drills", queue, { topicArn: "arn:aws:sns:us-east-1:123456789012:s3" });
+   * ```
+   */
+  notifyRestores(bucket: string, queue: SqsQueue, options: NotifyRestoresOptions = {}): void {
+    const topicArn = options.topicArn ?? null;
+    const raw = options.raw ?? false;
+    if (topicArn === null && raw) {
+      throw new RangeError(
+        `Cannot notify restores of ${bucket}: raw delivery applies to an SNS topic only`,
+      );
+    }
+    if (topicArn !== null && !SNS_TOPIC_ARN.test(topicArn)) {
+      throw new RangeError(
+        `Cannot notify restores of ${bucket} to "${topicArn}": ` +
+          "expected arn:aws:sns:<region>:<account>:<name>",
+      );
+    }
+    this.#announceRestores();
+    const config = this.#notify.get(bucket) ?? { topicArn, queues: [] };
+    const overlap = config.topicArn !== topicArn ||
+      (topicArn === null && config.queues.some((q) => q.queue.arn !== queue.arn));
+    if (overlap) {
+      throw new RangeError(
+        `Cannot notify restores of ${bucket} to ${topicArn ?? queue.arn}: Configurations ` +
+          `overlap (its restore events already go to ${
+            config.topicArn ?? config.queues[0]?.queue.arn
+          })`,
+      );
+    }
+    const same = config.queues.find((q) => q.queue.arn === queue.arn);
+    if (same !== undefined && same.raw !== raw) {
+      throw new RangeError(
+        `Cannot subscribe ${queue.arn} to ${topicArn}: already subscribed with raw=${same.raw}`,
+      );
+    }
+    if (same === undefined) config.queues.push({ queue, raw });
+    this.#notify.set(bucket, config);
+    deliver(
+      topicArn,
+      { queue, raw },
+      s3TestEvent(bucket, { timeMs: this.#clock.now() }),
+    );
   }
 
   /** Arms a fault for the next `count` matching requests (after those armed before). */
@@ -653,6 +792,7 @@ export class S3ArchiveDouble {
 
   /** Stops the proxy and s3rver, drops open connections and removes the data directory. */
   async close(): Promise<void> {
+    this.#unhook();
     this.#closing.abort();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -664,6 +804,7 @@ export class S3ArchiveDouble {
   // -------------------------------------------------------------------------
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.#announceRestores();
     const route = classify(req);
     this.#counts.set(route.op, (this.#counts.get(route.op) ?? 0) + 1);
     const fault = this.#takeFault(route.op);
@@ -1125,6 +1266,7 @@ export class S3ArchiveDouble {
         { ArgumentName: "Tier", ArgumentValue: tier },
       );
     }
+    this.#announceRestores(); // an expired copy's Delete comes before the new Post
     const now = this.#clock.now();
     const state = restoreState(st, now);
     let status: number;
@@ -1135,11 +1277,74 @@ export class S3ArchiveDouble {
       status = 200;
     } else {
       const delays: Readonly<Record<string, number>> = RESTORE_DELAY_MS[st.storageClass];
-      st.restore = { tier, readyAt: now + delays[tier]!, days, expiresAt: null };
+      st.restore = {
+        tier,
+        readyAt: now + delays[tier]!,
+        days,
+        expiresAt: null,
+        announced: "ObjectRestore:Post",
+      };
       status = 202;
+      this.#announcing.set(objectId(route), st.restore);
+      this.#sendRestoreEvent(route.bucket, route.key, st, "ObjectRestore:Post", now);
     }
     res.writeHead(status, { "x-amz-request-id": requestId(), "content-length": "0" });
     res.end();
+  }
+
+  /**
+   * Sends the restore events that have happened by now and not been sent
+   * (Completed, Delete), oldest first; forgets restores with none to come.
+   */
+  #announceRestores(): void {
+    if (this.#announcing.size === 0) return;
+    const now = this.#clock.now();
+    const due: { id: string; st: ObjectState; event: S3RestoreEventName; at: number }[] = [];
+    for (const [id, restore] of this.#announcing) {
+      const st = this.#objects.get(id);
+      if (st === undefined || st.restore !== restore) {
+        this.#announcing.delete(id); // overwritten or deleted: no more events
+        continue;
+      }
+      const state = restoreState(st, now);
+      if (state === "ongoing") continue;
+      if (restore.announced === "ObjectRestore:Post") {
+        restore.announced = "ObjectRestore:Completed";
+        due.push({ id, st, event: "ObjectRestore:Completed", at: restore.readyAt });
+      }
+      if (state === "expired") {
+        restore.announced = "ObjectRestore:Delete";
+        due.push({ id, st, event: "ObjectRestore:Delete", at: expiryOf(restore) });
+        this.#announcing.delete(id);
+      }
+    }
+    due.sort((a, b) => a.at - b.at);
+    for (const { id, st, event, at } of due) {
+      const [bucket, key] = splitId(id);
+      this.#sendRestoreEvent(bucket, key, st, event, at);
+    }
+  }
+
+  /** Sends one restore event of `bucket`/`key` where the bucket's configuration says. */
+  #sendRestoreEvent(
+    bucket: string,
+    key: string,
+    st: ObjectState,
+    event: S3RestoreEventName,
+    at: number,
+  ): void {
+    const config = this.#notify.get(bucket);
+    if (config === undefined) return;
+    const body = s3RestoreEvent(bucket, key, {
+      eventName: event,
+      region: this.region,
+      timeMs: at,
+      size: st.size,
+      eTag: st.etag,
+      ...(st.restore === null ? {} : { expiryMs: expiryOf(st.restore) }),
+      ...(st.storageClass === "DEEP_ARCHIVE" ? { storageClass: "DEEP_ARCHIVE" as const } : {}),
+    });
+    for (const target of config.queues) deliver(config.topicArn, target, body);
   }
 
   async #getObject(ctx: Ctx): Promise<void> {
@@ -1472,6 +1677,25 @@ function applies(kind: FaultKind, op: S3Operation): boolean {
         op === "GetObject";
     default:
       return true;
+  }
+}
+
+/**
+ * Puts an S3 event `body` in a queue: straight (`topicArn` null) or as SNS
+ * delivers what S3 published to the topic. What the queue refuses (it was
+ * deleted, or the body is above its MaximumMessageSize) is dropped, as S3 and
+ * SNS drop such deliveries.
+ */
+function deliver(
+  topicArn: string | null,
+  target: { readonly queue: SqsQueue; readonly raw: boolean },
+  body: string,
+): void {
+  try {
+    if (topicArn === null) target.queue.send(body, { senderId: S3_SENDER_ID });
+    else publishToQueue(target.queue, topicArn, body, { raw: target.raw, subject: S3_SUBJECT });
+  } catch {
+    // The queue refused it (deleted since, or a MaximumMessageSize too small): lost, as in AWS.
   }
 }
 

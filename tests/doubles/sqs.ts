@@ -7,8 +7,8 @@
  * `POST /`, `Content-Type: application/x-amz-json-1.0`,
  * `X-Amz-Target: AmazonSQS.<Action>`, `x-amzn-query-mode: true`, the queue
  * URL in the JSON body. Every request must carry a SigV4 `Authorization`
- * header, checked in full against {@linkcode TEST_CREDENTIALS} (the Glacier
- * double's, so that one credential chain serves both). A query-protocol
+ * header, checked in full against {@linkcode TEST_CREDENTIALS} (shared with
+ * the Glacier double, so that one credential chain serves both). A query-protocol
  * request (`application/x-www-form-urlencoded`) gets an XML `InvalidAction`
  * error that says so. Members the API does not define, wrong JSON types and
  * out-of-range values are refused.
@@ -108,9 +108,18 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
-import { DOUBLE_ACCOUNT_ID, TEST_CREDENTIALS } from "./glacier.ts";
 
-export { DOUBLE_ACCOUNT_ID, TEST_CREDENTIALS };
+/**
+ * The only credentials the AWS doubles accept (SigV4 is checked in full); the
+ * Glacier double re-exports them, so that one credential chain serves both.
+ */
+export const TEST_CREDENTIALS = {
+  accessKeyId: "AKIDCOLDPACKGLACIERDOUBLE",
+  secretAccessKey: "coldpack-double-secret-not-a-real-key",
+} as const;
+
+/** The account the AWS doubles play; Glacier requests may name it or `-`. */
+export const DOUBLE_ACCOUNT_ID = "123456789012";
 
 const SECOND = 1000;
 const DAY = 86_400_000;

@@ -1,0 +1,221 @@
+/**
+ * coldpack-restore-listener: the daemon that completes restores when their
+ * retrievals finish.
+ *
+ * Wiring only: flags and config in, catalog, store, queue and destinations
+ * opened through the registry, the loop of core/restore_listener.ts run
+ * until SIGTERM or SIGINT, errors mapped to exit codes.
+ * @module
+ */
+
+import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { collectInputs } from "../adapters/config_file.ts";
+import { openCatalog, openQueue, openStore } from "../adapters/registry.ts";
+import { DestResolver } from "../adapters/restore_dest.ts";
+import { randomBytes, systemClock } from "../adapters/clock.ts";
+import { resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
+import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import type { NotificationQueue } from "../core/ports.ts";
+import { runListener } from "../core/restore_listener.ts";
+import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
+import { parseStoreUrl } from "../core/store_url.ts";
+
+/** Exit codes, documented in --help and the README. */
+export const EXIT = {
+  ok: 0,
+  usage: 2,
+  fatal: 3,
+} as const;
+
+const HELP = `coldpack-restore-listener: complete restores when their retrievals finish
+
+Usage:
+  coldpack-restore-listener [options]
+
+Restores are requested with coldpack-restore (without --wait); this daemon
+writes them once the store has the bytes ready, and marks each done or
+failed in the catalog (see coldpack-restore status).
+
+It learns that a retrieval finished from an SQS queue (--queue), fed by the
+Glacier job's SNS topic (the store URL's ?sns-topic=) or by the S3 bucket's
+s3:ObjectRestore:Completed event notification; or, without a queue, by
+asking the store every --poll. Either way it asks the store before reading:
+a notice only says where to look. Notices that name nothing coldpack started
+are logged and deleted. A notice is deleted only after its restores are
+done; a retrieval that expired unused is started again; a restore still
+pending after --stuck-after is reported.
+
+Local DESTs must lie inside --roots; the daemon refuses any other path.
+
+Options (the catalog, store and source are the backup's: same flags, env, config):
+  --queue URL          SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)
+  --topic ARN          accept notices from this SNS topic only (default: the store's
+                       ?sns-topic=, else any)
+  --roots DIR[,DIR]    directories local DESTs may be written in (default: none)
+  --poll DURATION      look at every pending restore this often (default 1m; 15m with --queue)
+  --stuck-after DURATION  report a restore pending this long (default 24h)
+  --visibility DURATION   a notice stays hidden this long while its restores are
+                       written (default 5m)
+  --once               one pass over the pending restores (asking the store), then exit
+  --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
+  -h, --help           this help
+
+Each setting also comes from the environment (COLDPACK_RESTORE_QUEUE,
+COLDPACK_RESTORE_TOPIC, COLDPACK_RESTORE_ROOTS, COLDPACK_RESTORE_POLL,
+COLDPACK_RESTORE_STUCK_AFTER, COLDPACK_RESTORE_VISIBILITY) or the config file
+(restore_queue, restore_topic, restore_roots, restore_poll, ...).
+
+Signals: SIGTERM or SIGINT stops it; a write in progress is abandoned whole
+(nothing partial is left at the destination) and its notice comes again.
+
+Exit codes:
+  0    stopped by a signal, or --once finished
+  2    bad usage or configuration; the message names the flag
+  3    the catalog, store or queue could not be used; the message says why
+`;
+
+const FLAG_OPTIONS = {
+  store: { type: "string" as const },
+  catalog: { type: "string" as const },
+  source: { type: "string" as const },
+  "state-dir": { type: "string" as const },
+  config: { type: "string" as const },
+  queue: { type: "string" as const },
+  topic: { type: "string" as const },
+  roots: { type: "string" as const },
+  poll: { type: "string" as const },
+  "stuck-after": { type: "string" as const },
+  visibility: { type: "string" as const },
+  once: { type: "boolean" as const },
+  help: { type: "boolean" as const, short: "h" },
+};
+
+const NAME = "coldpack-restore-listener";
+
+function log(line: string): void {
+  console.error(`${NAME}: ${line}`);
+}
+
+async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(NAME, args, FLAG_OPTIONS, HELP);
+  if (parsed.exit !== null) return parsed.exit;
+  const { values, positionals } = parsed;
+  if (positionals.length > 0) return cliUsage(NAME, `unexpected argument "${positionals[0]}"`);
+  const flags: Record<string, string | undefined> = {};
+  for (
+    const k of [
+      "store",
+      "catalog",
+      "source",
+      "state-dir",
+      "config",
+      "queue",
+      "topic",
+      "roots",
+      "poll",
+      "stuck-after",
+      "visibility",
+    ] as const
+  ) {
+    if (values[k] !== undefined) flags[k] = values[k];
+  }
+  const controller = new AbortController();
+  const stop = (signal: string) => () => {
+    if (!controller.signal.aborted) log(`${signal}: stopping`);
+    controller.abort(new DOMException(`stopped by ${signal}`, "AbortError"));
+  };
+  const onTerm = stop("SIGTERM");
+  const onInt = stop("SIGINT");
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGINT", onInt);
+  let queue: NotificationQueue | null = null;
+  try {
+    const inputs = await collectInputs(flags);
+    const config = resolveListenerConfig(inputs);
+    const storeSpec = parseStoreUrl(config.store);
+    const topic = config.topic ?? (storeSpec.kind === "glacier" ? storeSpec.snsTopic : null);
+    const rawCatalog = await openCatalog(config.catalog, {
+      migrate: config.autoMigrate,
+      password: resolveMysqlPassword(inputs),
+    });
+    const policy = {
+      attempts: config.storeAttempts,
+      baseMs: 500,
+      maxMs: 60_000,
+      clock: systemClock,
+    };
+    const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
+    const store = withRetryStore(await openStore(config.store), {
+      ...policy,
+      putTimeoutMs: config.storeTimeoutMs,
+    });
+    queue = config.queue === null ? null : openQueue(config.queue);
+    const resolver = new DestResolver({ source: config.source, roots: config.roots });
+    try {
+      log(
+        `store ${store.location}, ${
+          queue === null
+            ? `no queue: asking the store every ${config.pollMs / 1000} s`
+            : `queue ${queue.location}${topic === null ? "" : ` (topic ${topic})`}, ` +
+              `every pending restore looked at every ${config.pollMs / 1000} s`
+        }; local roots: ${config.roots.length === 0 ? "none" : config.roots.join(", ")}`,
+      );
+      const deps = { catalog, store, clock: systemClock, random: randomBytes, queue, log };
+      const options = {
+        resolve: resolver.resolve.bind(resolver),
+        onFinished: (
+          r: { id: number; fileId: number; dest: string },
+          outcome: { state: "done"; location: string } | { state: "failed"; reason: string },
+        ) => {
+          log(
+            outcome.state === "done"
+              ? `restore ${r.id} done: fid:${r.fileId} -> ${outcome.location}`
+              : `restore ${r.id} failed: fid:${r.fileId} -> ${r.dest}: ${outcome.reason}`,
+          );
+        },
+        topic,
+        pollMs: config.pollMs,
+        stuckAfterMs: config.stuckAfterMs,
+        visibilityMs: config.visibilityMs,
+        signal: controller.signal,
+      };
+      const once = values.once === true;
+      const stats = await runListener(once ? { ...deps, queue: null } : deps, { ...options, once });
+      log(`${once ? "one pass done" : "stopped"}; ${summary(stats)}`);
+      return EXIT.ok;
+    } finally {
+      await resolver.close();
+      await queue?.close();
+      await store.close();
+      await catalog.close();
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) return cliUsage(NAME, e.message);
+    const code = e instanceof PortError ? ` [${e.code}]` : "";
+    log(`${errorMessage(e)}${code}`);
+    return EXIT.fatal;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onTerm);
+    Deno.removeSignalListener("SIGINT", onInt);
+  }
+}
+
+function summary(s: {
+  received: number;
+  deleted: number;
+  unknown: number;
+  malformed: number;
+  ignored: number;
+  done: number;
+  failed: number;
+  restarted: number;
+  stuck: number;
+}): string {
+  return `${s.done} restore(s) done, ${s.failed} failed, ${s.restarted} retrieval(s) restarted, ` +
+    `${s.stuck} stuck; notices: ${s.received} received, ${s.deleted} deleted ` +
+    `(${s.unknown} unknown, ${s.malformed} malformed, ${s.ignored} ignored)`;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
