@@ -222,6 +222,8 @@ export interface CompleteOptions {
   readonly ids?: readonly number[];
   /** Only restores served by these retrievals (a queue message names one). */
   readonly retrievalIds?: readonly RetrievalId[];
+  /** Restores written at once (default 4). */
+  readonly concurrency?: number;
   /** Reads of one file's bytes before a wrong md5 fails it for good (default 3). */
   readonly readAttempts?: number;
   /** Told of each restore finished. */
@@ -300,11 +302,13 @@ export async function completeRestores(
     else failed++;
     options.onFinished?.(r, outcome);
   };
+  // Decided one by one (one store question per retrieval), written a few at a time.
+  const writes: (() => Promise<void>)[] = [];
   for (const r of pending) {
     options.signal?.throwIfAborted();
     const file = files.get(r.fileId)!;
     if (file.length === 0) {
-      await write(r, file, null);
+      writes.push(() => write(r, file, null));
       continue;
     }
     if (r.retrievalId === null) {
@@ -334,9 +338,20 @@ export async function completeRestores(
     } else if (retrieval.state === "expired") {
       expired.push(r);
     } else {
-      await write(r, file, retrieval);
+      const ready = retrieval;
+      writes.push(() => write(r, file, ready));
     }
   }
+  let next = 0;
+  const worker = async () => {
+    while (next < writes.length) {
+      options.signal?.throwIfAborted();
+      await writes[next++]!();
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(options.concurrency ?? 4, writes.length) }, worker),
+  );
   let restarted = 0;
   if (expired.length > 0) {
     const { started } = await startFor(deps, expired, files, options);
@@ -416,6 +431,8 @@ async function writeOne(
     return "finished";
   }
   const start = file.dataOffset! - (retrieval?.range?.start ?? 0);
+  /** Why the last read of the retrieved bytes broke off (a reset, a short body), if it did. */
+  let readError: unknown = null;
   const body = () => {
     if (retrieval === null) {
       return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
@@ -424,13 +441,18 @@ async function writeOne(
     let inner: ReadableStreamDefaultReader<Uint8Array> | null = null;
     return new ReadableStream<Uint8Array>({
       async pull(c) {
-        inner ??= (await store.readRetrieval(retrieval.jobId, {
-          range: { start, end: start + file.length - 1 },
-          ...(options.signal ? { signal: options.signal } : {}),
-        })).getReader();
-        const { done, value } = await inner.read();
-        if (done) c.close();
-        else c.enqueue(value);
+        try {
+          inner ??= (await store.readRetrieval(retrieval.jobId, {
+            range: { start, end: start + file.length - 1 },
+            ...(options.signal ? { signal: options.signal } : {}),
+          })).getReader();
+          const { done, value } = await inner.read();
+          if (done) c.close();
+          else c.enqueue(value);
+        } catch (e) {
+          readError = e;
+          throw e;
+        }
       },
       async cancel(reason) {
         await inner?.cancel(reason);
@@ -438,6 +460,7 @@ async function writeOne(
     });
   };
   for (let attempt = 1;; attempt++) {
+    readError = null;
     try {
       const written = await resolved.destination.write({
         ...resolved.write,
@@ -450,13 +473,26 @@ async function writeOne(
       return "finished";
     } catch (e) {
       const code = errorCode(e);
-      // Bytes that came back wrong are read again; anything else that may
-      // pass is left pending for the next pass.
       // The retrieval's output went away between the store's answer and the read.
-      if (code === "RetrievalExpired") return "expired";
+      if (code === "RetrievalExpired" || errorCode(readError) === "RetrievalExpired") {
+        return "expired";
+      }
       if (code === "RetrievalNotReady") return "deferred";
+      // Written meanwhile by another request for the same file and place.
+      if (code === "DestinationExists" && await holdsIdentical(resolved, file, options.signal)) {
+        await finish(restore, {
+          state: "done",
+          location:
+            `${resolved.destination.location} ${resolved.write.key} (already there, identical)`,
+        });
+        return "finished";
+      }
+      // Bytes that came back wrong or broke off are read again at once
+      // (nothing was written); anything else that may pass is left pending
+      // for the next pass.
+      const brokenRead = readError !== null && isRetryable(readError);
       const badBytes = code === "ChecksumMismatch" || code === "LengthMismatch";
-      if (badBytes && attempt < attempts) continue;
+      if ((badBytes || brokenRead) && attempt < attempts) continue;
       if (!badBytes && isRetryable(e)) return "deferred";
       await finish(restore, {
         state: "failed",

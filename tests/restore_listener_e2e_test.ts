@@ -192,6 +192,8 @@ Deno.test("listener + SQS: Glacier notices through SNS bring files back to Mogil
     });
     queue.send(s3TestEvent("some-bucket"));
 
+    // Two downloads cut short half-way: read again, never written short.
+    glacier.inject({ kind: "truncate", operation: "GetJobOutput", count: 2 });
     glacier.advance(5 * HOUR); // the jobs are done; Glacier publishes to the topic
     await until(
       "every restore to finish",
@@ -247,6 +249,7 @@ Deno.test("listener + SQS: Glacier notices through SNS bring files back to Mogil
     assert.match(log, /dropped, unknown: from topic .*someone-else/);
     assert.match(log, /ignored: .*test event/i);
     assert.match(log, /7 restore\(s\) done, 1 failed/);
+    assert.equal(glacier.faultsLeft(), 0, "both truncated downloads were served");
   } finally {
     if (listener !== null) await listener.kill();
     await glacier.close();

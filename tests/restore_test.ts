@@ -22,6 +22,7 @@ import {
   requestRestores,
   type RestoreDeps,
 } from "../core/restore.ts";
+import { runListener } from "../core/restore_listener.ts";
 import { ManualClock } from "./doubles/s3_archive.ts";
 import { bytesOf, put, tempDir } from "./_helpers.ts";
 
@@ -258,6 +259,47 @@ Deno.test("corrupted or truncated bytes are read again, never written; a retriev
     });
     assert.equal(failedPass.failed, 1);
     assert.match(why[0] ?? "", /InsufficientCapacityException/);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+Deno.test("the listener loop without a queue: reports a stuck restore once, writes it when ready, stops on abort", async () => {
+  const r = await rig();
+  try {
+    const file = [...r.rows.values()][0]!;
+    await requestRestores(r.deps, [{ key: "l:1", fileId: file.id, dest: "stuck.bin" }], {
+      requestedBy: "test",
+    });
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const limit = r.clock.now() + 5 * HOUR;
+    // The test's clock, stopping the loop once five hours have passed.
+    const clock = {
+      now: () => r.clock.now(),
+      sleep: async (ms: number, signal?: AbortSignal) => {
+        await r.clock.sleep(ms, signal);
+        if (r.clock.now() >= limit) controller.abort();
+      },
+    };
+    const stats = await runListener({ ...r.deps, clock, queue: null, log: (l) => lines.push(l) }, {
+      resolve: toOut(r.out),
+      topic: null,
+      pollMs: 10 * 60_000,
+      stuckAfterMs: 30 * 60_000,
+      visibilityMs: 60_000,
+      signal: controller.signal,
+    });
+    // Ready after an hour (the vault's delay): reported stuck at 30 min, once.
+    const stuck = lines.filter((l) => /stuck/.test(l));
+    assert.equal(stuck.length, 1, lines.join("\n"));
+    assert.match(
+      stuck[0]!,
+      /restore \d+ \(fid:\d+ -> stuck\.bin\) is stuck: pending for 0\.5 h, retrieval \S+ .* is in-progress/,
+    );
+    assert.equal(stats.done, 1);
+    assert.equal(stats.stuck, 1);
+    assert.deepEqual(await Deno.readFile(`${r.out}/stuck.bin`), r.files.get(file.key));
   } finally {
     await r.cleanup();
   }
