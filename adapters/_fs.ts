@@ -64,3 +64,14 @@ export async function openRootDirectory(root: string, role: string): Promise<str
   }
   return real;
 }
+
+/** Resolves `.` and `..` lexically and drops doubled and trailing slashes: `/a/./b/../c/` -> `/a/c`. */
+export function normalizePath(abs: string): string {
+  const out: string[] = [];
+  for (const seg of abs.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") out.pop();
+    else out.push(seg);
+  }
+  return `/${out.join("/")}`;
+}

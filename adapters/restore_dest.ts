@@ -22,6 +22,7 @@ import type { Destination, FileRow, RestoreRow } from "../core/ports.ts";
 import type { ResolvedDest } from "../core/restore.ts";
 import { parseRestoreDest, type RestoreDest } from "../core/restore_spec.ts";
 import { parseSourceUrl } from "../core/source_url.ts";
+import { normalizePath } from "./_fs.ts";
 import { openDestination } from "./registry.ts";
 
 /** How DESTs are resolved. */
@@ -163,15 +164,4 @@ export class DestResolver {
     }
     return p;
   }
-}
-
-/** `/a/./b/../c/` -> `/a/c`: `.` and `..` resolved lexically, no trailing slash. */
-export function normalizePath(path: string): string {
-  const out: string[] = [];
-  for (const seg of path.split("/")) {
-    if (seg === "" || seg === ".") continue;
-    if (seg === "..") out.pop();
-    else out.push(seg);
-  }
-  return `/${out.join("/")}`;
 }

@@ -104,13 +104,7 @@ async function main(args: string[]): Promise<number> {
   if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
   try {
-    const inputs = await collectInputs({
-      ...(values.store === undefined ? {} : { store: values.store }),
-      ...(values.catalog === undefined ? {} : { catalog: values.catalog }),
-      ...(values.source === undefined ? {} : { source: values.source }),
-      ...(values["state-dir"] === undefined ? {} : { "state-dir": values["state-dir"] }),
-      ...(values.config === undefined ? {} : { config: values.config }),
-    });
+    const inputs = await collectInputs(values);
     if (positionals[0] === "status") {
       if (positionals.length > 2) return usage(`status takes at most one restore ID`);
       let id: number | null = null;

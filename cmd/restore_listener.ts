@@ -13,10 +13,10 @@ import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openQueue, openStore } from "../adapters/registry.ts";
 import { DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
-import { resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
+import { LISTENER_SETTINGS, resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 import type { NotificationQueue } from "../core/ports.ts";
-import { runListener } from "../core/restore_listener.ts";
+import { type ListenerStats, runListener } from "../core/restore_listener.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
 
@@ -75,17 +75,17 @@ Exit codes:
 `;
 
 const FLAG_OPTIONS = {
-  store: { type: "string" as const },
-  catalog: { type: "string" as const },
-  source: { type: "string" as const },
-  "state-dir": { type: "string" as const },
-  config: { type: "string" as const },
-  queue: { type: "string" as const },
-  topic: { type: "string" as const },
-  roots: { type: "string" as const },
-  poll: { type: "string" as const },
-  "stuck-after": { type: "string" as const },
-  visibility: { type: "string" as const },
+  ...Object.fromEntries(
+    [
+      "store",
+      "catalog",
+      "source",
+      "state-dir",
+      "config",
+      ...Object.values(LISTENER_SETTINGS)
+        .map((s) => s.flag),
+    ].map((f) => [f, { type: "string" as const }]),
+  ),
   once: { type: "boolean" as const },
   help: { type: "boolean" as const, short: "h" },
 };
@@ -101,24 +101,6 @@ async function main(args: string[]): Promise<number> {
   if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
   if (positionals.length > 0) return cliUsage(NAME, `unexpected argument "${positionals[0]}"`);
-  const flags: Record<string, string | undefined> = {};
-  for (
-    const k of [
-      "store",
-      "catalog",
-      "source",
-      "state-dir",
-      "config",
-      "queue",
-      "topic",
-      "roots",
-      "poll",
-      "stuck-after",
-      "visibility",
-    ] as const
-  ) {
-    if (values[k] !== undefined) flags[k] = values[k];
-  }
   const controller = new AbortController();
   const stop = (signal: string) => () => {
     if (!controller.signal.aborted) log(`${signal}: stopping`);
@@ -130,7 +112,7 @@ async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onInt);
   let queue: NotificationQueue | null = null;
   try {
-    const inputs = await collectInputs(flags);
+    const inputs = await collectInputs(values);
     const config = resolveListenerConfig(inputs);
     const storeSpec = parseStoreUrl(config.store);
     const topic = config.topic ?? (storeSpec.kind === "glacier" ? storeSpec.snsTopic : null);
@@ -200,17 +182,7 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-function summary(s: {
-  received: number;
-  deleted: number;
-  unknown: number;
-  malformed: number;
-  ignored: number;
-  done: number;
-  failed: number;
-  restarted: number;
-  stuck: number;
-}): string {
+function summary(s: ListenerStats): string {
   return `${s.done} restore(s) done, ${s.failed} failed, ${s.restarted} retrieval(s) restarted, ` +
     `${s.stuck} stuck; notices: ${s.received} received, ${s.deleted} deleted ` +
     `(${s.unknown} unknown, ${s.malformed} malformed, ${s.ignored} ignored)`;

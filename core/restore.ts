@@ -361,9 +361,10 @@ export async function completeRestores(
   return { done, failed, waiting, deferred, restarted };
 }
 
-async function pendingRestores(
+/** Every pending restore (only those of `ids` when given), in id order. */
+export async function pendingRestores(
   catalog: Catalog,
-  ids: readonly number[] | undefined,
+  ids?: readonly number[],
 ): Promise<RestoreRow[]> {
   const wanted = ids === undefined ? null : new Set(ids);
   const out: RestoreRow[] = [];
@@ -531,7 +532,5 @@ export async function stuckRestores(
   nowMs: number,
   afterMs: number,
 ): Promise<RestoreRow[]> {
-  return (await pendingRestores(catalog, undefined)).filter((r) =>
-    r.requestedAt <= nowMs - afterMs
-  );
+  return (await pendingRestores(catalog)).filter((r) => r.requestedAt <= nowMs - afterMs);
 }

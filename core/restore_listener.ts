@@ -21,11 +21,12 @@
 
 import { errorCode, errorMessage, isRetryable } from "./errors.ts";
 import type { RetrievalId } from "./ids.ts";
-import type { NotificationQueue, QueueMessage, RestoreRow, RetrievalRow } from "./ports.ts";
+import type { NotificationQueue, QueueMessage, RetrievalRow } from "./ports.ts";
 import {
   type CompleteOptions,
   completeRestores,
   type CompleteResult,
+  pendingRestores,
   type RestoreDeps,
   stuckRestores,
 } from "./restore.ts";
@@ -264,7 +265,9 @@ async function retrievalsFor(
   }
   // The pending restores' retrievals whose archive is that object.
   const ids = new Set<RetrievalId>();
-  for (const r of await pendingServed(catalog)) ids.add(r.retrievalId!);
+  for (const r of await pendingRestores(catalog)) {
+    if (r.retrievalId !== null) ids.add(r.retrievalId);
+  }
   const out: RetrievalId[] = [];
   for (const id of ids) {
     const row = await catalog.retrieval(id);
@@ -273,19 +276,4 @@ async function retrievalsFor(
     if (archive !== null && archive.remoteId === event.key) out.push(id);
   }
   return out.length > 0 ? out : `no pending restore waits for s3://${event.bucket}/${event.key}`;
-}
-
-async function pendingServed(catalog: RestoreDeps["catalog"]): Promise<RestoreRow[]> {
-  const out: RestoreRow[] = [];
-  let afterId: number | undefined;
-  for (;;) {
-    const page = await catalog.restores({
-      limit: 500,
-      states: ["pending"],
-      ...(afterId === undefined ? {} : { afterId }),
-    });
-    if (page.length === 0) return out;
-    out.push(...page.filter((r) => r.retrievalId !== null));
-    afterId = page[page.length - 1]!.id;
-  }
 }

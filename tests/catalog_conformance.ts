@@ -1696,3 +1696,46 @@ export function catalogConformance(
     );
   });
 }
+
+/**
+ * What a catalog migrated from schema version 4 must show of the two
+ * restores the migration tests put in it (ids 1 and 2, file 7, retrieval
+ * `rt-old`): both as they were, with `overwrite: false`; a repeated key
+ * keeps its row and a new one records `overwrite`. Returns the first row.
+ */
+export async function checkMigratedRestores(catalog: Catalog, nowMs: number): Promise<RestoreRow> {
+  const [r1, r2] = await catalog.restores({ limit: 10 });
+  assert.deepEqual(r1, {
+    id: 1,
+    key: "old:1",
+    fileId: fileId(7),
+    dest: "/tmp/a.jpg",
+    state: "pending",
+    retrievalId: retrievalId("rt-old"),
+    requestedAt: 10,
+    finishedAt: null,
+    note: null,
+    requestedBy: "restore@h",
+    overwrite: false,
+  });
+  assert.deepEqual(r2, {
+    id: 2,
+    key: "old:2",
+    fileId: fileId(7),
+    dest: "mogilefs",
+    state: "done",
+    retrievalId: null,
+    requestedAt: 11,
+    finishedAt: 12,
+    note: "fid 7",
+    requestedBy: "drill",
+    overwrite: false,
+  });
+  const added = await catalog.addRestores([
+    { key: "old:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+    { key: "new:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
+  ], nowMs);
+  assert.deepEqual(added[0], r1);
+  assert.equal(added[1]?.overwrite, true);
+  return r1!;
+}

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import mysql from "mysql2/promise";
-import { catalogConformance } from "./catalog_conformance.ts";
+import { catalogConformance, checkMigratedRestores } from "./catalog_conformance.ts";
 import { lazyMariaDB, type MariaDB, mariadbTestOptions } from "./_mariadb.ts";
 import { MysqlCatalog, type MysqlCatalogOptions } from "../adapters/catalog/mysql.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, MIGRATIONS_TABLE } from "../adapters/catalog/schema.ts";
@@ -17,7 +17,6 @@ import { PortError } from "../core/errors.ts";
 import {
   archiveId,
   type FileId,
-  fileId,
   jobId,
   remoteArchiveId,
   retrievalId,
@@ -193,40 +192,7 @@ test("migrating a version 4 catalog keeps its restores, overwrite false", async 
     const c = await MysqlCatalog.open(optionsFor(server, db));
     try {
       assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
-      const [r1, r2] = await c.restores({ limit: 10 });
-      assert.deepEqual(r1, {
-        id: 1,
-        key: "old:1",
-        fileId: fileId(7),
-        dest: "/tmp/a.jpg",
-        state: "pending",
-        retrievalId: retrievalId("rt-old"),
-        requestedAt: 10,
-        finishedAt: null,
-        note: null,
-        requestedBy: "restore@h",
-        overwrite: false,
-      });
-      assert.deepEqual(r2, {
-        id: 2,
-        key: "old:2",
-        fileId: fileId(7),
-        dest: "mogilefs",
-        state: "done",
-        retrievalId: null,
-        requestedAt: 11,
-        finishedAt: 12,
-        note: "fid 7",
-        requestedBy: "drill",
-        overwrite: false,
-      });
-      // A known key keeps its row; a new one records overwrite.
-      const added = await c.addRestores([
-        { key: "old:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
-        { key: "new:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
-      ], T0);
-      assert.deepEqual(added[0], r1);
-      assert.equal(added[1]?.overwrite, true);
+      await checkMigratedRestores(c, T0);
       // Another value than 0 or 1 in the column is refused, not taken for true.
       await server.rootQuery(`UPDATE \`${db}\`.restores SET overwrite = 2 WHERE id = 2`);
       await assert.rejects(

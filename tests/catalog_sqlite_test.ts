@@ -14,10 +14,10 @@ import {
   MIGRATIONS_TABLE,
   migrationsToApply,
 } from "../adapters/catalog/schema.ts";
-import { archiveId, fileId, remoteArchiveId, retrievalId, sourceId } from "../core/ids.ts";
+import { archiveId, remoteArchiveId, sourceId } from "../core/ids.ts";
 import { PortError } from "../core/errors.ts";
 import type { ArchiveRow, SourceEntry } from "../core/ports.ts";
-import { catalogConformance } from "./catalog_conformance.ts";
+import { catalogConformance, checkMigratedRestores } from "./catalog_conformance.ts";
 
 catalogConformance("sqlite file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "coldpack_catalog_" });
@@ -189,40 +189,7 @@ Deno.test("sqlite: migrating a version 4 catalog keeps its restores, overwrite f
     const catalog = await SqliteCatalog.open(path);
     try {
       assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
-      const [r1, r2] = await catalog.restores({ limit: 10 });
-      assert.deepEqual(r1, {
-        id: 1,
-        key: "old:1",
-        fileId: fileId(7),
-        dest: "/tmp/a.jpg",
-        state: "pending",
-        retrievalId: retrievalId("rt-old"),
-        requestedAt: 10,
-        finishedAt: null,
-        note: null,
-        requestedBy: "restore@h",
-        overwrite: false,
-      });
-      assert.deepEqual(r2, {
-        id: 2,
-        key: "old:2",
-        fileId: fileId(7),
-        dest: "mogilefs",
-        state: "done",
-        retrievalId: null,
-        requestedAt: 11,
-        finishedAt: 12,
-        note: "fid 7",
-        requestedBy: "drill",
-        overwrite: false,
-      });
-      // A known key keeps its row; a new one records overwrite.
-      const added = await catalog.addRestores([
-        { key: "old:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
-        { key: "new:1", fileId: fileId(7), dest: "/x", requestedBy: "r", overwrite: true },
-      ], T0);
-      assert.deepEqual(added[0], r1);
-      assert.equal(added[1]?.overwrite, true);
+      await checkMigratedRestores(catalog, T0);
     } finally {
       await catalog.close();
     }

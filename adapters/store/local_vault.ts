@@ -32,6 +32,7 @@ import { hex, type JobId, jobId, type RemoteArchiveId, remoteArchiveId } from ".
 import { isTreeHashAligned, TreeHasher } from "../../core/tree_hash.ts";
 import { descriptionProblem } from "../../core/manifest.ts";
 import { readRange, retrievalRangeProblem } from "../../core/ranges.ts";
+import { normalizePath } from "../_fs.ts";
 
 const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -676,17 +677,6 @@ function randomHex(bytes: number): string {
 
 function join(dir: string, ...names: string[]): string {
   return [dir === "/" ? "" : dir, ...names].join("/");
-}
-
-/** Resolves `.` and `..` and removes doubled and trailing slashes of an absolute path. */
-function normalizePath(abs: string): string {
-  const out: string[] = [];
-  for (const seg of abs.split("/")) {
-    if (seg === "" || seg === ".") continue;
-    if (seg === "..") out.pop();
-    else out.push(seg);
-  }
-  return `/${out.join("/")}`;
 }
 
 /** `file://` URL of an absolute path, each segment percent-encoded. */
