@@ -26,6 +26,7 @@ import {
 } from "../core/restore_spec.ts";
 import { parseSourceUrl, remoteSourceId } from "../core/source_url.ts";
 import { parseDuration } from "../core/duration.ts";
+import { estimateRetrievalCost, pricedStore } from "../core/prices.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 
 /** Exit codes, documented in --help and the README. */
@@ -299,6 +300,7 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
         `from ${t.archives} archive(s): ${t.retrievalsToStart} retrieval(s) to start ` +
         `(${t.bytesToRetrieve} bytes), ${t.retrievalsReused} reused`,
     );
+    console.log(costLine(store.location, flags.tier, t.bytesToRetrieve, t.retrievalsToStart));
     if (flags.dryRun) return bad > 0 ? EXIT.someFailed : EXIT.ok;
     if (!flags.wait) {
       console.log(
@@ -339,6 +341,21 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
     await resolver.close();
     await store.close();
     await catalog.close();
+  }
+}
+
+/** The estimated charges of the retrievals to start, or why there is no estimate. */
+function costLine(location: string, tier: Tier, bytes: number, requests: number): string {
+  const priced = pricedStore(location);
+  if (priced === null) return `estimated cost: unknown (no prices for ${location})`;
+  try {
+    const c = estimateRetrievalCost({ store: priced, tier, bytes, requests });
+    return `estimated cost: $${c.dollars.toFixed(c.dollars < 1 ? 4 : 2)} (${tier}, ${
+      c.gb.toFixed(3)
+    } GB, ${requests} request(s)${c.complete ? "" : "; request charges unknown"}; ` +
+      `us-east-1 prices in core/prices.ts)`;
+  } catch (e) {
+    return `estimated cost: none: ${errorMessage(e)}`;
   }
 }
 

@@ -216,6 +216,24 @@ export const PRICES: PriceTable = {
 
 const STORES = Object.keys(PRICES.stores) as PricedStore[];
 
+/**
+ * Which priced store a store location is (`ColdStore.location`):
+ * `glacier://...` a vault, `s3://...?storage-class=C` that class, `file://...`
+ * a local vault; `null` for anything else.
+ *
+ * @example
+ * ```ts
+ * pricedStore("s3://b/p?storage-class=DEEP_ARCHIVE"); // "s3:DEEP_ARCHIVE"
+ * ```
+ */
+export function pricedStore(location: string): PricedStore | null {
+  if (location.startsWith("glacier://")) return "glacier";
+  if (location.startsWith("file://")) return "file";
+  const m = /^s3:\/\/[^?]*\?(?:.*&)?storage-class=([A-Z_]+)/.exec(location);
+  const key = m === null ? null : `s3:${m[1]}`;
+  return key !== null && (STORES as string[]).includes(key) ? key as PricedStore : null;
+}
+
 /** What {@linkcode estimateRetrievalCost} needs. */
 export interface RetrievalCostInput {
   readonly store: PricedStore;

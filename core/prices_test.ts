@@ -3,6 +3,7 @@ import {
   estimateRetrievalCost,
   estimateStorageCost,
   type PricedStore,
+  pricedStore,
   PRICES,
   type RetrievalCost,
 } from "./prices.ts";
@@ -237,4 +238,13 @@ Deno.test("the legacy Glacier data reproduces PROTOCOLS.md's $450 example", () =
   const peakGbPerHour = 250 / l.jobHours;
   near(peakGbPerHour * l.billedHours * l.perPeakGbHour, 450, "legacy peak fee");
   assert.deepEqual(l.storagePerGbMonth.map((s) => s.price), [0.01, 0.007, 0.004]);
+});
+
+Deno.test("pricedStore names the priced store of a store location", () => {
+  assert.equal(pricedStore("glacier://us-east-1/ugc"), "glacier");
+  assert.equal(pricedStore("file:///srv/vault"), "file");
+  assert.equal(pricedStore("s3://b/p?storage-class=DEEP_ARCHIVE"), "s3:DEEP_ARCHIVE");
+  assert.equal(pricedStore("s3://b?storage-class=GLACIER"), "s3:GLACIER");
+  assert.equal(pricedStore("s3://b/p?storage-class=STANDARD"), null);
+  assert.equal(pricedStore("ftp://x"), null);
 });

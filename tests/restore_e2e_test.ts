@@ -196,6 +196,7 @@ Deno.test("restore --dry-run starts nothing; a slow vault is waited for, and its
     ]);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /would restore 1 file\(s\), .* 1 retrieval\(s\) to start/);
+    assert.match(dry.stdout, /estimated cost: \$0\.0000 \(Standard, 0\.000 GB, 1 request\(s\); /);
     const none = await runCmd("restore", ["status", "--state-dir", state]);
     assert.match(none.stdout, /no restores recorded/);
 

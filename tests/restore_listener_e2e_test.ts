@@ -160,6 +160,11 @@ Deno.test("listener + SQS: Glacier notices through SNS bring files back to Mogil
     assert.equal(request.code, 1, request.stderr);
     assert.match(request.stderr, /line 10: .*not-a-dest/);
     assert.match(request.stdout, /restoring 8 file\(s\)/);
+    // Glacier Standard: $0.01 per GB and $0.05 per 1,000 requests.
+    assert.match(
+      request.stdout,
+      /estimated cost: \$0\.0\d{3} \(Standard, 0\.00\d GB, \d request\(s\); /,
+    );
 
     listener = startListener([
       ...common,
