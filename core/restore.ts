@@ -272,7 +272,10 @@ export async function completeRestores(
   let failed = 0;
   let waiting = 0;
   let deferred = 0;
-  const expired: RestoreRow[] = [];
+  /** Restores whose retrieval expired unused, by the tier it was started with. */
+  const expired = new Map<Tier, RestoreRow[]>();
+  const expire = (r: RestoreRow, tier: Tier) =>
+    expired.set(tier, [...(expired.get(tier) ?? []), r]);
   const write = async (r: RestoreRow, file: FileRow, retrieval: RetrievalRow | null) => {
     const outcome = await writeOne(deps, options, r, file, retrieval, finish);
     if (outcome === "deferred") {
@@ -289,7 +292,7 @@ export async function completeRestores(
         await catalog.updateRetrieval(retrieval.id, update);
         retrievals.set(retrieval.id, { ...retrieval, ...update });
       }
-      expired.push(r);
+      expire(r, retrieval.tier);
     }
   };
   const finish = async (r: RestoreRow, outcome: FinishedOutcome) => {
@@ -336,7 +339,7 @@ export async function completeRestores(
         reason: `retrieval ${retrieval.id} failed: ${retrieval.failure ?? "no reason given"}`,
       });
     } else if (retrieval.state === "expired") {
-      expired.push(r);
+      expire(r, retrieval.tier);
     } else {
       const ready = retrieval;
       writes.push(() => write(r, file, ready));
@@ -353,10 +356,14 @@ export async function completeRestores(
     Array.from({ length: Math.min(options.concurrency ?? 4, writes.length) }, worker),
   );
   let restarted = 0;
-  if (expired.length > 0) {
-    const { started } = await startFor(deps, expired, files, options);
-    restarted = started.length;
-    waiting += expired.length;
+  // Started again at the caller's tier, else at the one the operator chose before.
+  for (const [tier, rows] of expired) {
+    const { started } = await startFor(deps, rows, files, {
+      ...options,
+      tier: options.tier ?? tier,
+    });
+    restarted += started.length;
+    waiting += rows.length;
   }
   return { done, failed, waiting, deferred, restarted };
 }
