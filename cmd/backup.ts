@@ -12,17 +12,29 @@ import { openCatalog, openPacker, openSource, openStore } from "../adapters/regi
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { TerminalProgress } from "../adapters/progress/terminal.ts";
+import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
+import { MetricsRegistry } from "../adapters/metrics/registry.ts";
+import { type MetricsServer, serveMetrics } from "../adapters/metrics/http.ts";
+import { teeMetrics } from "../adapters/metrics/tee.ts";
 import { type BackupSummary, retryRecorder, runBackup } from "../core/backup.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import {
   BACKUP_SETTINGS,
+  type BackupConfig,
   type ConfigInputs,
   resolveBackupConfig,
   resolveCatalogUrl,
   resolveMysqlPassword,
 } from "../core/config.ts";
 import { ConfigError, errorMessage } from "../core/errors.ts";
-import type { Catalog, CatalogStatus, FailureRow } from "../core/ports.ts";
+import type {
+  Catalog,
+  CatalogStatus,
+  FailureRow,
+  Metrics,
+  Progress,
+  ProgressSnapshot,
+} from "../core/ports.ts";
 import { formatBytes } from "../core/size.ts";
 
 /** Exit codes, documented in --help and the README. */
@@ -104,19 +116,87 @@ function usage(message: string): number {
 
 async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   const config = resolveBackupConfig(inputs);
+  // Metrics: to the local agent over UDP, and/or on this daemon's own /metrics.
+  const sinks: Metrics[] = [];
+  const agent = config.metricsAgent === null ? null : new IstatdClient({
+    ...config.metricsAgent,
+    log: (line) => console.error(`coldpack-backup: ${line}`),
+  });
+  if (agent !== null) sinks.push(agent);
+  const registry = config.metricsPort === null ? null : new MetricsRegistry();
+  if (registry !== null) sinks.push(registry);
+  const health: { state: string; snapshot: ProgressSnapshot | null } = {
+    state: "starting",
+    snapshot: null,
+  };
+  const startedAt = Date.now();
+  let server: MetricsServer | null = null;
+  try {
+    if (registry !== null) {
+      server = await serveMetrics({
+        port: config.metricsPort!,
+        render: () => registry.render(),
+        health: () => ({
+          status: health.state,
+          program: "coldpack-backup",
+          pid: Deno.pid,
+          source: config.source,
+          once,
+          uptimeSeconds: (Date.now() - startedAt) / 1000,
+          progress: health.snapshot,
+          ...(agent === null ? {} : { metricsAgent: { to: agent.target, ...agent.stats() } }),
+        }),
+      });
+    }
+    return await run(inputs, config, once, {
+      metrics: teeMetrics(...sinks),
+      health,
+      where: [
+        ...(agent === null ? [] : [`${agent.target} (UDP)`]),
+        ...(server === null ? [] : [`http://127.0.0.1:${server.port}/metrics`]),
+      ],
+    });
+  } finally {
+    await server?.close();
+    // Sends what is batched: a --once run's last counters reach the agent.
+    await agent?.close();
+  }
+}
+
+async function run(
+  inputs: ConfigInputs,
+  config: BackupConfig,
+  once: boolean,
+  observe: {
+    readonly metrics: Metrics;
+    readonly health: { state: string; snapshot: ProgressSnapshot | null };
+    /** Where metrics go, for the start-up lines. */
+    readonly where: readonly string[];
+  },
+): Promise<number> {
+  const { metrics, health } = observe;
   const source = await openSource(config.source);
   const rawStore = await openStore(config.store);
   const rawCatalog = await openCatalog(config.catalog, {
     migrate: config.autoMigrate,
     password: resolveMysqlPassword(inputs),
   });
-  const progress = new TerminalProgress();
+  const terminal = new TerminalProgress();
+  // The last snapshot also answers /health.
+  const progress: Progress = {
+    update(s) {
+      health.snapshot = s;
+      terminal.update(s);
+    },
+    note: (m) => terminal.note(m),
+  };
   // Retries, timeouts and their record wrap the ports; the adapters make one try.
   const retries = retryRecorder({
     catalog: rawCatalog,
     source: source.id,
     clock: systemClock,
     progress,
+    metrics,
   });
   const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
   const store = withRetryStore(rawStore, {
@@ -139,8 +219,10 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
   });
   console.error(
     `coldpack-backup: ${once ? "backing up" : "following"} ${config.source}\n` +
-      `  archives -> ${store.location}\n  catalog  -> ${config.catalog}`,
+      `  archives -> ${store.location}\n  catalog  -> ${config.catalog}` +
+      (observe.where.length === 0 ? "" : `\n  metrics  -> ${observe.where.join(", ")}`),
   );
+  health.state = "running";
 
   const stop = new AbortController();
   let interrupts = 0;
@@ -153,6 +235,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       Deno.exit(EXIT.interrupted);
     }
     console.error(`coldpack-backup: ${name}: finishing in-flight archives, then exiting`);
+    health.state = "stopping";
     stop.abort();
   };
   const handlers = { SIGTERM: onSignal("SIGTERM"), SIGINT: onSignal("SIGINT") };
@@ -168,6 +251,7 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
       clock: systemClock,
       random: randomBytes,
       progress,
+      metrics,
     }, {
       once,
       targetSize: config.targetSize,
@@ -186,7 +270,8 @@ async function backup(inputs: ConfigInputs, once: boolean): Promise<number> {
     for (const [sig, h] of Object.entries(handlers)) {
       Deno.removeSignalListener(sig as Deno.Signal, h);
     }
-    progress.done();
+    health.state = "stopping";
+    terminal.done();
     await packer.close();
     await catalog.close();
     await store.close();

@@ -13,9 +13,13 @@ import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openQueue, openStore } from "../adapters/registry.ts";
 import { DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
+import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
+import { MetricsRegistry } from "../adapters/metrics/registry.ts";
+import { type MetricsServer, serveMetrics } from "../adapters/metrics/http.ts";
+import { teeMetrics } from "../adapters/metrics/tee.ts";
 import { LISTENER_SETTINGS, resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
-import type { NotificationQueue } from "../core/ports.ts";
+import type { Metrics, NotificationQueue } from "../core/ports.ts";
 import { type ListenerStats, runListener } from "../core/restore_listener.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
@@ -56,14 +60,18 @@ Options (the catalog, store and source are the backup's: same flags, env, config
   --stuck-after DURATION  report a restore pending this long (default 24h)
   --visibility DURATION   a notice stays hidden this long while its restores are
                        written (default 5m)
+  --metrics-agent HOST:PORT  send counters (coldpack.restore_listener.*) to the metrics
+                       agent over UDP (default: none)
+  --metrics-port PORT  serve /metrics and /health on 127.0.0.1:PORT (default: none)
   --once               one pass over the pending restores (asking the store), then exit
   --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
   -h, --help           this help
 
 Each setting also comes from the environment (COLDPACK_RESTORE_QUEUE,
 COLDPACK_RESTORE_TOPIC, COLDPACK_RESTORE_ROOTS, COLDPACK_RESTORE_POLL,
-COLDPACK_RESTORE_STUCK_AFTER, COLDPACK_RESTORE_VISIBILITY) or the config file
-(restore_queue, restore_topic, restore_roots, restore_poll, ...).
+COLDPACK_RESTORE_STUCK_AFTER, COLDPACK_RESTORE_VISIBILITY, COLDPACK_METRICS_AGENT,
+COLDPACK_METRICS_PORT) or the config file (restore_queue, restore_topic,
+restore_roots, restore_poll, ..., metrics_agent, metrics_port).
 
 Signals: SIGTERM or SIGINT stops it; a write in progress is abandoned whole
 (nothing partial is left at the destination) and its notice comes again.
@@ -111,9 +119,36 @@ async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGINT", onInt);
   let queue: NotificationQueue | null = null;
+  let agent: IstatdClient | null = null;
+  let server: MetricsServer | null = null;
   try {
     const inputs = await collectInputs(values);
     const config = resolveListenerConfig(inputs);
+    // Metrics: to the local agent over UDP, and/or on this daemon's own /metrics.
+    const sinks: Metrics[] = [];
+    if (config.metricsAgent !== null) {
+      agent = new IstatdClient({ ...config.metricsAgent, log });
+      sinks.push(agent);
+    }
+    if (config.metricsPort !== null) {
+      const registry = new MetricsRegistry();
+      sinks.push(registry);
+      const startedAt = Date.now();
+      const client = agent;
+      server = await serveMetrics({
+        port: config.metricsPort,
+        render: () => registry.render(),
+        health: () => ({
+          status: controller.signal.aborted ? "stopping" : "running",
+          program: NAME,
+          pid: Deno.pid,
+          uptimeSeconds: (Date.now() - startedAt) / 1000,
+          ...(client === null ? {} : { metricsAgent: { to: client.target, ...client.stats() } }),
+        }),
+      });
+      log(`metrics on http://127.0.0.1:${server.port}/metrics`);
+    }
+    const metrics = teeMetrics(...sinks);
     const storeSpec = parseStoreUrl(config.store);
     const topic = config.topic ?? (storeSpec.kind === "glacier" ? storeSpec.snsTopic : null);
     const rawCatalog = await openCatalog(config.catalog, {
@@ -142,7 +177,15 @@ async function main(args: string[]): Promise<number> {
               `every pending restore looked at every ${config.pollMs / 1000} s`
         }; local roots: ${config.roots.length === 0 ? "none" : config.roots.join(", ")}`,
       );
-      const deps = { catalog, store, clock: systemClock, random: randomBytes, queue, log };
+      const deps = {
+        catalog,
+        store,
+        clock: systemClock,
+        random: randomBytes,
+        queue,
+        log,
+        metrics,
+      };
       const options = {
         resolve: resolver.resolve.bind(resolver),
         onFinished: (
@@ -179,6 +222,9 @@ async function main(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGINT", onInt);
+    await server?.close();
+    // Sends what is batched: the last counters reach the agent.
+    await agent?.close();
   }
 }
 

@@ -105,6 +105,12 @@ export interface BackupOptions {
    * to another daemon after this long.
    */
   readonly leaseTtlMs?: number;
+  /**
+   * How often the gauges (queue depths, files in flight, buffered bytes, the
+   * oldest pending file's age) are sampled, ms (default 5 s). Only with
+   * `deps.metrics`; the oldest pending file costs one indexed catalog read.
+   */
+  readonly gaugeIntervalMs?: number;
 }
 
 /** What one run did. */
@@ -173,6 +179,9 @@ class BackupRun {
   readonly #stopSignal: AbortSignal | undefined;
   readonly #owner: string;
   readonly #leaseTtlMs: number;
+  readonly #gaugeIntervalMs: number;
+  /** Files in the planner's open bundle, for the gauge. */
+  #bundleFiles = 0;
   /** The lease that makes this daemon the one discovering its source. */
   readonly #discoverLease: string;
   #discovering = false;
@@ -230,6 +239,7 @@ class BackupRun {
     this.#stopSignal = o.signal;
     this.#owner = o.owner ?? `backup-${hex(deps.random(6))}`;
     this.#leaseTtlMs = o.leaseTtlMs ?? 60_000;
+    this.#gaugeIntervalMs = Math.max(1, o.gaugeIntervalMs ?? 5_000);
     this.#discoverLease = `discover:${deps.source.id}`;
     this.#budget = new ByteBudget(o.bufferBytes ?? 64 * 1024 * 1024);
     this.#planQ = new Channel(1024);
@@ -245,6 +255,8 @@ class BackupRun {
     this.#stopSignal?.addEventListener("abort", onStop, { once: true });
     const heartbeat = new AbortController();
     let beating: Promise<void> = Promise.resolve();
+    const gauges = new AbortController();
+    let sampling: Promise<void> = Promise.resolve();
     try {
       const workerLease = `worker:${this.#owner}`;
       if (!(await catalog.acquireLease(workerLease, this.#owner, this.#leaseTtlMs, clock.now()))) {
@@ -253,6 +265,7 @@ class BackupRun {
         );
       }
       beating = this.#heartbeat(workerLease, heartbeat.signal);
+      if (this.#metrics !== noMetrics) sampling = this.#sampleGauges(gauges.signal);
       // Each stage closes its output when its input ends, so they finish in order.
       const packers = Array.from({ length: this.#packers }, () => this.#guard(this.#packLoop()));
       const packDone = Promise.all(packers).then(() => this.#uploadQ.close());
@@ -262,12 +275,18 @@ class BackupRun {
         packDone,
         ...Array.from({ length: this.#uploaders }, () => this.#guard(this.#uploadLoop())),
       ]);
+      gauges.abort();
+      await sampling;
+      // The last word on the backlog: what a cron run leaves pending.
+      if (this.#metrics !== noMetrics && this.#fatal === null) await this.#sample();
     } catch (e) {
       this.#die(e);
     } finally {
       this.#stopSignal?.removeEventListener("abort", onStop);
       heartbeat.abort();
+      gauges.abort();
       await beating;
+      await sampling;
       // Let the others take over at once instead of after the lease expires.
       for (const name of [this.#discoverLease, `worker:${this.#owner}`]) {
         await catalog.releaseLease(name, this.#owner).catch(() => {});
@@ -316,6 +335,51 @@ class BackupRun {
       } catch (e) {
         this.#progress.note(`Cannot renew the leases (will retry): ${errorMessage(e)}`);
       }
+    }
+  }
+
+  /** Samples the gauges now and every `gaugeIntervalMs` until `signal` aborts. */
+  async #sampleGauges(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await this.#sample();
+      try {
+        await this.#d.clock.sleep(this.#gaugeIntervalMs, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  #sampleFailedOnce = false;
+
+  /**
+   * Queue depths, files in flight, bytes held, and the age of the oldest
+   * file not yet archived (the lowest pending id: ids grow with discovery,
+   * so it is the oldest one, found by index; 0 when nothing is pending).
+   * Never throws: a catalog error skips the age, told once.
+   */
+  async #sample(): Promise<void> {
+    const { catalog, clock, source } = this.#d;
+    const m = this.#metrics;
+    m.gauge("coldpack.backup.queue.plan_files", this.#planQ.length);
+    m.gauge("coldpack.backup.queue.bundle_files", this.#bundleFiles);
+    m.gauge("coldpack.backup.queue.pack_bundles", this.#packQ.length);
+    m.gauge("coldpack.backup.queue.upload_archives", this.#uploadQ.length);
+    m.gauge("coldpack.backup.in_flight_files", this.#inFlight.size);
+    m.gauge("coldpack.backup.buffer_bytes", this.#budget.held);
+    try {
+      const [oldest] = await catalog.pendingFiles(source.id, {
+        limit: 1,
+        nowMs: Number.MAX_SAFE_INTEGER,
+      });
+      m.gauge(
+        "coldpack.backup.oldest_pending_seconds",
+        oldest === undefined ? 0 : Math.max(0, clock.now() - oldest.discoveredAt) / 1000,
+      );
+    } catch (e) {
+      if (this.#sampleFailedOnce) return;
+      this.#sampleFailedOnce = true;
+      this.#progress.note(`Cannot read the oldest pending file for metrics: ${errorMessage(e)}`);
     }
   }
 
@@ -501,6 +565,9 @@ class BackupRun {
           this.#changed.notify();
           this.#counts.discovered += added.length;
           this.#metrics.count("coldpack.backup.files_discovered", added.length);
+          let bytes = 0;
+          for (const f of added) bytes += f.length;
+          this.#metrics.count("coldpack.backup.bytes_discovered", bytes);
           this.#report();
         }
         if (page.span) await this.#markGone(page);
@@ -513,6 +580,10 @@ class BackupRun {
       if (full && incremental) {
         await catalog.setCursor(this.#reconciledCursor, String(startedAt));
       }
+      this.#metrics.timing(
+        `coldpack.backup.${full ? "full" : "incremental"}_listing_seconds`,
+        (clock.now() - startedAt) / 1000,
+      );
     } catch (e) {
       if (this.#quit.signal.aborted && (e as Error)?.name === "AbortError") return;
       if (this.#once) throw e;
@@ -692,9 +763,10 @@ class BackupRun {
             clock.sleep(wait, age.cancel.signal).then(() => timer.abort(), () => {});
           }
         }
-        this.#metrics.gauge("coldpack.backup.queue.bundle_files", bundler.count);
+        this.#bundleFiles = bundler.count;
       }
       const last = bundler.flush();
+      this.#bundleFiles = 0;
       if (last) await ship(last.items, last.openedAt);
     } finally {
       stopTimer();
@@ -711,8 +783,10 @@ class BackupRun {
       const job = await this.#packQ.pop();
       if (job === undefined || job === TIMED_OUT) return;
       let packed: PackedArchive;
+      const t0 = this.#d.clock.now();
       try {
         packed = await this.#d.packer.pack(job.request, { signal: this.#hard.signal });
+        this.#metrics.timing("coldpack.backup.pack_seconds", (this.#d.clock.now() - t0) / 1000);
       } catch (e) {
         this.#budget.release(job.bytes);
         if (this.#hard.signal.aborted) {
@@ -747,7 +821,6 @@ class BackupRun {
         this.#settle(packed.members.map((m) => m.fileId));
         return;
       }
-      this.#metrics.gauge("coldpack.backup.queue.upload_archives", this.#uploadQ.length);
     }
   }
 
@@ -784,7 +857,11 @@ class BackupRun {
           nowMs: now,
           retryAt,
         });
-        if (retryAt === null) this.#failedFiles++;
+        if (retryAt === null) {
+          this.#failedFiles++;
+          this.#metrics.count("coldpack.backup.files_failed_for_good");
+        }
+        this.#metrics.count("coldpack.backup.files_failed.fetch");
         this.#countFailure("fetch");
         this.#progress.note(
           `Cannot read ${JSON.stringify(row.key)} (${o.code}): ${o.message}` +
@@ -801,6 +878,7 @@ class BackupRun {
     const { catalog, clock, source } = this.#d;
     const now = clock.now();
     this.#countFailure(stage);
+    this.#metrics.count(`coldpack.backup.files_failed.${stage}`, files.length);
     this.#progress.note(
       `${stage === "fetch" ? "Packing" : "Uploading"} ${files.length} files failed ` +
         `(${errorCode(e)}): ${errorMessage(e)}; they will be retried`,
@@ -900,6 +978,7 @@ class BackupRun {
     // Out of attempts: the files stay pending and come back after a delay.
     const inArchive = new Set(packed.members.map((m) => m.fileId));
     const now = clock.now();
+    this.#metrics.count("coldpack.backup.files_failed.upload", inArchive.size);
     for (const { row } of job.request.files) {
       if (!inArchive.has(row.id)) continue;
       await this.#d.catalog.recordFailure({
@@ -950,6 +1029,10 @@ class BackupRun {
             "coldpack.backup.file_to_commit_seconds",
             Math.max(0, now - f.row.mtimeMs) / 1000,
           );
+          this.#metrics.timing(
+            "coldpack.backup.discovery_to_commit_seconds",
+            Math.max(0, now - f.row.discoveredAt) / 1000,
+          );
         }
         this.#report();
         return;
@@ -992,6 +1075,11 @@ function tarFootprint(row: FileRow): number {
   return 512 + long + Math.ceil(row.length / 512) * 512;
 }
 
+/** An error code as one part of a metric name: `ThrottlingException` -> `throttlingexception`. */
+function metricPart(code: string): string {
+  return code.toLowerCase().replace(/[^a-z0-9_-]/g, "_");
+}
+
 /** Store and catalog calls that were retried, by operation and code. */
 export interface RetryCounts {
   /** `put ThrottlingException` -> 3 */
@@ -1030,7 +1118,7 @@ export function retryRecorder(deps: {
     onStoreRetry(op, e, attempt, delayMs) {
       const code = errorCode(e);
       count(`store ${op} ${code}`);
-      metrics.count(`coldpack.backup.store_retries.${code}`);
+      metrics.count(`coldpack.backup.store_retries.${metricPart(code)}`);
       progress.note(
         `Store ${op} failed (${errorMessage(e)}); try ${attempt + 1} in ${
           (delayMs / 1000).toFixed(1)
@@ -1049,7 +1137,7 @@ export function retryRecorder(deps: {
     onCatalogRetry(op, e) {
       const code = errorCode(e);
       count(`catalog ${op} ${code}`);
-      metrics.count(`coldpack.backup.catalog_retries.${code}`);
+      metrics.count(`coldpack.backup.catalog_retries.${metricPart(code)}`);
       progress.note(`Catalog ${op} failed (${errorMessage(e)}); trying again`);
     },
   };

@@ -151,6 +151,36 @@ export const COMMON_SETTINGS = {
   },
 } as const satisfies Record<string, Setting<unknown>>;
 
+/** Where a daemon's metrics go: the local istatd agent, its own `/metrics`. */
+export const METRICS_SETTINGS = {
+  metricsAgent: {
+    flag: "metrics-agent",
+    env: "COLDPACK_METRICS_AGENT",
+    file: "metrics_agent",
+    help: "send counters to the metrics agent at HOST:PORT over UDP, e.g. 127.0.0.1:8111 " +
+      "(default: none)",
+    parse: hostPort,
+  },
+  metricsPort: {
+    flag: "metrics-port",
+    env: "COLDPACK_METRICS_PORT",
+    file: "metrics_port",
+    help: "serve /metrics (Prometheus text) and /health on 127.0.0.1:PORT (default: none)",
+    parse: count(0, 65535),
+  },
+} as const satisfies Record<string, Setting<unknown>>;
+
+/** `HOST:PORT` (`[V6]:PORT` for an IPv6 address). */
+function hostPort(raw: unknown): { readonly host: string; readonly port: number } {
+  const s = nonEmpty(raw);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
+  const port = Number(m?.[3]);
+  if (m === null || port < 1 || port > 65535) {
+    throw new RangeError(`expected HOST:PORT (port 1 to 65535), got "${s}"`);
+  }
+  return { host: m[1] ?? m[2]!, port };
+}
+
 /** Settings of the backup daemon. */
 export const BACKUP_SETTINGS = {
   ...COMMON_SETTINGS,
@@ -235,6 +265,7 @@ export const BACKUP_SETTINGS = {
     help: "on SIGTERM, finish in-flight archives for at most this long (default 60s)",
     parse: duration,
   },
+  ...METRICS_SETTINGS,
 } as const satisfies Record<string, Setting<unknown>>;
 
 /** Settings table type. */
@@ -321,6 +352,10 @@ export interface BackupConfig {
   readonly autoMigrate: boolean;
   readonly storeAttempts: number;
   readonly storeTimeoutMs: number;
+  /** The metrics agent samples are sent to; `null`: none. */
+  readonly metricsAgent: { readonly host: string; readonly port: number } | null;
+  /** Port of the daemon's own `/metrics` on loopback (0: a free one); `null`: none. */
+  readonly metricsPort: number | null;
 }
 
 /**
@@ -376,6 +411,8 @@ export function resolveBackupConfig(inputs: ConfigInputs): BackupConfig {
     autoMigrate: v.autoMigrate ?? true,
     storeAttempts: v.storeAttempts ?? 8,
     storeTimeoutMs: v.storeTimeout ?? 30 * 60_000,
+    metricsAgent: v.metricsAgent ?? null,
+    metricsPort: v.metricsPort ?? null,
   };
 }
 
@@ -432,6 +469,7 @@ export function resolveRestoreConfig(inputs: ConfigInputs): RestoreConfig {
 
 /** Settings of the restore listener daemon (beyond the common ones). */
 export const LISTENER_SETTINGS = {
+  ...METRICS_SETTINGS,
   queue: {
     flag: "queue",
     env: "COLDPACK_RESTORE_QUEUE",
@@ -515,6 +553,10 @@ export interface ListenerConfig extends RestoreConfig {
   readonly pollMs: number;
   readonly stuckAfterMs: number;
   readonly visibilityMs: number;
+  /** As {@linkcode BackupConfig.metricsAgent}. */
+  readonly metricsAgent: { readonly host: string; readonly port: number } | null;
+  /** As {@linkcode BackupConfig.metricsPort}. */
+  readonly metricsPort: number | null;
 }
 
 /** Resolves the restore listener's configuration: the restore tool's, plus its own settings. */
@@ -536,6 +578,8 @@ export function resolveListenerConfig(inputs: ConfigInputs): ListenerConfig {
     pollMs: v.poll ?? (queue === null ? 60_000 : 15 * 60_000),
     stuckAfterMs: v.stuckAfter ?? 24 * 3_600_000,
     visibilityMs: v.visibility ?? 5 * 60_000,
+    metricsAgent: v.metricsAgent ?? null,
+    metricsPort: v.metricsPort ?? null,
   };
 }
 
@@ -551,6 +595,15 @@ export const FILE_KEYS_OF_OTHER_BINARIES: readonly string[] = [
   "alerts",
   "url_patterns",
   ...Object.values(LISTENER_SETTINGS).map((s) => s.file),
+  // The metrics agent's (core/agent_config.ts, which builds on this module).
+  "agent_port",
+  "agent_bind",
+  "agent_forward",
+  "agent_spool",
+  "agent_spool_max",
+  "agent_metrics_port",
+  "agent_flush",
+  "agent_hostname",
 ];
 
 /**

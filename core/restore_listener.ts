@@ -21,7 +21,13 @@
 
 import { errorCode, errorMessage, isRetryable } from "./errors.ts";
 import type { RetrievalId } from "./ids.ts";
-import type { NotificationQueue, QueueMessage, RetrievalRow } from "./ports.ts";
+import {
+  type Metrics,
+  noMetrics,
+  type NotificationQueue,
+  type QueueMessage,
+  type RetrievalRow,
+} from "./ports.ts";
 import {
   type CompleteOptions,
   completeRestores,
@@ -38,6 +44,11 @@ export interface ListenerDeps extends RestoreDeps {
   readonly queue: NotificationQueue | null;
   /** One line per event worth an operator's eye (no secrets). */
   readonly log: (line: string) => void;
+  /**
+   * Counters `coldpack.restore_listener.*` (see {@linkcode LISTENER_METRICS}),
+   * `errors` and the timing `sweep_seconds`. Default: none.
+   */
+  readonly metrics?: Metrics;
 }
 
 /** Options for {@linkcode runListener}. */
@@ -82,6 +93,29 @@ export interface ListenerStats {
 
 const MAX_BACKOFF_MS = 60_000;
 
+/** The counter each {@linkcode ListenerStats} field is sent as. */
+export const LISTENER_METRICS: Readonly<Record<keyof ListenerStats, string>> = {
+  received: "coldpack.restore_listener.notices_received",
+  deleted: "coldpack.restore_listener.notices_deleted",
+  unknown: "coldpack.restore_listener.notices_unknown",
+  malformed: "coldpack.restore_listener.notices_malformed",
+  ignored: "coldpack.restore_listener.notices_ignored",
+  done: "coldpack.restore_listener.restores_done",
+  failed: "coldpack.restore_listener.restores_failed",
+  restarted: "coldpack.restore_listener.retrievals_restarted",
+  stuck: "coldpack.restore_listener.restores_stuck",
+};
+
+/** Counts what `stats` gained since `sent` (then updates `sent`). */
+function sendCounts(metrics: Metrics, stats: ListenerStats, sent: ListenerStats): void {
+  for (const key of Object.keys(LISTENER_METRICS) as (keyof ListenerStats)[]) {
+    const delta = stats[key] - sent[key];
+    if (delta === 0) continue;
+    metrics.count(LISTENER_METRICS[key], delta);
+    sent[key] = stats[key];
+  }
+}
+
 /**
  * Runs until `options.signal` aborts; resolves to what it did. A failure
  * that trying again cannot mend (a missing queue, denied access) rejects.
@@ -103,13 +137,21 @@ export async function runListener(
     restarted: 0,
     stuck: 0,
   };
+  const metrics = deps.metrics ?? noMetrics;
+  const sent: ListenerStats = { ...stats };
   const reported = new Set<number>();
   let nextSweep = 0;
   let failures = 0;
   while (!signal.aborted) {
     try {
       if (clock.now() >= nextSweep) {
-        await sweep(deps, options, stats, reported);
+        const t0 = clock.now();
+        try {
+          await sweep(deps, options, stats, reported);
+        } finally {
+          sendCounts(metrics, stats, sent);
+        }
+        metrics.timing("coldpack.restore_listener.sweep_seconds", (clock.now() - t0) / 1000);
         if (options.once) break;
         nextSweep = clock.now() + options.pollMs;
       }
@@ -125,12 +167,17 @@ export async function runListener(
         });
         for (const m of messages) {
           signal.throwIfAborted();
-          await handle(deps, options, queue, m, stats);
+          try {
+            await handle(deps, options, queue, m, stats);
+          } finally {
+            sendCounts(metrics, stats, sent);
+          }
         }
       }
       failures = 0;
     } catch (e) {
       if (signal.aborted) break;
+      metrics.count("coldpack.restore_listener.errors");
       if (!isRetryable(e)) throw e;
       failures++;
       const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(failures - 1, 6));
