@@ -222,6 +222,10 @@ export class MetricsAgent {
       socket.on("data", (chunk: Uint8Array) => {
         reader.feedBytes(chunk, this.#now());
         account();
+        // A sender that never pauses would starve /metrics, the flush and
+        // the forwarders: let them run between chunks.
+        socket.pause();
+        setImmediate(() => socket.resume());
       });
       socket.on("end", () => {
         reader.end(this.#now());
