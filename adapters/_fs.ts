@@ -75,3 +75,21 @@ export function normalizePath(abs: string): string {
   }
   return `/${out.join("/")}`;
 }
+
+/**
+ * Makes creations, renames and deletions in `dir` durable. Best effort: a
+ * file system that cannot sync a directory is let be (the files themselves
+ * were synced before they became visible).
+ */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await Deno.open(dir, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Best effort, as said.
+  }
+}

@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
+import { DirectorySource } from "../adapters/source/directory.ts";
+import { LocalVault } from "../adapters/store/local_vault.ts";
 import { PortError } from "../core/errors.ts";
 import { fileId, sourceId } from "../core/ids.ts";
 import type { ArchiveRow, Catalog, FileRow } from "../core/ports.ts";
@@ -368,4 +370,37 @@ export async function archivedBytes(
   } finally {
     await catalog.close();
   }
+}
+
+/** A directory source, a local vault and a SQLite catalog in fresh temp directories. */
+export interface LocalRig {
+  readonly src: string;
+  readonly state: string;
+  readonly source: DirectorySource;
+  readonly store: LocalVault;
+  readonly catalog: SqliteCatalog;
+  cleanup(): Promise<void>;
+}
+
+/** Opens a {@linkcode LocalRig}; always `cleanup()` it. */
+export async function localRig(): Promise<LocalRig> {
+  const src = await tempDir();
+  const state = await tempDir();
+  const source = await DirectorySource.open(src.path);
+  const store = await LocalVault.open(`${state.path}/vault`);
+  const catalog = await SqliteCatalog.open(`${state.path}/catalog.db`);
+  return {
+    src: src.path,
+    state: state.path,
+    source,
+    store,
+    catalog,
+    cleanup: async () => {
+      await catalog.close();
+      await store.close();
+      await source.close();
+      await src.cleanup();
+      await state.cleanup();
+    },
+  };
 }

@@ -7,18 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
 import { MetricsRegistry } from "../adapters/metrics/registry.ts";
-import { DirectorySource } from "../adapters/source/directory.ts";
-import { LocalVault } from "../adapters/store/local_vault.ts";
 import { runBackup } from "../core/backup.ts";
 import { PortError } from "../core/errors.ts";
 import { InlinePacker } from "../core/pack.ts";
 import type { ColdStore, NotificationQueue, QueueMessage, Source } from "../core/ports.ts";
 import { runListener } from "../core/restore_listener.ts";
-import { bytesOf, put, tempDir } from "./_helpers.ts";
+import { bytesOf, localRig, put } from "./_helpers.ts";
 
 /** The value of one sample line of Prometheus text, or `undefined`. */
 function value(text: string, name: string): number | undefined {
@@ -26,27 +23,7 @@ function value(text: string, name: string): number | undefined {
   return m === null ? undefined : Number(m[1]);
 }
 
-async function rig() {
-  const src = await tempDir();
-  const state = await tempDir();
-  const source = await DirectorySource.open(src.path);
-  const store = await LocalVault.open(`${state.path}/vault`);
-  const catalog = await SqliteCatalog.open(`${state.path}/catalog.db`);
-  return {
-    src: src.path,
-    state: state.path,
-    source,
-    store,
-    catalog,
-    cleanup: async () => {
-      await catalog.close();
-      await store.close();
-      await source.close();
-      await src.cleanup();
-      await state.cleanup();
-    },
-  };
-}
+const rig = localRig;
 
 Deno.test("a file that cannot be read is counted as failed at fetch, for good when not retryable", async () => {
   const r = await rig();

@@ -6,47 +6,17 @@
  */
 
 import assert from "node:assert/strict";
-import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { SpoolFetcher } from "../adapters/fetch/spool_fetcher.ts";
-import { DirectorySource } from "../adapters/source/directory.ts";
-import { LocalVault } from "../adapters/store/local_vault.ts";
 import { runBackup } from "../core/backup.ts";
 import { InlinePacker } from "../core/pack.ts";
 import { PortError } from "../core/errors.ts";
 import type { ColdStore, Metrics, PutArchive, Source, SourceEntry } from "../core/ports.ts";
-import { bytesOf, checkCatalogAgainstVault, put, tempDir } from "./_helpers.ts";
+import { bytesOf, checkCatalogAgainstVault, type LocalRig, localRig, put } from "./_helpers.ts";
 
-interface Rig {
-  src: string;
-  state: string;
-  source: Source;
-  store: ColdStore;
-  catalog: SqliteCatalog;
-  cleanup: () => Promise<void>;
-}
+type Rig = LocalRig;
 
-async function rig(): Promise<Rig> {
-  const src = await tempDir();
-  const state = await tempDir();
-  const source = await DirectorySource.open(src.path);
-  const store = await LocalVault.open(`${state.path}/vault`);
-  const catalog = await SqliteCatalog.open(`${state.path}/catalog.db`);
-  return {
-    src: src.path,
-    state: state.path,
-    source,
-    store,
-    catalog,
-    cleanup: async () => {
-      await catalog.close();
-      await store.close();
-      await source.close();
-      await src.cleanup();
-      await state.cleanup();
-    },
-  };
-}
+const rig = localRig;
 
 async function backupOnce(
   r: Rig,

@@ -39,7 +39,7 @@ import { createHash } from "node:crypto";
 import { errorCode, PortError } from "../../core/errors.ts";
 import { hex } from "../../core/ids.ts";
 import type { Destination, DestinationWrite } from "../../core/ports.ts";
-import { closeQuietly, FS_RETRYABLE_CODES, isGone, openRootDirectory } from "../_fs.ts";
+import { closeQuietly, FS_RETRYABLE_CODES, isGone, openRootDirectory, syncDir } from "../_fs.ts";
 
 /** Codes of a file system that cannot make hard links. */
 const NO_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS"]);
@@ -359,20 +359,6 @@ async function exists(path: string): Promise<boolean> {
   } catch (e) {
     if (isGone(errorCode(e))) return false;
     throw fsError(e, `check ${path}`);
-  }
-}
-
-/** Makes a rename or link durable; a file system that cannot sync a directory is let be. */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await Deno.open(dir, { read: true });
-    try {
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-  } catch {
-    // Best effort: the file itself was synced before it became visible.
   }
 }
 

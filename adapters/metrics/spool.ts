@@ -41,7 +41,7 @@
 
 import { crc32 } from "node:zlib";
 import { errorCode, PortError } from "../../core/errors.ts";
-import { FS_RETRYABLE_CODES, isGone } from "../_fs.ts";
+import { FS_RETRYABLE_CODES, isGone, syncDir } from "../_fs.ts";
 
 /** A position in the spool: before the record at `offset` of segment `segment`. */
 export interface SpoolCursor {
@@ -829,20 +829,6 @@ async function writeAtomic(path: string, text: string, durableRename: boolean): 
     await Deno.rename(temp, path);
   });
   if (durableRename) await syncDir(path.slice(0, path.lastIndexOf("/")) || "/");
-}
-
-/** Makes creations, renames and deletions in `dir` durable (best effort). */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await Deno.open(dir, { read: true });
-    try {
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-  } catch {
-    // A file system that cannot sync a directory is let be.
-  }
 }
 
 async function removeQuietly(path: string): Promise<void> {
