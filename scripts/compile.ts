@@ -18,6 +18,10 @@ const PERMISSIONS: Record<string, { binary: string; flags: string[] }> = {
   backup: { binary: "coldpack-backup", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
   admin: { binary: "coldpack-admin", flags: [...BACKUP_PERMISSIONS] },
   restore: { binary: "coldpack-restore", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
+  check_replication_delay: {
+    binary: "check_replication_delay",
+    flags: ["--allow-read", "--allow-write", "--allow-env", "--allow-net", "--allow-sys"],
+  },
   metrics_agent: { binary: "coldpack-metrics-agent", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
   restore_listener: {
     binary: "coldpack-restore-listener",

@@ -210,6 +210,9 @@ export async function startMariaDB(options: StartOptions = {}): Promise<MariaDB>
     const install = await new Deno.Command(MARIADB_INSTALL_DB, {
       args: [
         "--no-defaults",
+        // Its bootstrap server deletes every #sql* file in its temp directory:
+        // a shared /tmp would let concurrent installs delete each other's.
+        `--tmpdir=${dir}`,
         `--datadir=${dataDir}`,
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
