@@ -116,12 +116,29 @@ export function mariadbPeer(): { readonly available: true } | {
  * @param what the test file's subject, for the messages
  */
 export function mariadbTestOptions(what: string): { readonly ignore: boolean } {
-  const peer = mariadbPeer();
+  return peerTestOptions(
+    what,
+    mariadbPeer(),
+    "MariaDB is not installed",
+    "apt-get install mariadb-server",
+  );
+}
+
+/**
+ * The peer policy for any peer: `{ ignore: false }` when `peer` is
+ * available; else a loud warning and `{ ignore: true }`, or, with
+ * `COLDPACK_REQUIRE_PEERS=1`, a failing test naming what to install.
+ */
+export function peerTestOptions(
+  what: string,
+  peer: { readonly available: true } | { readonly available: false; readonly missing: string },
+  problem: string,
+  install: string,
+): { readonly ignore: boolean } {
   if (peer.available) return { ignore: false };
-  const message = `${what}: MariaDB is not installed: missing ${peer.missing}; ` +
-    "install it with: apt-get install mariadb-server";
+  const message = `${what}: ${problem}: missing ${peer.missing}; install it with: ${install}`;
   if (Deno.env.get("COLDPACK_REQUIRE_PEERS") === "1") {
-    Deno.test(`${what}: MariaDB peer is installed (COLDPACK_REQUIRE_PEERS=1)`, () => {
+    Deno.test(`${what}: the peers are installed (COLDPACK_REQUIRE_PEERS=1)`, () => {
       throw new Error(message);
     });
   } else {
@@ -139,16 +156,27 @@ export function lazyMariaDB(options: StartOptions = {}): {
   get(): Promise<MariaDB>;
   stop(): Promise<void>;
 } {
-  let server: Promise<MariaDB> | undefined;
+  return lazyPeer(() => startMariaDB(options));
+}
+
+/**
+ * One peer for a whole test file, started by the first `get()` and stopped
+ * by `stop()`; a peer that failed to start is not stopped.
+ */
+export function lazyPeer<T extends { stop(): Promise<void> }>(start: () => Promise<T>): {
+  get(): Promise<T>;
+  stop(): Promise<void>;
+} {
+  let peer: Promise<T> | undefined;
   return {
     get() {
-      server ??= startMariaDB(options);
-      return server;
+      peer ??= start();
+      return peer;
     },
     async stop() {
-      const s = server;
-      server = undefined;
-      if (s !== undefined) await (await s).stop();
+      const p = peer;
+      peer = undefined;
+      if (p !== undefined) await (await p.catch(() => undefined))?.stop();
     },
   };
 }

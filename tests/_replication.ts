@@ -44,7 +44,8 @@
  * @module
  */
 
-import { type MariaDB, mariadbPeer, startMariaDB } from "./_mariadb.ts";
+import { lazyPeer, type MariaDB, mariadbPeer, peerTestOptions, startMariaDB } from "./_mariadb.ts";
+import { parsePtHeartbeatTs } from "../core/replication_delay.ts";
 
 /** Where Debian's `percona-toolkit` puts pt-heartbeat. */
 export const PT_HEARTBEAT = "/usr/bin/pt-heartbeat";
@@ -151,18 +152,12 @@ export function replicationPeer(): { readonly available: true } | {
  * @param what the test file's subject, for the messages
  */
 export function replicationTestOptions(what: string): { readonly ignore: boolean } {
-  const peer = replicationPeer();
-  if (peer.available) return { ignore: false };
-  const message = `${what}: missing ${peer.missing}; ` +
-    "install them with: apt-get install mariadb-server percona-toolkit";
-  if (Deno.env.get("COLDPACK_REQUIRE_PEERS") === "1") {
-    Deno.test(`${what}: MariaDB and pt-heartbeat are installed (COLDPACK_REQUIRE_PEERS=1)`, () => {
-      throw new Error(message);
-    });
-  } else {
-    console.warn(`\n*** SKIPPED: ${message} ***\n`);
-  }
-  return { ignore: true };
+  return peerTestOptions(
+    what,
+    replicationPeer(),
+    "MariaDB and pt-heartbeat are needed",
+    "apt-get install mariadb-server percona-toolkit",
+  );
 }
 
 /**
@@ -174,18 +169,7 @@ export function lazyReplication(options: ReplicationOptions = {}): {
   get(): Promise<ReplicationPair>;
   stop(): Promise<void>;
 } {
-  let pair: Promise<ReplicationPair> | undefined;
-  return {
-    get() {
-      pair ??= startReplication(options);
-      return pair;
-    },
-    async stop() {
-      const p = pair;
-      pair = undefined;
-      if (p !== undefined) await (await p.catch(() => undefined))?.stop();
-    },
-  };
+  return lazyPeer(() => startReplication(options));
 }
 
 /** Thrown by a {@linkcode waitUntil} probe to stop waiting at once. */
@@ -231,19 +215,7 @@ export async function waitUntil<T>(
  * `utc`) as unix seconds.
  */
 export function ptTsToUnix(ts: string, utc: boolean): number {
-  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?$/.exec(ts);
-  if (m === null) throw new SyntaxError(`Cannot parse pt-heartbeat ts: "${ts}"`);
-  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const frac = m[7] === undefined ? 0 : Number(m[7]);
-  const ms = utc ? Date.UTC(y, mo - 1, d, h, mi, s) : new Date(y, mo - 1, d, h, mi, s).getTime();
-  return ms / 1000 + frac;
+  return parsePtHeartbeatTs(ts, { utc });
 }
 
 /** Pairs not stopped yet: their pt-heartbeat pids, killed by the unload handler. */
