@@ -24,6 +24,10 @@ export type RemoteArchiveId = Brand<string, "RemoteArchiveId">;
 export type RetrievalId = Brand<string, "RetrievalId">;
 /** The store's id of a retrieval job (Glacier job id, S3 key for restores). */
 export type JobId = Brand<string, "JobId">;
+/** coldpack's id of one audit (one archive sampled for verification). */
+export type AuditId = Brand<string, "AuditId">;
+/** coldpack's id of one restore drill (one file restored to a test destination). */
+export type DrillId = Brand<string, "DrillId">;
 /** The identity of a source, e.g. `dir:/srv/uploads`; stored with every file. */
 export type SourceId = Brand<string, "SourceId">;
 
@@ -55,6 +59,18 @@ export function retrievalId(s: string): RetrievalId {
   return s as RetrievalId;
 }
 
+/** Brands an audit id (same alphabet as an archive id). */
+export function auditId(s: string): AuditId {
+  if (!ARCHIVE_ID.test(s)) throw new SyntaxError(`Invalid audit id: "${s}"`);
+  return s as AuditId;
+}
+
+/** Brands a drill id (same alphabet as an archive id). */
+export function drillId(s: string): DrillId {
+  if (!ARCHIVE_ID.test(s)) throw new SyntaxError(`Invalid drill id: "${s}"`);
+  return s as DrillId;
+}
+
 /** Brands a store job id. */
 export function jobId(s: string): JobId {
   if (s.length === 0) throw new SyntaxError("Invalid job id: empty");
@@ -82,6 +98,22 @@ export function newArchiveId(nowMs: number, random: Uint8Array): ArchiveId {
 /** Makes a new retrieval id, shaped like an archive id with an `r` prefix. */
 export function newRetrievalId(nowMs: number, random: Uint8Array): RetrievalId {
   return retrievalId(`r${compactTime(nowMs)}-${hex(random)}`);
+}
+
+/**
+ * Makes a new audit id, shaped like an archive id with an `a` prefix:
+ * `a20261122T105301.123Z-1a2b3c4d5e6f`.
+ *
+ * @param nowMs milliseconds since the epoch
+ * @param random 6 random bytes
+ */
+export function newAuditId(nowMs: number, random: Uint8Array): AuditId {
+  return auditId(`a${compactTime(nowMs)}-${hex(random)}`);
+}
+
+/** Makes a new drill id, shaped like an archive id with a `d` prefix. */
+export function newDrillId(nowMs: number, random: Uint8Array): DrillId {
+  return drillId(`d${compactTime(nowMs)}-${hex(random)}`);
 }
 
 function compactTime(ms: number): string {

@@ -5,7 +5,16 @@
  * @module
  */
 
-import type { ArchiveId, FileId, JobId, RemoteArchiveId, RetrievalId, SourceId } from "./ids.ts";
+import type {
+  ArchiveId,
+  AuditId,
+  DrillId,
+  FileId,
+  JobId,
+  RemoteArchiveId,
+  RetrievalId,
+  SourceId,
+} from "./ids.ts";
 import type { Stage } from "./errors.ts";
 
 // ---------------------------------------------------------------------------
@@ -602,6 +611,88 @@ export interface RestoreRow {
   readonly overwrite: boolean;
 }
 
+/** Where an audit of one archive stands. */
+export type AuditState =
+  /** The retrieval was started and the manifest handed to the verifier. */
+  | "sent"
+  /** The verifier found the archive as the manifest says. */
+  | "verified"
+  /** The verifier reported findings (`findings` > 0). */
+  | "failed"
+  /** Not audited this time (the retrieval budget), with the reason in `note`. */
+  | "skipped"
+  /** The audit could not be carried out (source, store or verifier error), see `note`. */
+  | "error";
+
+/** Every audit state. */
+export const AUDIT_STATES: readonly AuditState[] = [
+  "sent",
+  "verified",
+  "failed",
+  "skipped",
+  "error",
+];
+
+/** One audit of one archive (`coldpack-audit sample`). */
+export interface AuditRow {
+  /** `a<compact ISO time>-<12 hex>` (`newAuditId`); sorting ids sorts audits by creation time. */
+  readonly id: AuditId;
+  readonly archiveId: ArchiveId;
+  /** The audit's retrieval (purpose `audit`); `null` when none was started (skipped). */
+  readonly retrievalId: RetrievalId | null;
+  /** SHA-256 (lower hex) of the manifest bytes sent to the verifier; `null` when none was sent. */
+  readonly manifestDigest: string | null;
+  readonly state: AuditState;
+  /** How many findings the verifier reported; `null` until known. */
+  readonly findings: number | null;
+  readonly createdAt: number;
+  /** When the state last changed after creation; `null` before. */
+  readonly updatedAt: number | null;
+  readonly note: string | null;
+}
+
+/** Where one drill file stands. */
+export type DrillState =
+  /** Its restore was requested; not yet checked. */
+  | "pending"
+  /** Restored byte-identical in time. */
+  | "ok"
+  /** Checked and found wrong or late, alert not yet sent. */
+  | "failed"
+  /** Wrong or late, and the alert mail was sent. */
+  | "alerted";
+
+/** Every drill state. */
+export const DRILL_STATES: readonly DrillState[] = ["pending", "ok", "failed", "alerted"];
+
+/** One file of a restore drill (`coldpack-audit drill`). */
+export interface DrillRow {
+  /** `d<compact ISO time>-<12 hex>` (`newDrillId`). */
+  readonly id: DrillId;
+  /** The restore ({@linkcode RestoreRow.id}) that brings the file back. */
+  readonly restoreId: number;
+  readonly fileId: FileId;
+  /** The test destination, as in the restore. */
+  readonly dest: string;
+  readonly startedAt: number;
+  /** When a later run last checked it; `null` before. */
+  readonly checkedAt: number | null;
+  readonly state: DrillState;
+  readonly note: string | null;
+}
+
+/** The span of archive sequence numbers, for sampling archives without a scan. */
+export interface ArchiveSeqRange {
+  /** Smallest `seq` of a committed archive. */
+  readonly min: number;
+  /** Largest `seq` of a committed archive. */
+  readonly max: number;
+  /** Committed archives (at most `max - min + 1`: sequence numbers may have gaps). */
+  readonly count: number;
+  /** Sum of their sizes. */
+  readonly bytes: number;
+}
+
 /** One message taken from a {@linkcode NotificationQueue}. */
 export interface QueueMessage {
   /** The queue's id for the message (SQS `MessageId`). */
@@ -800,6 +891,87 @@ export interface Catalog {
   }): Promise<RestoreRow[]>;
   /** Unresolved failures, newest first. */
   recentFailures(limit: number): Promise<FailureRow[]>;
+  /**
+   * The smallest and largest archive `seq`, the archive count and the sum of
+   * their sizes, without scanning the archives (an index's two ends and a
+   * running total kept by `commitArchive`); `null` when there is no archive.
+   * Every committed archive has a distinct `seq` in `[min, max]`; there may be
+   * gaps, so a uniform pick draws seqs in the span and drops those not found.
+   */
+  archiveSeqRange(): Promise<ArchiveSeqRange | null>;
+  /**
+   * The archives whose `seq` is one of `seqs` (by the unique index), by seq;
+   * a seq with no archive (a gap) is left out. Each seq must be a whole
+   * number; repeats count once.
+   */
+  archivesBySeq(seqs: readonly number[]): Promise<ArchiveRow[]>;
+  /**
+   * Bytes retrieved by retrievals started at or after `sinceMs`, restores and
+   * audits alike: each one's range length (`end - start + 1`), or its
+   * archive's size when it retrieved the whole archive.
+   */
+  retrievedBytesSince(sinceMs: number): Promise<number>;
+  /**
+   * Records an audit. A second call with the same id is a no-op. Rejects with
+   * a `RangeError` for an unknown archive or retrieval.
+   */
+  addAudit(row: AuditRow): Promise<void>;
+  /**
+   * Sets an audit's state and `updatedAt`, and each of `findings`, `note`,
+   * `retrievalId`, `manifestDigest` that `update` has (`null` clears it; an
+   * absent one is kept). Rejects with a `RangeError` for an unknown id.
+   */
+  updateAudit(
+    id: AuditId,
+    update: {
+      readonly state: AuditState;
+      readonly updatedAt: number;
+      readonly findings?: number | null;
+      readonly note?: string | null;
+      readonly retrievalId?: RetrievalId | null;
+      readonly manifestDigest?: string | null;
+    },
+  ): Promise<void>;
+  /**
+   * Audits by id (that is, by creation time), oldest first, or newest first
+   * with `newestFirst`; after `afterId` in that order (exclusive), at most
+   * `limit`; only those in `states` when given (none when it is empty).
+   */
+  audits(options: {
+    readonly limit: number;
+    readonly afterId?: AuditId;
+    readonly newestFirst?: boolean;
+    readonly states?: readonly AuditState[];
+  }): Promise<AuditRow[]>;
+  /**
+   * Records a drill file. A second call with the same id is a no-op. Rejects
+   * with a `RangeError` for an unknown restore or file.
+   */
+  addDrill(row: DrillRow): Promise<void>;
+  /**
+   * Sets a drill's state, and each of `checkedAt`, `note` that `update` has
+   * (`null` clears it; an absent one is kept). Rejects with a `RangeError`
+   * for an unknown id.
+   */
+  updateDrill(
+    id: DrillId,
+    update: {
+      readonly state: DrillState;
+      readonly checkedAt?: number | null;
+      readonly note?: string | null;
+    },
+  ): Promise<void>;
+  /**
+   * Drills by id (by start time), oldest first, or newest first with
+   * `newestFirst`; after `afterId` in that order, at most `limit`; only
+   * those in `states` when given (none when it is empty).
+   */
+  drills(options: {
+    readonly limit: number;
+    readonly afterId?: DrillId;
+    readonly newestFirst?: boolean;
+    readonly states?: readonly DrillState[];
+  }): Promise<DrillRow[]>;
   close(): Promise<void>;
 }
 

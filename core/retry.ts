@@ -303,6 +303,15 @@ const CATALOG_METHODS = [
   "assignRestores",
   "finishRestore",
   "restores",
+  "archiveSeqRange",
+  "archivesBySeq",
+  "retrievedBytesSince",
+  "addAudit",
+  "updateAudit",
+  "audits",
+  "addDrill",
+  "updateDrill",
+  "drills",
 ] as const satisfies readonly Exclude<keyof Catalog, "close">[];
 
 // Fails to compile when a Catalog method is missing from the list above.

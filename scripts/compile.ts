@@ -27,6 +27,11 @@ const PERMISSIONS: Record<string, { binary: string; flags: string[] }> = {
     binary: "coldpack-restore-listener",
     flags: [...BACKUP_PERMISSIONS, V8_FLAGS],
   },
+  audit: { binary: "coldpack-audit", flags: [...BACKUP_PERMISSIONS, V8_FLAGS] },
+  audit_verifier: {
+    binary: "coldpack-audit-verifier",
+    flags: [...BACKUP_PERMISSIONS, V8_FLAGS],
+  },
 };
 
 async function main(args: string[]): Promise<number> {

@@ -35,14 +35,14 @@ Deno.test("admin migrate brings a version 1 catalog up to date and keeps its row
     assert.equal(check.code, 1, check.stderr);
     assert.match(
       check.stdout,
-      /schema version 1, 5 available; due: 2 leases, 3 gone_at, 4 restores, 5 restore_overwrite/,
+      /schema version 1, 6 available; due: 2 leases, 3 gone_at, 4 restores, 5 restore_overwrite, 6 audits/,
     );
     const run = await runCmd("admin", ["migrate", "--catalog", url]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(
       run.stdout,
       new RegExp(
-        `schema version 1 -> ${LATEST_SCHEMA_VERSION} \\(applied 2 leases, 3 gone_at, 4 restores, 5 restore_overwrite\\)`,
+        `schema version 1 -> ${LATEST_SCHEMA_VERSION} \\(applied 2 leases, 3 gone_at, 4 restores, 5 restore_overwrite, 6 audits\\)`,
       ),
     );
     const again = await runCmd("admin", ["migrate", "--catalog", url]);
@@ -57,7 +57,7 @@ Deno.test("admin migrate brings a version 1 catalog up to date and keeps its row
       >;
       assert.deepEqual({ ...row }, { file_key: "a.jpg", claimed_by: null });
       const versions = db.prepare("SELECT version FROM schema_migrations ORDER BY version").all();
-      assert.deepEqual(versions.map((r) => (r as { version: number }).version), [1, 2, 3, 4, 5]);
+      assert.deepEqual(versions.map((r) => (r as { version: number }).version), [1, 2, 3, 4, 5, 6]);
     } finally {
       db.close();
     }

@@ -28,6 +28,15 @@
  *   (an empty `states` matches nothing). Arguments are checked before the
  *   database is touched: `TypeError` for a malformed id or text, `RangeError`
  *   for a value out of range, each naming the value.
+ * - Sampling: `archiveSeqRange` counts every committed archive once (a
+ *   repeated commit adds nothing) and agrees with `status()`; the seqs of
+ *   archives committed one after another grow; `archivesBySeq` answers by
+ *   seq, leaves out seqs with no archive and refuses a seq that is not a
+ *   whole number (`RangeError`) or more than 1,000 seqs.
+ * - Audits and drills: a second `addAudit`/`addDrill` with the same id
+ *   keeps the first row; unknown archives, retrievals, restores and ids are
+ *   `RangeError`s naming them; a drill's restore must be of the drill's
+ *   file; `audits()`/`drills()` page by id both ways and filter by states.
  *
  * @example
  * ```ts
@@ -45,8 +54,10 @@ import assert from "node:assert/strict";
 import type {
   ArchiveMember,
   ArchiveRow,
+  AuditRow,
   Catalog,
   CatalogStatus,
+  DrillRow,
   FileRow,
   RestoreRow,
   RetrievalRow,
@@ -55,6 +66,10 @@ import type {
 import {
   type ArchiveId,
   archiveId,
+  type AuditId,
+  auditId,
+  type DrillId,
+  drillId,
   type FileId,
   fileId,
   jobId,
@@ -176,6 +191,36 @@ async function mustRestore(c: Catalog, id: number): Promise<RestoreRow> {
   const [row] = await c.restores({ limit: 1, afterId: id - 1 });
   assert.ok(row && row.id === id, `restore ${id} should exist`);
   return row;
+}
+
+/** An audit row; `id` unchecked, so that a test can hand the catalog a malformed one. */
+function auditRow(id: string, archive: string, extra: Partial<AuditRow> = {}): AuditRow {
+  return {
+    id: id as AuditId,
+    archiveId: archiveId(archive),
+    retrievalId: retrievalId("ra-1"),
+    manifestDigest: "ab".repeat(32),
+    state: "sent",
+    findings: null,
+    createdAt: T0 + 3000,
+    updatedAt: null,
+    note: null,
+    ...extra,
+  };
+}
+
+function drillRow(id: DrillId, restore: RestoreRow, extra: Partial<DrillRow> = {}): DrillRow {
+  return {
+    id,
+    restoreId: restore.id,
+    fileId: restore.fileId,
+    dest: restore.dest,
+    startedAt: T0,
+    checkedAt: null,
+    state: "pending",
+    note: null,
+    ...extra,
+  };
 }
 
 function rejectsWith(
@@ -1694,6 +1739,281 @@ export function catalogConformance(
       c.restores({ limit: 1, afterId: -1 }),
       rejectsWith(RangeError, /Invalid afterId: -1/),
     );
+  });
+
+  test("archiveSeqRange and archivesBySeq pick archives by seq without a scan", async (c) => {
+    assert.equal(await c.archiveSeqRange(), null);
+    assert.deepEqual(await c.archivesBySeq([]), []);
+    assert.deepEqual(await c.archivesBySeq([1, 2, 3]), []);
+    const ids = ["arc-q1", "arc-q2", "arc-q3", "arc-q4", "arc-q5"];
+    for (const [i, id] of ids.entries()) {
+      const rows = await c.addDiscovered(SRC, [entry(`${id}/f`)], T0);
+      await c.commitArchive(archiveRow(id, { size: 1000 * (i + 1) }), membersOf(rows));
+    }
+    // A commit repeated after a lost answer, and a refused one, count nothing.
+    const [first] = await c.archiveFiles(archiveId("arc-q1"));
+    assert.ok(first);
+    await c.commitArchive(archiveRow("arc-q1", { size: 1000 }), membersOf([first]));
+    await assert.rejects(
+      c.commitArchive(archiveRow("arc-q2", { remoteId: remoteArchiveId("other") }), []),
+      (e: unknown) => e instanceof PortError && e.code === "ARCHIVE_EXISTS",
+    );
+    const range = await c.archiveSeqRange();
+    assert.ok(range);
+    assert.equal(range.count, 5);
+    assert.equal(range.bytes, 15_000);
+    assert.ok(Number.isSafeInteger(range.min) && range.min >= 1, `min ${range.min}`);
+    assert.ok(range.max - range.min + 1 >= 5, `[${range.min}, ${range.max}] holds 5 archives`);
+    const status = await c.status();
+    assert.equal(status.archives, range.count);
+    assert.equal(status.storedBytes, range.bytes);
+    const span = Array.from({ length: range.max - range.min + 1 }, (_, i) => range.min + i);
+    const all = await c.archivesBySeq(span);
+    assert.deepEqual(all.map((a) => a.id), ids, "seqs grow in commit order");
+    assert.deepEqual(one(all, 2), await c.archive(archiveId("arc-q3")));
+    const ends = await c.archivesBySeq([range.max, range.min, range.min]);
+    assert.deepEqual(ends.map((a) => a.id), ["arc-q1", "arc-q5"]);
+    assert.deepEqual(await c.archivesBySeq([range.max + 1, range.min - 1, -5]), []);
+    await assert.rejects(
+      c.archivesBySeq([range.min, 1.5]),
+      rejectsWith(RangeError, /Invalid archive seq: 1\.5 is not a whole number/),
+    );
+    await assert.rejects(
+      c.archivesBySeq(Array.from({ length: 1001 }, (_, i) => i)),
+      rejectsWith(RangeError, /1001 seqs in one call \(at most 1000\)/),
+    );
+  });
+
+  test("retrievedBytesSince sums range lengths and whole archives since a time", async (c) => {
+    await archived(c, "arc-budget", ["a"]);
+    assert.equal(await c.retrievedBytesSince(T0), 0);
+    await c.addRetrieval(
+      retrievalRow("rb-range", "arc-budget", { range: { start: 1024, end: 2047 } }),
+    );
+    await c.addRetrieval(
+      retrievalRow("rb-whole", "arc-budget", {
+        range: null,
+        purpose: "audit",
+        startedAt: T0 + 2000,
+      }),
+    );
+    await c.addRetrieval(retrievalRow("rb-old", "arc-budget", { startedAt: T0 - 1 }));
+    assert.equal(await c.retrievedBytesSince(T0), 1024 + 10_240);
+    assert.equal(await c.retrievedBytesSince(T0 + 1001), 10_240);
+    assert.equal(await c.retrievedBytesSince(T0 + 2000), 10_240);
+    assert.equal(await c.retrievedBytesSince(T0 + 2001), 0);
+    assert.equal(await c.retrievedBytesSince(0), 1024 + 10_240 + 2_097_152);
+    await assert.rejects(
+      c.retrievedBytesSince(1.5),
+      rejectsWith(RangeError, /Invalid sinceMs: 1\.5/),
+    );
+  });
+
+  test("addAudit records every field once; updateAudit writes only the fields given", async (c) => {
+    await archived(c, "arc-audit", ["a"]);
+    await c.addRetrieval(
+      retrievalRow("ra-1", "arc-audit", { range: null, purpose: "audit" }),
+    );
+    await c.addRetrieval(
+      retrievalRow("ra-2", "arc-audit", { range: null, purpose: "audit" }),
+    );
+    const sent = auditRow(auditId("a-001"), "arc-audit", { note: "3 files, 1 from the catalog" });
+    await c.addAudit(sent);
+    await c.addAudit({ ...sent, state: "failed", note: "again" });
+    assert.deepEqual(await c.audits({ limit: 10 }), [sent]);
+    const skipped = auditRow(auditId("a-002"), "arc-audit", {
+      retrievalId: null,
+      manifestDigest: null,
+      state: "skipped",
+      note: "over budget",
+    });
+    await c.addAudit(skipped);
+    await c.updateAudit(auditId("a-001"), { state: "failed", findings: 2, updatedAt: T0 + 5000 });
+    const failed = { ...sent, state: "failed" as const, findings: 2, updatedAt: T0 + 5000 };
+    assert.deepEqual(await c.audits({ limit: 10 }), [failed, skipped]);
+    await c.updateAudit(auditId("a-001"), {
+      state: "error",
+      updatedAt: T0 + 6000,
+      note: null,
+      findings: null,
+      retrievalId: retrievalId("ra-2"),
+      manifestDigest: "cd".repeat(32),
+    });
+    assert.deepEqual(await c.audits({ limit: 1 }), [{
+      ...failed,
+      state: "error",
+      updatedAt: T0 + 6000,
+      note: null,
+      findings: null,
+      retrievalId: retrievalId("ra-2"),
+      manifestDigest: "cd".repeat(32),
+    }]);
+    await assert.rejects(
+      c.updateAudit(auditId("a-404"), { state: "verified", updatedAt: T0 }),
+      rejectsWith(RangeError, /unknown audit id/),
+    );
+    await assert.rejects(
+      c.updateAudit(auditId("a-001"), {
+        state: "verified",
+        updatedAt: T0,
+        retrievalId: retrievalId("ra-none"),
+      }),
+      rejectsWith(RangeError, /unknown retrieval ra-none/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow(auditId("a-003"), "arc-none")),
+      rejectsWith(RangeError, /Cannot record audit a-003.*: unknown archive arc-none/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow(auditId("a-003"), "arc-audit", { retrievalId: retrievalId("ra-none") })),
+      rejectsWith(RangeError, /unknown retrieval ra-none/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow(auditId("a-003"), "arc-audit", { manifestDigest: "AB".repeat(32) })),
+      rejectsWith(TypeError, /Invalid manifest digest of audit a-003: .* 64 lower-case hex/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow(auditId("a-003"), "arc-audit", { state: "lost" as "sent" })),
+      rejectsWith(RangeError, /Invalid state of audit a-003: "lost"/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow(auditId("a-003"), "arc-audit", { findings: -1 })),
+      rejectsWith(RangeError, /Invalid findings of audit a-003: -1/),
+    );
+    await assert.rejects(
+      c.addAudit(auditRow("a 3", "arc-audit")),
+      rejectsWith(TypeError, /Invalid audit id: "a 3"/),
+    );
+    await assert.rejects(
+      c.updateAudit(auditId("a-001"), { state: "verified", updatedAt: 1.5 }),
+      rejectsWith(RangeError, /Invalid updatedAt of audit a-001: 1\.5/),
+    );
+    assert.equal((await c.audits({ limit: 10 })).length, 2, "the refused calls recorded nothing");
+  });
+
+  test("audits page by id both ways, filtered by states", async (c) => {
+    await archived(c, "arc-ap", ["a"]);
+    const states = ["sent", "verified", "failed", "verified", "skipped"] as const;
+    for (const [i, state] of states.entries()) {
+      await c.addAudit(
+        auditRow(auditId(`a-10${i + 1}`), "arc-ap", {
+          retrievalId: null,
+          state,
+          createdAt: T0 + i,
+        }),
+      );
+    }
+    const page = async (options: Parameters<Catalog["audits"]>[0]) =>
+      (await c.audits(options)).map((a) => Number(a.id.slice(-1)));
+    assert.deepEqual(await page({ limit: 2 }), [1, 2]);
+    assert.deepEqual(await page({ limit: 2, afterId: auditId("a-102") }), [3, 4]);
+    assert.deepEqual(await page({ limit: 2, afterId: auditId("a-104") }), [5]);
+    assert.deepEqual(await page({ limit: 2, newestFirst: true }), [5, 4]);
+    assert.deepEqual(await page({ limit: 2, newestFirst: true, afterId: auditId("a-104") }), [
+      3,
+      2,
+    ]);
+    assert.deepEqual(await page({ limit: 9, newestFirst: true, afterId: auditId("a-101") }), []);
+    assert.deepEqual(await page({ limit: 9, states: ["verified"] }), [2, 4]);
+    assert.deepEqual(await page({ limit: 9, states: ["verified", "skipped"] }), [2, 4, 5]);
+    assert.deepEqual(
+      await page({ limit: 1, newestFirst: true, states: ["verified", "verified"] }),
+      [4],
+    );
+    assert.deepEqual(await page({ limit: 9, states: [] }), []);
+    assert.deepEqual(await page({ limit: 0 }), []);
+    await assert.rejects(
+      c.audits({ limit: 9, states: ["lost" as "sent"] }),
+      rejectsWith(RangeError, /Invalid audit state: "lost"/),
+    );
+    await assert.rejects(c.audits({ limit: -1 }), rejectsWith(RangeError, /Invalid limit: -1/));
+    await assert.rejects(
+      c.audits({ limit: 1, afterId: "" as AuditId }),
+      rejectsWith(TypeError, /Invalid audit id: ""/),
+    );
+  });
+
+  test("addDrill records a drill once; updateDrill and drills", async (c) => {
+    const files = await archived(c, "arc-drill", ["a", "b", "c"]);
+    const restores = await c.addRestores(
+      files.map((f, i) => ({
+        ...request(`drill:${i}`, f, "s3://test-bucket/drill"),
+        requestedBy: "drill",
+      })),
+      T0,
+    );
+    const rows = restores.map((r, i) =>
+      drillRow(drillId(`d-00${i + 1}`), r, { startedAt: T0 + i, dest: "s3://test-bucket/drill" })
+    );
+    for (const row of rows) await c.addDrill(row);
+    await c.addDrill({ ...one(rows, 0), state: "ok" });
+    assert.deepEqual(await c.drills({ limit: 10 }), rows);
+    await c.updateDrill(drillId("d-002"), {
+      state: "ok",
+      checkedAt: T0 + 3_600_000,
+      note: "byte-identical",
+    });
+    await c.updateDrill(drillId("d-003"), { state: "failed", checkedAt: T0 + 3_600_000 });
+    await c.updateDrill(drillId("d-003"), { state: "alerted", note: "not restored within 24 h" });
+    const [d1, d2, d3] = [one(rows, 0), one(rows, 1), one(rows, 2)];
+    const after = [
+      d1,
+      { ...d2, state: "ok" as const, checkedAt: T0 + 3_600_000, note: "byte-identical" },
+      {
+        ...d3,
+        state: "alerted" as const,
+        checkedAt: T0 + 3_600_000,
+        note: "not restored within 24 h",
+      },
+    ];
+    assert.deepEqual(await c.drills({ limit: 10 }), after);
+    await c.updateDrill(drillId("d-002"), { state: "ok", note: null, checkedAt: null });
+    assert.deepEqual((await c.drills({ limit: 1, afterId: drillId("d-001") }))[0], {
+      ...d2,
+      state: "ok",
+    });
+    const page = async (options: Parameters<Catalog["drills"]>[0]) =>
+      (await c.drills(options)).map((d) => d.id);
+    assert.deepEqual(await page({ limit: 2, newestFirst: true }), [
+      drillId("d-003"),
+      drillId("d-002"),
+    ]);
+    assert.deepEqual(await page({ limit: 2, newestFirst: true, afterId: drillId("d-002") }), [
+      drillId("d-001"),
+    ]);
+    assert.deepEqual(await page({ limit: 9, states: ["pending", "alerted"] }), [
+      drillId("d-001"),
+      drillId("d-003"),
+    ]);
+    assert.deepEqual(await page({ limit: 9, states: [] }), []);
+    await assert.rejects(
+      c.updateDrill(drillId("d-404"), { state: "ok" }),
+      rejectsWith(RangeError, /unknown drill id/),
+    );
+    await assert.rejects(
+      c.addDrill({ ...d1, id: drillId("d-004"), restoreId: 999_999 }),
+      rejectsWith(RangeError, /Cannot record drill d-004.*: unknown restore 999999/),
+    );
+    await assert.rejects(
+      c.addDrill({ ...d1, id: drillId("d-004"), fileId: d2.fileId }),
+      rejectsWith(
+        RangeError,
+        new RegExp(`restore ${d1.restoreId} is of file fid:${d1.fileId}, not fid:${d2.fileId}`),
+      ),
+    );
+    await assert.rejects(
+      c.addDrill({ ...d1, id: drillId("d-004"), state: "lost" as "ok" }),
+      rejectsWith(RangeError, /Invalid state of drill d-004: "lost"/),
+    );
+    await assert.rejects(
+      c.addDrill({ ...d1, id: drillId("d-004"), dest: "" }),
+      rejectsWith(TypeError, /Invalid destination of drill d-004/),
+    );
+    await assert.rejects(
+      c.drills({ limit: 9, states: ["lost" as "ok"] }),
+      rejectsWith(RangeError, /Invalid drill state: "lost"/),
+    );
+    assert.equal((await c.drills({ limit: 10 })).length, 3, "the refused calls recorded nothing");
   });
 }
 

@@ -674,6 +674,145 @@ test("the hot queries use their indexes", async () => {
   });
 });
 
+test("the sampling queries read the seq index and the stats row, never scan archives", async () => {
+  await withCatalog(async (c, server, db) => {
+    // 20,000 archives (bulk, as the benchmark loads them), committed ones on top.
+    const values = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => {
+        const k = from + i;
+        return `('arc-s${k}', 's', 'r${k}', ${1000 + k}, 'h', 1, 1, 'd', 1, 1)`;
+      }).join(", ");
+    for (let i = 0; i < 20_000; i += 5000) {
+      await server.rootQuery(
+        `INSERT INTO \`${db}\`.archives (id, store, remote_id, size, tree_hash, file_count,
+           data_bytes, description, created_at, committed_at) VALUES ${values(i, 5000)}`,
+      );
+    }
+    await server.rootQuery(
+      `UPDATE \`${db}\`.archive_stats SET archives = 20000,
+         bytes = (SELECT SUM(size) FROM \`${db}\`.archives) WHERE id = 1`,
+    );
+    const rows = await c.addDiscovered(SRC, [entry("sampled.jpg")], T0);
+    await c.commitArchive(archiveRow("arc-sampled", { size: 5 }), membersOf(rows));
+    await c.addRetrieval({
+      id: retrievalId("r-sampled"),
+      archiveId: archiveId("arc-sampled"),
+      store: "file:///srv/vault",
+      jobId: jobId("job-sampled"),
+      range: null,
+      tier: "Bulk",
+      purpose: "audit",
+      state: "in-progress",
+      startedAt: T0,
+      readyAt: null,
+      expiresAt: null,
+      failure: null,
+    });
+    await server.rootQuery(
+      `ANALYZE TABLE \`${db}\`.archives, \`${db}\`.retrievals, \`${db}\`.archive_stats`,
+    );
+    const range = await c.archiveSeqRange();
+    assert.ok(range);
+    assert.equal(range.count, 20_001);
+    assert.equal(range.max - range.min + 1, 20_001, "bulk inserts and commits leave no gaps");
+    const picked = await c.archivesBySeq([range.min, range.min + 7, range.max]);
+    assert.deepEqual(picked.map((a) => a.id), ["arc-s0", "arc-s7", "arc-sampled"]);
+    assert.equal(await c.retrievedBytesSince(T0), 5);
+
+    const explain = async (sql: string) =>
+      (await server.rootQuery(`EXPLAIN ${sql}`)).map((r) => ({
+        table: String(r.table),
+        type: String(r.type),
+        key: String(r.key),
+        extra: String(r.Extra),
+      }));
+    const t = (name: string) => `\`${db}\`.${name}`;
+    // archiveSeqRange: MIN/MAX come from the index's ends ("Select tables
+    // optimized away"), the stats row by its primary key.
+    const rangePlan = await explain(
+      `SELECT (SELECT MIN(seq) FROM ${t("archives")}) AS lo,
+         (SELECT MAX(seq) FROM ${t("archives")}) AS hi, archives AS n, bytes
+       FROM ${t("archive_stats")} WHERE id = 1`,
+    );
+    const shown = (p: unknown) => JSON.stringify(p);
+    assert.equal(rangePlan.length, 3, shown(rangePlan));
+    for (const r of rangePlan) {
+      assert.notEqual(r.type, "ALL", shown(rangePlan));
+      assert.ok(
+        r.table !== "archives",
+        `archives read through no table access: ${shown(rangePlan)}`,
+      );
+    }
+    assert.equal(rangePlan.filter((r) => r.extra === "Select tables optimized away").length, 2);
+    assert.ok(
+      rangePlan.some((r) => r.table === "archive_stats" && r.key === "PRIMARY"),
+      shown(rangePlan),
+    );
+    // archivesBySeq: a range of unique-key lookups.
+    const seqPlan = await explain(
+      `SELECT id, store FROM ${t("archives")} WHERE seq IN (3, 17, 19999, 40000) ORDER BY seq`,
+    );
+    assert.deepEqual(seqPlan.map((r) => [r.table, r.type, r.key]), [
+      ["archives", "range", "archives_seq"],
+    ]);
+    assert.doesNotMatch(seqPlan[0]?.extra ?? "", /filesort/);
+    // retrievedBytesSince: the started_at range, archives by primary key.
+    const budgetPlan = await explain(
+      `SELECT SUM(a.size) FROM ${t("retrievals")} AS r FORCE INDEX (retrievals_started)
+         JOIN ${t("archives")} AS a ON a.id = r.archive_id WHERE r.started_at >= 5`,
+    );
+    assert.deepEqual(budgetPlan.map((r) => [r.table, r.type, r.key]), [
+      ["r", "range", "retrievals_started"],
+      ["a", "eq_ref", "PRIMARY"],
+    ]);
+    const auditPlan = await explain(
+      `SELECT * FROM ${t("audits")} WHERE state IN ('sent') AND id > 'a' ORDER BY id LIMIT 5`,
+    );
+    assert.notEqual(auditPlan[0]?.type, "ALL", shown(auditPlan));
+  });
+});
+
+test("migrating a version 5 catalog counts its archives for sampling", async () => {
+  const server = await mariadb.get();
+  const db = await server.createDatabase();
+  try {
+    const old = await mysql.createConnection({ ...optionsFor(server, db) });
+    try {
+      await old.query(MIGRATIONS_TABLE.mysql);
+      for (const m of MIGRATIONS.filter((m) => m.version <= 5)) {
+        for (const sql of m.sql.mysql!) await old.query(sql);
+        await old.query(
+          "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
+          [m.version, m.name],
+        );
+      }
+      await old.query(
+        `INSERT INTO archives (id, seq, store, remote_id, size, tree_hash, file_count, data_bytes,
+           description, created_at, committed_at)
+         VALUES ('arc-old-1', 1, 's', 'r1', 1000, 'h', 1, 1, 'd', 1, 1),
+                ('arc-old-2', 2, 's', 'r2', 2500, 'h', 1, 1, 'd', 1, 1),
+                ('arc-old-4', 4, 's', 'r4', 4000, 'h', 1, 1, 'd', 1, 1)`,
+      );
+    } finally {
+      await old.end();
+    }
+    const c = await MysqlCatalog.open(optionsFor(server, db));
+    try {
+      assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.deepEqual(await c.archiveSeqRange(), { min: 1, max: 4, count: 3, bytes: 7500 });
+      const rows = await c.addDiscovered(SRC, [entry("new.jpg")], T0);
+      await c.commitArchive(archiveRow("arc-new", { size: 500 }), membersOf(rows));
+      assert.deepEqual(await c.archiveSeqRange(), { min: 1, max: 5, count: 4, bytes: 8000 });
+      const picked = await c.archivesBySeq([3, 4, 5]);
+      assert.deepEqual(picked.map((a) => a.id), ["arc-old-4", "arc-new"]);
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await server.dropDatabase(db);
+  }
+});
+
 test("close is idempotent and later calls reject with CATALOG_CLOSED", async () => {
   const server = await mariadb.get();
   const db = await server.createDatabase();

@@ -43,7 +43,7 @@ function entry(key: string, version = "v1"): SourceEntry {
   return { key, version, length: 100, mtimeMs: T0 };
 }
 
-function archiveRow(id: string): ArchiveRow {
+function archiveRow(id: string, extra: Partial<ArchiveRow> = {}): ArchiveRow {
   return {
     id: archiveId(id),
     store: "file:///srv/vault",
@@ -55,6 +55,7 @@ function archiveRow(id: string): ArchiveRow {
     description: id,
     createdAt: T0,
     committedAt: T0 + 1,
+    ...extra,
   };
 }
 
@@ -190,6 +191,40 @@ Deno.test("sqlite: migrating a version 4 catalog keeps its restores, overwrite f
     try {
       assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
       await checkMigratedRestores(catalog, T0);
+    } finally {
+      await catalog.close();
+    }
+  });
+});
+
+Deno.test("sqlite: migrating a version 5 catalog counts its archives for sampling", async () => {
+  await withDbFile(async (path) => {
+    catalogAtVersion(path, 5);
+    const db = raw(path);
+    try {
+      db.exec(
+        `INSERT INTO archives (id, seq, store, remote_id, size, tree_hash, file_count, data_bytes,
+           description, created_at, committed_at)
+           VALUES ('arc-old-1', 1, 's', 'r1', 1000, 'h', 1, 1, 'd', 1, 1),
+                  ('arc-old-2', 2, 's', 'r2', 2500, 'h', 1, 1, 'd', 1, 1),
+                  ('arc-old-4', 4, 's', 'r4', 4000, 'h', 1, 1, 'd', 1, 1);`,
+      );
+    } finally {
+      db.close();
+    }
+    const catalog = await SqliteCatalog.open(path);
+    try {
+      assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.deepEqual(await catalog.archiveSeqRange(), { min: 1, max: 4, count: 3, bytes: 7500 });
+      const rows = await catalog.addDiscovered(SRC, [entry("new.jpg")], T0);
+      const [f] = rows;
+      assert.ok(f);
+      await catalog.commitArchive(archiveRow("arc-new", { size: 500 }), [
+        { fileId: f.id, md5: "0".repeat(32), length: 100, headerOffset: 0, dataOffset: 512 },
+      ]);
+      assert.deepEqual(await catalog.archiveSeqRange(), { min: 1, max: 5, count: 4, bytes: 8000 });
+      const picked = await catalog.archivesBySeq([3, 4, 5]);
+      assert.deepEqual(picked.map((a) => a.id), ["arc-old-4", "arc-new"]);
     } finally {
       await catalog.close();
     }
@@ -477,6 +512,31 @@ Deno.test("sqlite: the hot queries use their indexes", async () => {
           /USING INDEX restores_retrieval \(retrieval_id=\? AND rowid>\?\)/,
         ],
         ["SELECT * FROM restores WHERE restore_key = 'k'", /USING INDEX sqlite_autoindex_restores/],
+        // archiveSeqRange: both ends of the seq index, the stats row by key.
+        [
+          "SELECT (SELECT MIN(seq) FROM archives) AS lo, (SELECT MAX(seq) FROM archives) AS hi, " +
+          "archives AS n, bytes FROM archive_stats WHERE id = 1",
+          /^(?!.*SCAN archives\b)(?=.*SEARCH archive_stats USING INTEGER PRIMARY KEY)(?:.*SEARCH archives USING COVERING INDEX sqlite_autoindex_archives_2){2}/,
+        ],
+        // archivesBySeq
+        [
+          "SELECT * FROM archives WHERE seq IN (SELECT value FROM json_each('[1,5]')) ORDER BY seq",
+          /^(?!.*SCAN archives\b).*SEARCH archives USING INDEX sqlite_autoindex_archives_\d \(seq=\?\)/,
+        ],
+        // retrievedBytesSince
+        [
+          "SELECT SUM(a.size) FROM retrievals AS r INDEXED BY retrievals_started " +
+          "JOIN archives AS a ON a.id = r.archive_id WHERE r.started_at >= 5",
+          /SEARCH r USING INDEX retrievals_started \(started_at>\?\).*SEARCH a USING INDEX sqlite_autoindex_archives_1 \(id=\?\)/,
+        ],
+        [
+          "SELECT * FROM audits WHERE id > 'a' AND state IN ('sent') ORDER BY id LIMIT 5",
+          /USING INDEX audits_state \(state=\? AND id>\?\)/,
+        ],
+        [
+          "SELECT * FROM drills WHERE id < 'd' AND state IN ('pending') ORDER BY id DESC LIMIT 5",
+          /USING INDEX drills_state \(state=\? AND id<\?\)/,
+        ],
       ];
       for (const [sql, expected] of cases) {
         const p = plan(sql);

@@ -55,8 +55,11 @@ import { createHash } from "node:crypto";
 import type {
   ArchiveMember,
   ArchiveRow,
+  ArchiveSeqRange,
+  AuditRow,
   Catalog,
   CatalogStatus,
+  DrillRow,
   FailureRow,
   FileRow,
   FileState,
@@ -69,6 +72,8 @@ import type {
 import {
   type ArchiveId,
   archiveId,
+  type AuditId,
+  type DrillId,
   type FileId,
   fileId,
   type JobId,
@@ -79,8 +84,16 @@ import {
 import { PortError } from "../../core/errors.ts";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
 import {
+  type AuditUpdate,
+  auditUpdateColumns,
   checkArchive,
+  checkAuditRow,
+  checkAuditUpdate,
+  checkDrillRestore,
+  checkDrillRow,
+  checkDrillUpdate,
   checkEntry,
+  checkHistoryQuery,
   checkLease,
   checkLimit,
   checkMember,
@@ -96,7 +109,11 @@ import {
   checkSpan,
   checkTime,
   compareRetrievals,
+  type DrillUpdate,
+  drillUpdateColumns,
   GONE_NOTE,
+  historyPage,
+  type HistoryQuery,
   isCount,
   newFileRow,
   type RestoreRequest,
@@ -105,9 +122,16 @@ import {
   type RetrievalUpdate,
   retrievalUpdateColumns,
   uniqueArchiveIds,
+  uniqueSeqs,
 } from "./validate.ts";
 import {
   ARCHIVE_COLUMNS,
+  AUDIT_COLUMNS,
+  AUDIT_STATES,
+  auditValues,
+  DRILL_COLUMNS,
+  DRILL_STATES,
+  drillValues,
   FAILURE_COLUMNS,
   int,
   optInt,
@@ -120,6 +144,8 @@ import {
   state,
   str,
   toArchiveRow,
+  toAuditRow,
+  toDrillRow,
   toFailureRow,
   toRestoreRow,
   toRetrievalRow,
@@ -1276,6 +1302,207 @@ export class MysqlCatalog implements Catalog {
     });
   }
 
+  /**
+   * The ends of the `archives_seq` index and the running count and bytes of
+   * `archive_stats`, in one statement; `null` when there is no archive.
+   */
+  archiveSeqRange(): Promise<ArchiveSeqRange | null> {
+    return this.#run("read the archive seq range", () =>
+      this.#read(async (c) => {
+        const [r] = await this.#rows(
+          c,
+          `SELECT (SELECT MIN(seq) FROM archives) AS lo, (SELECT MAX(seq) FROM archives) AS hi,
+             archives AS n, bytes FROM archive_stats WHERE id = 1`,
+        );
+        const lo = r === undefined ? null : optInt(r, "lo");
+        const hi = r === undefined ? null : optInt(r, "hi");
+        if (r === undefined || lo === null || hi === null) return null;
+        return { min: lo, max: hi, count: int(r, "n"), bytes: int(r, "bytes") };
+      }));
+  }
+
+  /** The archives with these seqs (`archives_seq` lookups), by seq; gaps are left out. */
+  archivesBySeq(seqs: readonly number[]): Promise<ArchiveRow[]> {
+    return this.#run("read archives by seq", async () => {
+      const unique = uniqueSeqs(seqs);
+      if (unique.length === 0) return [];
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${ARCHIVE_COLUMNS} FROM archives WHERE seq IN (?) ORDER BY seq`,
+          [unique],
+        )).map(toArchiveRow)
+      );
+    });
+  }
+
+  /** Range lengths, or archive sizes for whole retrievals, of retrievals started since `sinceMs`. */
+  retrievedBytesSince(sinceMs: number): Promise<number> {
+    return this.#run("read retrieved bytes", async () => {
+      checkMs("sinceMs", sinceMs);
+      return await this.#read(async (c) => {
+        const [r] = await this.#rows(
+          c,
+          `SELECT COALESCE(SUM(CASE WHEN r.range_start IS NULL THEN a.size
+               ELSE r.range_end - r.range_start + 1 END), 0) AS bytes
+           FROM retrievals AS r FORCE INDEX (retrievals_started)
+             JOIN archives AS a ON a.id = r.archive_id
+           WHERE r.started_at >= ?`,
+          [sinceMs],
+        );
+        return r === undefined ? 0 : int(r, "bytes");
+      });
+    });
+  }
+
+  /**
+   * Records an audit; a second call with the same id changes nothing (also
+   * when two race). Rejects with a `RangeError` for an unknown archive or
+   * retrieval.
+   */
+  addAudit(row: AuditRow): Promise<void> {
+    return this.#run(`record audit ${row.id}`, async () => {
+      checkAuditRow(row);
+      const what = `record audit ${row.id}`;
+      for (let attempt = 1;; attempt++) {
+        try {
+          return await this.#tx(async (c) => {
+            const [same] = await this.#rows(c, "SELECT id FROM audits WHERE id = ? FOR UPDATE", [
+              row.id,
+            ]);
+            if (same !== undefined) return;
+            const [archive] = await this.#rows(c, "SELECT id FROM archives WHERE id = ?", [
+              row.archiveId,
+            ]);
+            if (archive === undefined) {
+              throw new RangeError(
+                `Cannot ${what} in ${this.location}: unknown archive ${row.archiveId}`,
+              );
+            }
+            await this.#knownRetrieval(c, what, row.retrievalId);
+            await this.#exec(
+              c,
+              `INSERT INTO audits (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+              auditValues(row),
+            );
+          });
+        } catch (e) {
+          if (attempt >= 2 || errno(e) !== ER_DUP_ENTRY) throw e;
+        }
+      }
+    });
+  }
+
+  /**
+   * Sets an audit's state and `updatedAt`, and each optional field that
+   * `update` has. Rejects with a `RangeError` for an unknown audit or retrieval.
+   */
+  updateAudit(id: AuditId, update: AuditUpdate): Promise<void> {
+    return this.#run(`update audit ${id}`, async () => {
+      checkAuditUpdate(id, update);
+      const { columns, values } = auditUpdateColumns(update);
+      await this.#tx(async (c) => {
+        const [known] = await this.#rows(c, "SELECT id FROM audits WHERE id = ? FOR UPDATE", [id]);
+        if (known === undefined) {
+          throw new RangeError(`Cannot update audit ${id} in ${this.location}: unknown audit id`);
+        }
+        await this.#knownRetrieval(c, `update audit ${id}`, update.retrievalId ?? null);
+        await this.#exec(
+          c,
+          `UPDATE audits SET ${columns.map((col) => `${col} = ?`).join(", ")} WHERE id = ?`,
+          [...values, id],
+        );
+      });
+    });
+  }
+
+  /** Audits by id (oldest or newest first) after `afterId`, at most `limit`, in `states`. */
+  audits(options: HistoryQuery<AuditRow["state"], AuditId>): Promise<AuditRow[]> {
+    return this.#run("read audits", async () => {
+      const states = checkHistoryQuery("audit", AUDIT_STATES, options);
+      if (options.limit === 0 || states?.length === 0) return [];
+      const { where, order, params } = historyPage(options, states);
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${AUDIT_COLUMNS} FROM audits ${where} ${order} LIMIT ?`,
+          [...params, options.limit],
+        )).map(toAuditRow)
+      );
+    });
+  }
+
+  /**
+   * Records a drill file; a second call with the same id changes nothing.
+   * Rejects with a `RangeError` for an unknown restore or file, or a restore
+   * of another file.
+   */
+  addDrill(row: DrillRow): Promise<void> {
+    return this.#run(`record drill ${row.id}`, async () => {
+      checkDrillRow(row);
+      for (let attempt = 1;; attempt++) {
+        try {
+          return await this.#tx(async (c) => {
+            const [same] = await this.#rows(c, "SELECT id FROM drills WHERE id = ? FOR UPDATE", [
+              row.id,
+            ]);
+            if (same !== undefined) return;
+            const [restore] = await this.#rows(c, "SELECT file_id FROM restores WHERE id = ?", [
+              row.restoreId,
+            ]);
+            checkDrillRestore(
+              row,
+              restore === undefined ? null : int(restore, "file_id"),
+              ` in ${this.location}`,
+            );
+            await this.#exec(
+              c,
+              `INSERT INTO drills (${DRILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+              drillValues(row),
+            );
+          });
+        } catch (e) {
+          if (attempt >= 2 || errno(e) !== ER_DUP_ENTRY) throw e;
+        }
+      }
+    });
+  }
+
+  /** Sets a drill's state and each optional field `update` has. `RangeError` for an unknown id. */
+  updateDrill(id: DrillId, update: DrillUpdate): Promise<void> {
+    return this.#run(`update drill ${id}`, async () => {
+      checkDrillUpdate(id, update);
+      const { columns, values } = drillUpdateColumns(update);
+      await this.#tx(async (c) => {
+        const [known] = await this.#rows(c, "SELECT id FROM drills WHERE id = ? FOR UPDATE", [id]);
+        if (known === undefined) {
+          throw new RangeError(`Cannot update drill ${id} in ${this.location}: unknown drill id`);
+        }
+        await this.#exec(
+          c,
+          `UPDATE drills SET ${columns.map((col) => `${col} = ?`).join(", ")} WHERE id = ?`,
+          [...values, id],
+        );
+      });
+    });
+  }
+
+  /** Drills by id (oldest or newest first) after `afterId`, at most `limit`, in `states`. */
+  drills(options: HistoryQuery<DrillRow["state"], DrillId>): Promise<DrillRow[]> {
+    return this.#run("read drills", async () => {
+      const states = checkHistoryQuery("drill", DRILL_STATES, options);
+      if (options.limit === 0 || states?.length === 0) return [];
+      const { where, order, params } = historyPage(options, states);
+      return await this.#read(async (c) =>
+        (await this.#rows(
+          c,
+          `SELECT ${DRILL_COLUMNS} FROM drills ${where} ${order} LIMIT ?`,
+          [...params, options.limit],
+        )).map(toDrillRow)
+      );
+    });
+  }
+
   /** Unresolved failures, most recent `lastAt` first, at most `limit`. */
   recentFailures(limit: number): Promise<FailureRow[]> {
     return this.#run("read failures", async () => {
@@ -1346,6 +1573,13 @@ export class MysqlCatalog implements Catalog {
         archive.committedAt,
       ],
     );
+    // Locks the one stats row until the commit: archive commits queue here
+    // for their last few ms (a COMMIT), which they can afford.
+    await this.#exec(
+      c,
+      "UPDATE archive_stats SET archives = archives + 1, bytes = bytes + ? WHERE id = 1",
+      [archive.size],
+    );
     for (let i = 0; i < members.length; i += MEMBER_CHUNK) {
       const chunk = members.slice(i, i + MEMBER_CHUNK);
       // One UPDATE joined to the chunk as a derived table (UNION ALL of
@@ -1406,6 +1640,15 @@ export class MysqlCatalog implements Catalog {
       `INSERT INTO retrievals (${RETRIEVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       retrievalValues(row),
     );
+  }
+
+  /** Throws a `RangeError` unless `id` is `null` or a recorded retrieval. */
+  async #knownRetrieval(c: PoolConnection, what: string, id: string | null): Promise<void> {
+    if (id === null) return;
+    const [r] = await this.#rows(c, "SELECT id FROM retrievals WHERE id = ?", [id]);
+    if (r === undefined) {
+      throw new RangeError(`Cannot ${what} in ${this.location}: unknown retrieval ${id}`);
+    }
   }
 
   /** The members (in input order) whose file is not in archive `id`. */

@@ -3,12 +3,14 @@
  * lists, the value checks (a text column may arrive as a string or as its
  * UTF-8 bytes, an integer as a number, a bigint or a decimal string) and
  * the conversions to the port's row types (files, archives, failures,
- * retrievals, restores).
+ * retrievals, restores, audits, drills).
  * @module
  */
 
 import {
   archiveId,
+  auditId,
+  drillId,
   fileId,
   jobId,
   remoteArchiveId,
@@ -18,6 +20,8 @@ import {
 import type { Stage } from "../../core/errors.ts";
 import type {
   ArchiveRow,
+  AuditRow,
+  DrillRow,
   FailureRow,
   FileState,
   RestoreRow,
@@ -25,7 +29,7 @@ import type {
   RetrievalPurpose,
   RetrievalRow,
 } from "../../core/ports.ts";
-import { RETRIEVAL_STATES, TIERS } from "../../core/ports.ts";
+import { AUDIT_STATES, DRILL_STATES, RETRIEVAL_STATES, TIERS } from "../../core/ports.ts";
 
 /** A row as a driver returns it, by column name. */
 export type Row = Record<string, unknown>;
@@ -38,7 +42,7 @@ export const FILE_STATES: readonly FileState[] = [
   "superseded",
 ];
 export const STAGES: readonly Stage[] = ["discover", "fetch", "bundle", "upload", "commit"];
-export { RETRIEVAL_STATES, TIERS };
+export { AUDIT_STATES, DRILL_STATES, RETRIEVAL_STATES, TIERS };
 export const PURPOSES: readonly RetrievalPurpose[] = ["restore", "audit"];
 export const RESTORE_STATES: readonly RestoreState[] = ["pending", "done", "failed"];
 
@@ -50,6 +54,9 @@ export const RETRIEVAL_COLUMNS = "id, archive_id, store, job_id, range_start, ra
   "purpose, state, started_at, ready_at, expires_at, failure";
 export const RESTORE_COLUMNS = "id, restore_key, file_id, dest, state, retrieval_id, " +
   "requested_at, finished_at, note, requested_by, overwrite";
+export const AUDIT_COLUMNS = "id, archive_id, retrieval_id, manifest_digest, state, findings, " +
+  "created_at, updated_at, note";
+export const DRILL_COLUMNS = "id, restore_id, file_id, dest, started_at, checked_at, state, note";
 
 const UTF8 = new TextDecoder();
 
@@ -211,5 +218,62 @@ export function retrievalValues(row: RetrievalRow): (string | number | null)[] {
     row.readyAt,
     row.expiresAt,
     row.failure,
+  ];
+}
+
+export function toAuditRow(r: Row): AuditRow {
+  const retrieval = optStr(r, "retrieval_id");
+  return {
+    id: auditId(str(r, "id")),
+    archiveId: archiveId(str(r, "archive_id")),
+    retrievalId: retrieval === null ? null : retrievalId(retrieval),
+    manifestDigest: optStr(r, "manifest_digest"),
+    state: oneOf(AUDIT_STATES, str(r, "state"), "audit state"),
+    findings: optInt(r, "findings"),
+    createdAt: int(r, "created_at"),
+    updatedAt: optInt(r, "updated_at"),
+    note: optStr(r, "note"),
+  };
+}
+
+/** An audit row as the values of `INSERT INTO audits (AUDIT_COLUMNS)`, in order. */
+export function auditValues(row: AuditRow): (string | number | null)[] {
+  return [
+    row.id,
+    row.archiveId,
+    row.retrievalId,
+    row.manifestDigest,
+    row.state,
+    row.findings,
+    row.createdAt,
+    row.updatedAt,
+    row.note,
+  ];
+}
+
+export function toDrillRow(r: Row): DrillRow {
+  return {
+    id: drillId(str(r, "id")),
+    restoreId: int(r, "restore_id"),
+    fileId: fileId(int(r, "file_id")),
+    dest: str(r, "dest"),
+    startedAt: int(r, "started_at"),
+    checkedAt: optInt(r, "checked_at"),
+    state: oneOf(DRILL_STATES, str(r, "state"), "drill state"),
+    note: optStr(r, "note"),
+  };
+}
+
+/** A drill row as the values of `INSERT INTO drills (DRILL_COLUMNS)`, in order. */
+export function drillValues(row: DrillRow): (string | number | null)[] {
+  return [
+    row.id,
+    row.restoreId,
+    row.fileId,
+    row.dest,
+    row.startedAt,
+    row.checkedAt,
+    row.state,
+    row.note,
   ];
 }

@@ -31,8 +31,11 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import type {
   ArchiveMember,
   ArchiveRow,
+  ArchiveSeqRange,
+  AuditRow,
   Catalog,
   CatalogStatus,
+  DrillRow,
   FailureRow,
   FileRow,
   FileState,
@@ -45,6 +48,8 @@ import type {
 import {
   type ArchiveId,
   archiveId,
+  type AuditId,
+  type DrillId,
   type FileId,
   fileId,
   type JobId,
@@ -55,8 +60,16 @@ import {
 import { PortError } from "../../core/errors.ts";
 import { MIGRATIONS_TABLE, migrationsToApply } from "./schema.ts";
 import {
+  type AuditUpdate,
+  auditUpdateColumns,
   checkArchive,
+  checkAuditRow,
+  checkAuditUpdate,
+  checkDrillRestore,
+  checkDrillRow,
+  checkDrillUpdate,
   checkEntry,
+  checkHistoryQuery,
   checkLease,
   checkLimit,
   checkMember,
@@ -72,7 +85,11 @@ import {
   checkSpan,
   checkTime,
   compareRetrievals,
+  type DrillUpdate,
+  drillUpdateColumns,
   GONE_NOTE,
+  historyPage,
+  type HistoryQuery,
   newFileRow,
   type RestoreRequest,
   type RestoresQuery,
@@ -80,12 +97,19 @@ import {
   type RetrievalUpdate,
   retrievalUpdateColumns,
   uniqueArchiveIds,
+  uniqueSeqs,
 } from "./validate.ts";
 import {
   ARCHIVE_COLUMNS,
   asInt,
   asState,
   asText,
+  AUDIT_COLUMNS,
+  AUDIT_STATES,
+  auditValues,
+  DRILL_COLUMNS,
+  DRILL_STATES,
+  drillValues,
   FAILURE_COLUMNS,
   int,
   optInt,
@@ -97,6 +121,8 @@ import {
   state,
   str,
   toArchiveRow,
+  toAuditRow,
+  toDrillRow,
   toFailureRow,
   toRestoreRow,
   toRetrievalRow,
@@ -633,6 +659,9 @@ export class SqliteCatalog implements Catalog {
           archive.createdAt,
           archive.committedAt,
         );
+        this.#stmt(
+          "UPDATE archive_stats SET archives = archives + 1, bytes = bytes + ? WHERE id = 1",
+        ).run(archive.size);
         const skipped: FileId[] = [];
         for (const m of members) {
           const changed = archiveMember.run(
@@ -992,6 +1021,151 @@ export class SqliteCatalog implements Catalog {
     });
   }
 
+  /**
+   * The ends of the `seq` index and the running count and bytes of
+   * `archive_stats`, in one statement; `null` when there is no archive.
+   */
+  archiveSeqRange(): Promise<ArchiveSeqRange | null> {
+    return this.#run("read the archive seq range", () => {
+      const r = this.#stmt(
+        `SELECT (SELECT MIN(seq) FROM archives) AS lo, (SELECT MAX(seq) FROM archives) AS hi,
+           archives AS n, bytes FROM archive_stats WHERE id = 1`,
+      ).get() as Row | undefined;
+      const lo = r === undefined ? null : optInt(r, "lo");
+      const hi = r === undefined ? null : optInt(r, "hi");
+      if (r === undefined || lo === null || hi === null) return null;
+      return { min: lo, max: hi, count: int(r, "n"), bytes: int(r, "bytes") };
+    });
+  }
+
+  /** The archives with these seqs (unique index lookups), by seq; gaps are left out. */
+  archivesBySeq(seqs: readonly number[]): Promise<ArchiveRow[]> {
+    return this.#run("read archives by seq", () => {
+      const unique = uniqueSeqs(seqs);
+      if (unique.length === 0) return [];
+      const rows = this.#stmt(
+        `SELECT ${ARCHIVE_COLUMNS} FROM archives
+         WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq`,
+      ).all(JSON.stringify(unique)) as Row[];
+      return rows.map(toArchiveRow);
+    });
+  }
+
+  /** Range lengths, or archive sizes for whole retrievals, of retrievals started since `sinceMs`. */
+  retrievedBytesSince(sinceMs: number): Promise<number> {
+    return this.#run("read retrieved bytes", () => {
+      checkMs("sinceMs", sinceMs);
+      const r = this.#stmt(
+        `SELECT COALESCE(SUM(CASE WHEN r.range_start IS NULL THEN a.size
+             ELSE r.range_end - r.range_start + 1 END), 0) AS bytes
+         FROM retrievals AS r INDEXED BY retrievals_started JOIN archives AS a ON a.id = r.archive_id
+         WHERE r.started_at >= ?`,
+      ).get(sinceMs) as Row;
+      return int(r, "bytes");
+    });
+  }
+
+  /**
+   * Records an audit; a second call with the same id changes nothing.
+   * Rejects with a `RangeError` for an unknown archive or retrieval.
+   */
+  addAudit(row: AuditRow): Promise<void> {
+    return this.#run(`record audit ${row.id}`, () => {
+      checkAuditRow(row);
+      this.#write(() => {
+        if (this.#stmt("SELECT 1 AS x FROM audits WHERE id = ?").get(row.id) !== undefined) return;
+        if (
+          this.#stmt("SELECT 1 AS x FROM archives WHERE id = ?").get(row.archiveId) === undefined
+        ) {
+          throw new RangeError(`Cannot record audit ${row.id}: unknown archive ${row.archiveId}`);
+        }
+        this.#knownRetrieval(`record audit ${row.id}`, row.retrievalId);
+        this.#stmt(`INSERT INTO audits (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(...auditValues(row));
+      });
+    });
+  }
+
+  /**
+   * Sets an audit's state and `updatedAt`, and each optional field that
+   * `update` has. Rejects with a `RangeError` for an unknown audit or retrieval.
+   */
+  updateAudit(id: AuditId, update: AuditUpdate): Promise<void> {
+    return this.#run(`update audit ${id}`, () => {
+      checkAuditUpdate(id, update);
+      const { columns, values } = auditUpdateColumns(update);
+      this.#write(() => {
+        this.#knownRetrieval(`update audit ${id}`, update.retrievalId ?? null);
+        const r = this.#stmt(
+          `UPDATE audits SET ${columns.map((c) => `${c} = ?`).join(", ")} WHERE id = ?`,
+        ).run(...values, id);
+        if (Number(r.changes) === 0) {
+          throw new RangeError(`Cannot update audit ${id}: unknown audit id`);
+        }
+      });
+    });
+  }
+
+  /** Audits by id (oldest or newest first) after `afterId`, at most `limit`, in `states`. */
+  audits(options: HistoryQuery<AuditRow["state"], AuditId>): Promise<AuditRow[]> {
+    return this.#run("read audits", () => {
+      const states = checkHistoryQuery("audit", AUDIT_STATES, options);
+      if (options.limit === 0 || states?.length === 0) return [];
+      const { where, order, params } = historyPage(options, states);
+      const rows = this.#stmt(`SELECT ${AUDIT_COLUMNS} FROM audits ${where} ${order} LIMIT ?`)
+        .all(...params, options.limit) as Row[];
+      return rows.map(toAuditRow);
+    });
+  }
+
+  /**
+   * Records a drill file; a second call with the same id changes nothing.
+   * Rejects with a `RangeError` for an unknown restore or file, or a restore
+   * of another file.
+   */
+  addDrill(row: DrillRow): Promise<void> {
+    return this.#run(`record drill ${row.id}`, () => {
+      checkDrillRow(row);
+      this.#write(() => {
+        if (this.#stmt("SELECT 1 AS x FROM drills WHERE id = ?").get(row.id) !== undefined) return;
+        const restore = this.#stmt("SELECT file_id FROM restores WHERE id = ?").get(
+          row.restoreId,
+        ) as Row | undefined;
+        checkDrillRestore(row, restore === undefined ? null : int(restore, "file_id"), "");
+        this.#stmt(`INSERT INTO drills (${DRILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(...drillValues(row));
+      });
+    });
+  }
+
+  /** Sets a drill's state and each optional field `update` has. `RangeError` for an unknown id. */
+  updateDrill(id: DrillId, update: DrillUpdate): Promise<void> {
+    return this.#run(`update drill ${id}`, () => {
+      checkDrillUpdate(id, update);
+      const { columns, values } = drillUpdateColumns(update);
+      this.#write(() => {
+        const r = this.#stmt(
+          `UPDATE drills SET ${columns.map((c) => `${c} = ?`).join(", ")} WHERE id = ?`,
+        ).run(...values, id);
+        if (Number(r.changes) === 0) {
+          throw new RangeError(`Cannot update drill ${id}: unknown drill id`);
+        }
+      });
+    });
+  }
+
+  /** Drills by id (oldest or newest first) after `afterId`, at most `limit`, in `states`. */
+  drills(options: HistoryQuery<DrillRow["state"], DrillId>): Promise<DrillRow[]> {
+    return this.#run("read drills", () => {
+      const states = checkHistoryQuery("drill", DRILL_STATES, options);
+      if (options.limit === 0 || states?.length === 0) return [];
+      const { where, order, params } = historyPage(options, states);
+      const rows = this.#stmt(`SELECT ${DRILL_COLUMNS} FROM drills ${where} ${order} LIMIT ?`)
+        .all(...params, options.limit) as Row[];
+      return rows.map(toDrillRow);
+    });
+  }
+
   /** Unresolved failures, most recent `lastAt` first, at most `limit`. */
   recentFailures(limit: number): Promise<FailureRow[]> {
     return this.#run("read failures", () => {
@@ -1087,6 +1261,14 @@ export class SqliteCatalog implements Catalog {
     const r = this.#stmt("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
       .get() as Row;
     return int(r, "v");
+  }
+
+  /** Throws a `RangeError` unless `id` is `null` or a recorded retrieval. */
+  #knownRetrieval(what: string, id: string | null): void {
+    if (id === null) return;
+    if (this.#stmt("SELECT 1 AS x FROM retrievals WHERE id = ?").get(id) === undefined) {
+      throw new RangeError(`Cannot ${what}: unknown retrieval ${id}`);
+    }
   }
 
   #resolveFailures(id: number, nowMs: number): void {

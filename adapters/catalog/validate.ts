@@ -4,18 +4,29 @@
  * @module
  */
 
-import type { ArchiveId, FileId, RetrievalId, SourceId } from "../../core/ids.ts";
+import type { ArchiveId, AuditId, FileId, RetrievalId, SourceId } from "../../core/ids.ts";
 import { PortError } from "../../core/errors.ts";
 import type {
   ArchiveMember,
   ArchiveRow,
+  AuditRow,
+  AuditState,
+  DrillRow,
+  DrillState,
   FileRow,
   RestoreState,
   RetrievalRow,
   RetrievalState,
   SourceEntry,
 } from "../../core/ports.ts";
-import { PURPOSES, RESTORE_STATES, RETRIEVAL_STATES, TIERS } from "./rows.ts";
+import {
+  AUDIT_STATES,
+  DRILL_STATES,
+  PURPOSES,
+  RESTORE_STATES,
+  RETRIEVAL_STATES,
+  TIERS,
+} from "./rows.ts";
 
 const MD5 = /^[0-9a-f]{32}$/;
 
@@ -348,4 +359,252 @@ export function compareRetrievals(a: RetrievalRow, b: RetrievalRow): number {
   if (a.archiveId !== b.archiveId) return a.archiveId < b.archiveId ? -1 : 1;
   if (a.startedAt !== b.startedAt) return a.startedAt - b.startedAt;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------
+// Sampling, audits and drills
+
+/** Most seqs one `archivesBySeq` call takes (one `IN` list). */
+export const MAX_SEQS = 1000;
+
+/** `archivesBySeq` seqs: whole numbers, at most {@linkcode MAX_SEQS}; each once, ascending. */
+export function uniqueSeqs(seqs: readonly number[]): number[] {
+  if (!Array.isArray(seqs)) throw new TypeError(`Invalid seqs: ${seqs} is not an array`);
+  for (const s of seqs) {
+    if (!Number.isSafeInteger(s)) {
+      throw new RangeError(`Invalid archive seq: ${s} is not a whole number`);
+    }
+  }
+  const unique = [...new Set(seqs)].sort((a, b) => a - b);
+  if (unique.length > MAX_SEQS) {
+    throw new RangeError(`Invalid seqs: ${unique.length} seqs in one call (at most ${MAX_SEQS})`);
+  }
+  return unique;
+}
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+/** An audit or drill id: the shape of archive and retrieval ids. */
+function checkId(what: string, id: unknown): void {
+  if (typeof id !== "string" || !ID_TEXT.test(id)) {
+    throw new TypeError(`Invalid ${what} id: ${JSON.stringify(id)}`);
+  }
+}
+
+export function checkAuditId(id: string): void {
+  checkId("audit", id);
+}
+
+export function checkDrillId(id: string): void {
+  checkId("drill", id);
+}
+
+function checkOptNote(what: string, v: unknown): void {
+  if (v !== null && v !== undefined && typeof v !== "string") {
+    throw new TypeError(`Invalid ${what}: not a string`);
+  }
+}
+
+function checkOptDigest(what: string, v: unknown): void {
+  if (v !== null && v !== undefined && (typeof v !== "string" || !DIGEST.test(v))) {
+    throw new TypeError(`Invalid ${what}: ${JSON.stringify(v)} is not 64 lower-case hex digits`);
+  }
+}
+
+function checkOptFindings(what: string, v: number | null | undefined): void {
+  if (v !== null && v !== undefined && !isCount(v)) {
+    throw new RangeError(`Invalid ${what}: ${v} is not a non-negative integer`);
+  }
+}
+
+function checkOptRetrievalId(what: string, v: unknown): void {
+  if (v !== null && v !== undefined && (typeof v !== "string" || !ID_TEXT.test(v))) {
+    throw new TypeError(`Invalid ${what}: ${JSON.stringify(v)}`);
+  }
+}
+
+/** Every field of an audit row to record. */
+export function checkAuditRow(row: AuditRow): void {
+  checkAuditId(row.id);
+  const of = `of audit ${row.id}`;
+  if (typeof row.archiveId !== "string" || !ID_TEXT.test(row.archiveId)) {
+    throw new TypeError(`Invalid archive id ${of}: ${JSON.stringify(row.archiveId)}`);
+  }
+  checkOptRetrievalId(`retrieval id ${of}`, row.retrievalId);
+  checkOptDigest(`manifest digest ${of}`, row.manifestDigest);
+  checkOneOf(`state ${of}`, AUDIT_STATES, row.state);
+  checkOptFindings(`findings ${of}`, row.findings);
+  checkMs(`createdAt ${of}`, row.createdAt);
+  checkOptMs(`updatedAt ${of}`, row.updatedAt);
+  checkOptNote(`note ${of}`, row.note);
+}
+
+/** What `updateAudit` may write. */
+export interface AuditUpdate {
+  readonly state: AuditState;
+  readonly updatedAt: number;
+  readonly findings?: number | null;
+  readonly note?: string | null;
+  readonly retrievalId?: RetrievalId | null;
+  readonly manifestDigest?: string | null;
+}
+
+export function checkAuditUpdate(id: AuditId, update: AuditUpdate): void {
+  checkAuditId(id);
+  const of = `of audit ${id}`;
+  checkOneOf(`state ${of}`, AUDIT_STATES, update.state);
+  checkMs(`updatedAt ${of}`, update.updatedAt);
+  checkOptFindings(`findings ${of}`, update.findings);
+  checkOptNote(`note ${of}`, update.note);
+  checkOptRetrievalId(`retrieval id ${of}`, update.retrievalId);
+  checkOptDigest(`manifest digest ${of}`, update.manifestDigest);
+}
+
+/** The columns and values an audit update writes: state and updated_at always, the rest when given. */
+export function auditUpdateColumns(
+  update: AuditUpdate,
+): { readonly columns: string[]; readonly values: (string | number | null)[] } {
+  return updateColumns(
+    [["state", update.state], ["updated_at", update.updatedAt]],
+    [
+      ["findings", update.findings],
+      ["note", update.note],
+      ["retrieval_id", update.retrievalId],
+      ["manifest_digest", update.manifestDigest],
+    ],
+  );
+}
+
+/** Every field of a drill row to record. */
+export function checkDrillRow(row: DrillRow): void {
+  checkDrillId(row.id);
+  const of = `of drill ${row.id}`;
+  if (!Number.isSafeInteger(row.restoreId) || row.restoreId <= 0) {
+    throw new RangeError(`Invalid restore id ${of}: ${row.restoreId} is not a positive integer`);
+  }
+  if (!Number.isSafeInteger(row.fileId) || row.fileId <= 0) {
+    throw new RangeError(`Invalid file id ${of}: ${row.fileId} is not a positive integer`);
+  }
+  checkText(`destination ${of}`, row.dest);
+  checkMs(`startedAt ${of}`, row.startedAt);
+  checkOptMs(`checkedAt ${of}`, row.checkedAt);
+  checkOneOf(`state ${of}`, DRILL_STATES, row.state);
+  checkOptNote(`note ${of}`, row.note);
+}
+
+/** What `updateDrill` may write. */
+export interface DrillUpdate {
+  readonly state: DrillState;
+  readonly checkedAt?: number | null;
+  readonly note?: string | null;
+}
+
+export function checkDrillUpdate(id: string, update: DrillUpdate): void {
+  checkDrillId(id);
+  const of = `of drill ${id}`;
+  checkOneOf(`state ${of}`, DRILL_STATES, update.state);
+  checkOptMs(`checkedAt ${of}`, update.checkedAt);
+  checkOptNote(`note ${of}`, update.note);
+}
+
+/** The columns and values a drill update writes: state always, the rest when given. */
+export function drillUpdateColumns(
+  update: DrillUpdate,
+): { readonly columns: string[]; readonly values: (string | number | null)[] } {
+  return updateColumns([["state", update.state]], [
+    ["checked_at", update.checkedAt],
+    ["note", update.note],
+  ]);
+}
+
+function updateColumns(
+  always: readonly (readonly [string, string | number])[],
+  given: readonly (readonly [string, string | number | null | undefined])[],
+): { readonly columns: string[]; readonly values: (string | number | null)[] } {
+  const columns: string[] = [];
+  const values: (string | number | null)[] = [];
+  for (const [c, v] of always) {
+    columns.push(c);
+    values.push(v);
+  }
+  for (const [c, v] of given) {
+    if (v === undefined) continue;
+    columns.push(c);
+    values.push(v);
+  }
+  return { columns, values };
+}
+
+/** The options of `audits()` and `drills()`. */
+export interface HistoryQuery<S extends string, I extends string = string> {
+  readonly limit: number;
+  readonly afterId?: I;
+  readonly newestFirst?: boolean;
+  readonly states?: readonly S[];
+}
+
+/**
+ * Checks the options of `audits()` (`what` = "audit") or `drills()`; returns
+ * the states to match (each once), or `undefined` for all.
+ */
+export function checkHistoryQuery<S extends string>(
+  what: "audit" | "drill",
+  allowed: readonly S[],
+  q: HistoryQuery<S>,
+): S[] | undefined {
+  checkLimit(q.limit);
+  if (q.afterId !== undefined) checkId(what, q.afterId);
+  if (q.newestFirst !== undefined && typeof q.newestFirst !== "boolean") {
+    throw new TypeError(`Invalid newestFirst: ${JSON.stringify(q.newestFirst)} is not a boolean`);
+  }
+  for (const s of q.states ?? []) checkOneOf(`${what} state`, allowed, s);
+  return q.states === undefined ? undefined : [...new Set(q.states)];
+}
+
+/**
+ * The WHERE and ORDER BY of one `audits()`/`drills()` page (by `id`), with
+ * `?` placeholders for the cursor then each state, and their values.
+ */
+export function historyPage<S extends string>(
+  q: HistoryQuery<S>,
+  states: readonly S[] | undefined,
+): { readonly where: string; readonly order: string; readonly params: string[] } {
+  const where: string[] = [];
+  const params: string[] = [];
+  const desc = q.newestFirst === true;
+  if (q.afterId !== undefined) {
+    where.push(desc ? "id < ?" : "id > ?");
+    params.push(q.afterId);
+  }
+  if (states !== undefined) {
+    where.push(`state IN (${states.map(() => "?").join(", ")})`);
+    params.push(...states);
+  }
+  return {
+    where: where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`,
+    order: desc ? "ORDER BY id DESC" : "ORDER BY id",
+    params,
+  };
+}
+
+/**
+ * Throws a `RangeError` unless the drill's restore exists (`restoreFileId`
+ * is its file, `null` when unknown) and restores the drill's file.
+ *
+ * @param where `""`, or ` in <catalog location>`
+ */
+export function checkDrillRestore(
+  row: DrillRow,
+  restoreFileId: number | null,
+  where: string,
+): void {
+  if (restoreFileId === null) {
+    throw new RangeError(`Cannot record drill ${row.id}${where}: unknown restore ${row.restoreId}`);
+  }
+  if (restoreFileId !== row.fileId) {
+    throw new RangeError(
+      `Cannot record drill ${row.id}${where}: restore ${row.restoreId} is of file ` +
+        `fid:${restoreFileId}, not fid:${row.fileId}`,
+    );
+  }
 }

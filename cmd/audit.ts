@@ -1,0 +1,312 @@
+/**
+ * coldpack-audit: the hourly sampled verification (`sample`) and the
+ * summary of audits (`report`).
+ *
+ * Wiring only: flags and config in, catalog, store and source opened
+ * through the registry, core/audit_sample.ts run, the manifest POSTed to
+ * the verifier, errors mapped to exit codes.
+ * @module
+ */
+
+import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { collectInputs } from "../adapters/config_file.ts";
+import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { randomBytes, systemClock } from "../adapters/clock.ts";
+import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
+import {
+  type BudgetSpec,
+  DEFAULT_BUDGET,
+  formatReport,
+  parseBudget,
+  summarize,
+} from "../core/audit.ts";
+import { sampleAudits } from "../core/audit_sample.ts";
+import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
+import { parseHostPort } from "../core/agent_config.ts";
+import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import {
+  type AuditRow,
+  type DrillRow,
+  type Metrics,
+  noMetrics,
+  type Tier,
+  TIERS,
+} from "../core/ports.ts";
+import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
+
+/** Exit codes, documented in --help and docs/audit.md. */
+export const EXIT = {
+  ok: 0,
+  /** Some audits could not be carried out (each is recorded and logged). */
+  someFailed: 1,
+  usage: 2,
+  fatal: 3,
+} as const;
+
+const NAME = "coldpack-audit";
+
+const HELP = `coldpack-audit: prove the archives are intact
+
+Usage:
+  coldpack-audit sample [--fraction F] [--min N] --verifier URL [options]   (hourly cron)
+  coldpack-audit report [--json]
+
+sample picks a uniformly random sample of archives (expected size: archives x
+--fraction, with randomized rounding so that small fleets are audited over
+time too; at least --min), without scanning the archives table. For each it
+md5s every file from the live source (a file since deleted or replaced there
+is checked against the catalog's md5, and said so), starts a whole-archive
+retrieval tagged as an audit, and sends the md5 manifest to the verifier
+(coldpack-audit-verifier, near the storage) with the bearer token from
+COLDPACK_VERIFIER_TOKEN. A sample that would take this month's retrievals
+(restores and audits) past the budget is skipped, and said so.
+
+Options (the catalog, store and source are the backup's: same flags, env, config):
+  --fraction F         share of archives per run (default 0.000001)
+  --min N              at least N archives per run (default 0)
+  --verifier URL       the verifier, e.g. https://verifier.example.com:8420
+  --budget B           monthly retrieval budget: a fraction of stored bytes (0.05, 5%)
+                       or bytes (50GiB); default 5%
+  --tier TIER          retrieval tier (default Bulk: audits are not urgent)
+  --dry-run            pick and print; start nothing, send nothing
+  --metrics-agent HOST:PORT   counters to the local metrics agent
+  --json               report: JSON
+  --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
+  -h, --help           this help
+
+Exit codes:
+  0    done (a sample skipped by the budget is done too)
+  1    some audits could not be carried out (recorded with the reason)
+  2    bad usage or configuration; the message names the flag
+  3    the catalog or store could not be used
+`;
+
+const FLAG_OPTIONS = {
+  store: { type: "string" as const },
+  catalog: { type: "string" as const },
+  source: { type: "string" as const },
+  "state-dir": { type: "string" as const },
+  config: { type: "string" as const },
+  fraction: { type: "string" as const },
+  min: { type: "string" as const },
+  verifier: { type: "string" as const },
+  budget: { type: "string" as const },
+  tier: { type: "string" as const },
+  "metrics-agent": { type: "string" as const },
+  "dry-run": { type: "boolean" as const },
+  json: { type: "boolean" as const },
+  help: { type: "boolean" as const, short: "h" },
+};
+
+function log(line: string): void {
+  console.error(`${NAME}: ${line}`);
+}
+
+async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(NAME, args, FLAG_OPTIONS, HELP);
+  if (parsed.exit !== null) return parsed.exit;
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (positionals.length !== 1 || (command !== "sample" && command !== "report")) {
+    return cliUsage(NAME, "give one command: sample or report");
+  }
+  try {
+    const inputs = await collectInputs({
+      ...(values.store === undefined ? {} : { store: values.store }),
+      ...(values.catalog === undefined ? {} : { catalog: values.catalog }),
+      ...(values.source === undefined ? {} : { source: values.source }),
+      ...(values["state-dir"] === undefined ? {} : { "state-dir": values["state-dir"] }),
+      ...(values.config === undefined ? {} : { config: values.config }),
+    });
+    if (command === "report") return await report(inputs, values.json === true);
+    const fraction = Number(values.fraction ?? "0.000001");
+    if (!(fraction >= 0 && fraction <= 1)) {
+      return cliUsage(NAME, `--fraction: "${values.fraction}" is not a fraction from 0 to 1`);
+    }
+    const min = Number(values.min ?? "0");
+    if (!Number.isInteger(min) || min < 0) {
+      return cliUsage(NAME, `--min: "${values.min}" is not a whole number`);
+    }
+    let budget: BudgetSpec = DEFAULT_BUDGET;
+    if (values.budget !== undefined) {
+      try {
+        budget = parseBudget(values.budget);
+      } catch (e) {
+        return cliUsage(NAME, `--budget: ${errorMessage(e)}`);
+      }
+    }
+    const tier = (values.tier ?? "Bulk") as Tier;
+    if (!TIERS.includes(tier)) {
+      return cliUsage(NAME, `--tier: "${values.tier}" is not a tier (Expedited, Standard or Bulk)`);
+    }
+    const dryRun = values["dry-run"] === true;
+    const token = Deno.env.get("COLDPACK_VERIFIER_TOKEN") ?? "";
+    if (!dryRun && values.verifier === undefined) {
+      return cliUsage(NAME, "--verifier URL is needed (or --dry-run)");
+    }
+    if (!dryRun && token === "") {
+      return cliUsage(NAME, "COLDPACK_VERIFIER_TOKEN is not set (the verifier's bearer token)");
+    }
+    let verifier: URL | null = null;
+    if (values.verifier !== undefined) {
+      try {
+        verifier = new URL(values.verifier);
+        if (verifier.protocol !== "http:" && verifier.protocol !== "https:") throw new Error();
+      } catch {
+        return cliUsage(NAME, `--verifier: "${values.verifier}" is not an http(s) URL`);
+      }
+    }
+    let metrics: Metrics = noMetrics;
+    let client: IstatdClient | null = null;
+    if (values["metrics-agent"] !== undefined) {
+      const where = parseHostPort(values["metrics-agent"]);
+      client = new IstatdClient({ host: where.host, port: where.port, log });
+      metrics = client;
+    }
+    try {
+      return await sample(inputs, {
+        fraction,
+        min,
+        budget,
+        tier,
+        dryRun,
+        verifier,
+        token,
+        metrics,
+      });
+    } finally {
+      await client?.close();
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) return cliUsage(NAME, e.message);
+    if (e instanceof RangeError && /HOST:PORT/.test(e.message)) {
+      return cliUsage(NAME, `--metrics-agent: ${e.message}`);
+    }
+    const code = e instanceof PortError ? ` [${e.code}]` : "";
+    log(`${errorMessage(e)}${code}`);
+    return EXIT.fatal;
+  }
+}
+
+interface SampleFlags {
+  readonly fraction: number;
+  readonly min: number;
+  readonly budget: BudgetSpec;
+  readonly tier: Tier;
+  readonly dryRun: boolean;
+  readonly verifier: URL | null;
+  readonly token: string;
+  readonly metrics: Metrics;
+}
+
+async function sample(inputs: ConfigInputs, flags: SampleFlags): Promise<number> {
+  const config = resolveRestoreConfig(inputs);
+  const rawCatalog = await openCatalog(config.catalog, {
+    migrate: config.autoMigrate,
+    password: resolveMysqlPassword(inputs),
+  });
+  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
+  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
+  const store = withRetryStore(await openStore(config.store), {
+    ...policy,
+    putTimeoutMs: config.storeTimeoutMs,
+  });
+  const source = config.source === null ? null : await openSource(config.source);
+  if (source === null) log("no --source: every md5 comes from the catalog (said in each manifest)");
+  try {
+    const send = async (bytes: Uint8Array) => {
+      const url = new URL(
+        "manifests",
+        flags.verifier!.href.endsWith("/") ? flags.verifier! : `${flags.verifier!.href}/`,
+      );
+      const res = await fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${flags.token}`,
+        },
+        body: new Blob([bytes as Uint8Array<ArrayBuffer>]),
+        signal: AbortSignal.timeout(60_000),
+      });
+      const text = (await res.text()).slice(0, 300);
+      if (res.status !== 202 && res.status !== 200) {
+        throw new Error(`${url.origin} answered ${res.status}: ${text.trim()}`);
+      }
+    };
+    const result = await sampleAudits({
+      catalog,
+      store,
+      source,
+      clock: systemClock,
+      random: randomBytes,
+      random01: Math.random,
+      send,
+      metrics: flags.metrics,
+      log,
+    }, {
+      fraction: flags.fraction,
+      min: flags.min,
+      budget: flags.budget,
+      tier: flags.tier,
+      dryRun: flags.dryRun,
+    });
+    if (flags.dryRun) {
+      for (const a of result.picked) {
+        console.log(`would audit ${a.id} (${a.size} bytes, ${a.fileCount} files)`);
+      }
+    }
+    console.log(
+      `${result.picked.length} archive(s) picked of ${result.archives}: ${result.sent} sent, ` +
+        `${result.skipped} skipped (budget), ${result.errors} error(s)`,
+    );
+    return result.errors > 0 ? EXIT.someFailed : EXIT.ok;
+  } finally {
+    await source?.close();
+    await store.close();
+    await catalog.close();
+  }
+}
+
+async function report(inputs: ConfigInputs, json: boolean): Promise<number> {
+  const config = resolveRestoreConfig(inputs);
+  const catalog = await openCatalog(config.catalog, {
+    migrate: false,
+    password: resolveMysqlPassword(inputs),
+  });
+  try {
+    const audits: AuditRow[] = [];
+    let after: AuditRow["id"] | undefined;
+    for (;;) {
+      const page = await catalog.audits({
+        limit: 500,
+        ...(after === undefined ? {} : { afterId: after }),
+      });
+      if (page.length === 0) break;
+      audits.push(...page);
+      after = page[page.length - 1]!.id;
+    }
+    const drills: DrillRow[] = [];
+    let afterDrill: DrillRow["id"] | undefined;
+    for (;;) {
+      const page = await catalog.drills({
+        limit: 500,
+        ...(afterDrill === undefined ? {} : { afterId: afterDrill }),
+      });
+      if (page.length === 0) break;
+      drills.push(...page);
+      afterDrill = page[page.length - 1]!.id;
+    }
+    if (json) {
+      console.log(JSON.stringify({ summary: summarize(audits, drills), audits, drills }, null, 2));
+    } else {
+      console.log(formatReport(audits, drills));
+    }
+    return EXIT.ok;
+  } finally {
+    await catalog.close();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
