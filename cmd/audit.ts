@@ -21,6 +21,10 @@ import {
   summarize,
 } from "../core/audit.ts";
 import { sampleAudits } from "../core/audit_sample.ts";
+import { runDrill } from "../core/audit_drill.ts";
+import { parseDuration } from "../core/duration.ts";
+import { canonicalDest, DestResolver } from "../adapters/restore_dest.ts";
+import { SmtpMailer } from "../adapters/audit/mailer.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
 import { parseHostPort } from "../core/agent_config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
@@ -49,6 +53,7 @@ const HELP = `coldpack-audit: prove the archives are intact
 
 Usage:
   coldpack-audit sample [--fraction F] [--min N] --verifier URL [options]   (hourly cron)
+  coldpack-audit drill [--files 10] [--dest DEST[,DEST]] --smtp URL --mail-to ADDR   (monthly cron)
   coldpack-audit report [--json]
 
 sample picks a uniformly random sample of archives (expected size: archives x
@@ -61,6 +66,13 @@ retrieval tagged as an audit, and sends the md5 manifest to the verifier
 COLDPACK_VERIFIER_TOKEN. A sample that would take this month's retrievals
 (restores and audits) past the budget is skipped, and said so.
 
+drill first checks the drills of earlier runs: each file must have been
+restored byte-identical (read back from its destination and md5-checked)
+within --window; any that was not is reported in one alert mail. Then it
+picks --files random archived files and restores them through the normal
+restore path (the restore listener, or the next drill run on the embedded
+default, writes them) below each test destination, in a folder per drill.
+
 Options (the catalog, store and source are the backup's: same flags, env, config):
   --fraction F         share of archives per run (default 0.000001)
   --min N              at least N archives per run (default 0)
@@ -70,6 +82,13 @@ Options (the catalog, store and source are the backup's: same flags, env, config
   --tier TIER          retrieval tier (default Bulk: audits are not urgent)
   --dry-run            pick and print; start nothing, send nothing
   --metrics-agent HOST:PORT   counters to the local metrics agent
+  --files N            drill: files per drill (default 10; 0: only check earlier drills)
+  --dest DEST[,DEST]   drill: test destinations, directories or prefixes ending in /
+                       (default mogilefs:coldpack-drill/ and s3://coldpack-drill/ for a
+                       MogileFS source, else STATE_DIR/drill/)
+  --window DURATION    drill: restored byte-identical within this (default 24h)
+  --smtp URL --mail-to ADDR[,ADDR] --mail-from ADDR   drill: where the alert goes
+                       (password, if any, from COLDPACK_SMTP_PASSWORD)
   --json               report: JSON
   --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
   -h, --help           this help
@@ -93,6 +112,12 @@ const FLAG_OPTIONS = {
   budget: { type: "string" as const },
   tier: { type: "string" as const },
   "metrics-agent": { type: "string" as const },
+  files: { type: "string" as const },
+  dest: { type: "string" as const },
+  window: { type: "string" as const },
+  smtp: { type: "string" as const },
+  "mail-to": { type: "string" as const },
+  "mail-from": { type: "string" as const },
   "dry-run": { type: "boolean" as const },
   json: { type: "boolean" as const },
   help: { type: "boolean" as const, short: "h" },
@@ -107,8 +132,11 @@ async function main(args: string[]): Promise<number> {
   if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
   const command = positionals[0];
-  if (positionals.length !== 1 || (command !== "sample" && command !== "report")) {
-    return cliUsage(NAME, "give one command: sample or report");
+  if (
+    positionals.length !== 1 ||
+    (command !== "sample" && command !== "report" && command !== "drill")
+  ) {
+    return cliUsage(NAME, "give one command: sample, drill or report");
   }
   try {
     const inputs = await collectInputs({
@@ -119,6 +147,7 @@ async function main(args: string[]): Promise<number> {
       ...(values.config === undefined ? {} : { config: values.config }),
     });
     if (command === "report") return await report(inputs, values.json === true);
+    if (command === "drill") return await drill(inputs, values);
     const fraction = Number(values.fraction ?? "0.000001");
     if (!(fraction >= 0 && fraction <= 1)) {
       return cliUsage(NAME, `--fraction: "${values.fraction}" is not a fraction from 0 to 1`);
@@ -262,6 +291,90 @@ async function sample(inputs: ConfigInputs, flags: SampleFlags): Promise<number>
     return result.errors > 0 ? EXIT.someFailed : EXIT.ok;
   } finally {
     await source?.close();
+    await store.close();
+    await catalog.close();
+  }
+}
+
+async function drill(
+  inputs: ConfigInputs,
+  values: Record<string, string | boolean | undefined>,
+): Promise<number> {
+  const str = (k: string) => values[k] as string | undefined;
+  const files = Number(str("files") ?? "10");
+  if (!Number.isInteger(files) || files < 0 || files > 1000) {
+    return cliUsage(NAME, `--files: "${str("files")}" is not a whole number from 0 to 1000`);
+  }
+  let windowMs = 24 * 3_600_000;
+  if (str("window") !== undefined) {
+    try {
+      windowMs = parseDuration(str("window")!);
+    } catch (e) {
+      return cliUsage(NAME, `--window: ${errorMessage(e)}`);
+    }
+  }
+  const tier = (str("tier") ?? "Standard") as Tier;
+  if (!TIERS.includes(tier)) {
+    return cliUsage(NAME, `--tier: "${str("tier")}" is not a tier (Expedited, Standard or Bulk)`);
+  }
+  const config = resolveRestoreConfig(inputs);
+  const isMogile = config.source !== null && config.source.startsWith("mogilefs:");
+  const dests = (str("dest")?.split(",").map((d) => d.trim()).filter((d) => d !== "") ??
+    (isMogile
+      ? ["mogilefs:coldpack-drill/", "s3://coldpack-drill/"]
+      : [`${config.stateDir}/drill/`]))
+    .map((d) => canonicalDest(d, Deno.cwd()));
+  for (const d of dests) {
+    if (!d.endsWith("/")) {
+      return cliUsage(NAME, `--dest: "${d}" must be a directory or prefix ending in /`);
+    }
+  }
+  let mailer: SmtpMailer | null = null;
+  if (str("smtp") !== undefined) {
+    mailer = SmtpMailer.open(str("smtp")!, {
+      from: str("mail-from") ?? `coldpack@${Deno.hostname()}`,
+      to: (str("mail-to") ?? "").split(",").map((a) => a.trim()).filter((a) => a !== ""),
+      ...(Deno.env.get("COLDPACK_SMTP_PASSWORD") === undefined
+        ? {}
+        : { password: Deno.env.get("COLDPACK_SMTP_PASSWORD")! }),
+    });
+  }
+  const rawCatalog = await openCatalog(config.catalog, {
+    migrate: config.autoMigrate,
+    password: resolveMysqlPassword(inputs),
+  });
+  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
+  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
+  const store = withRetryStore(await openStore(config.store), {
+    ...policy,
+    putTimeoutMs: config.storeTimeoutMs,
+  });
+  const resolver = new DestResolver({ source: config.source, roots: null });
+  try {
+    const result = await runDrill({
+      catalog,
+      store,
+      clock: systemClock,
+      random: randomBytes,
+      random01: Math.random,
+      resolve: (r, f) => resolver.resolve(r, f),
+      alert: async (subject, text) => {
+        if (mailer === null) {
+          throw new Error("no --smtp: the alert is only in this log:\n" + text);
+        }
+        await mailer.send({ subject, text });
+      },
+      metrics: noMetrics,
+      log,
+    }, { files, dests, windowMs, tier });
+    console.log(
+      `drill: ${result.started} file(s) started; earlier drills: ${result.ok} ok, ` +
+        `${result.pending} pending, ${result.failed} failed (${result.alerted} alerted)`,
+    );
+    return result.failed > 0 ? EXIT.someFailed : EXIT.ok;
+  } finally {
+    await resolver.close();
+    await mailer?.close();
     await store.close();
     await catalog.close();
   }

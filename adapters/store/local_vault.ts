@@ -38,7 +38,7 @@ const MIB = 1024 * 1024;
 const HOUR = 3_600_000;
 /** `.part` files older than this are leftovers of a crashed upload. */
 const STALE_PART_MS = 24 * HOUR;
-const READ_CHUNK = 256 * 1024;
+const READ_CHUNK = 1024 * 1024;
 const REMOTE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.tar$/;
 const JOB_ID = /^[0-9a-f]{32}$/;
 const TREE_HASH = /^[0-9a-f]{64}$/;
