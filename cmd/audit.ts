@@ -30,6 +30,7 @@ import { parseHostPort } from "../core/agent_config.ts";
 import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 import {
   type AuditRow,
+  type Catalog,
   type DrillRow,
   type Metrics,
   noMetrics,
@@ -54,7 +55,7 @@ const HELP = `coldpack-audit: prove the archives are intact
 Usage:
   coldpack-audit sample [--fraction F] [--min N] --verifier URL [options]   (hourly cron)
   coldpack-audit drill [--files 10] [--dest DEST[,DEST]] --smtp URL --mail-to ADDR   (monthly cron)
-  coldpack-audit report [--json]
+  coldpack-audit report [--json] [--verifier URL]
 
 sample picks a uniformly random sample of archives (expected size: archives x
 --fraction, with randomized rounding so that small fleets are audited over
@@ -90,6 +91,8 @@ Options (the catalog, store and source are the backup's: same flags, env, config
   --smtp URL --mail-to ADDR[,ADDR] --mail-from ADDR   drill: where the alert goes
                        (password, if any, from COLDPACK_SMTP_PASSWORD)
   --json               report: JSON
+                       (report --verifier URL first records the verifier's results; sample
+                       does so on every run)
   --store URL, --catalog URL, --source URL, --state-dir DIR, --config FILE
   -h, --help           this help
 
@@ -146,8 +149,27 @@ async function main(args: string[]): Promise<number> {
       ...(values["state-dir"] === undefined ? {} : { "state-dir": values["state-dir"] }),
       ...(values.config === undefined ? {} : { config: values.config }),
     });
-    if (command === "report") return await report(inputs, values.json === true);
-    if (command === "drill") return await drill(inputs, values);
+    if (command === "report") {
+      const token = Deno.env.get("COLDPACK_VERIFIER_TOKEN") ?? "";
+      if (values.verifier !== undefined && token === "") {
+        return cliUsage(NAME, "COLDPACK_VERIFIER_TOKEN is not set (the verifier's bearer token)");
+      }
+      return await report(
+        inputs,
+        values.json === true,
+        values.verifier === undefined ? null : { url: new URL(values.verifier), token },
+      );
+    }
+    if (command === "drill") {
+      const agent = values["metrics-agent"] === undefined
+        ? null
+        : new IstatdClient({ ...parseHostPort(values["metrics-agent"]), log });
+      try {
+        return await drill(inputs, values, agent ?? noMetrics);
+      } finally {
+        await agent?.close();
+      }
+    }
     const fraction = Number(values.fraction ?? "0.000001");
     if (!(fraction >= 0 && fraction <= 1)) {
       return cliUsage(NAME, `--fraction: "${values.fraction}" is not a fraction from 0 to 1`);
@@ -262,6 +284,14 @@ async function sample(inputs: ConfigInputs, flags: SampleFlags): Promise<number>
         throw new Error(`${url.origin} answered ${res.status}: ${text.trim()}`);
       }
     };
+    if (!flags.dryRun && flags.verifier !== null) {
+      try {
+        const n = await syncFromVerifier(catalog, flags.verifier, flags.token);
+        if (n > 0) log(`${n} earlier audit result(s) from the verifier recorded`);
+      } catch (e) {
+        log(`could not read earlier results from the verifier: ${errorMessage(e)}`);
+      }
+    }
     const result = await sampleAudits({
       catalog,
       store,
@@ -299,6 +329,7 @@ async function sample(inputs: ConfigInputs, flags: SampleFlags): Promise<number>
 async function drill(
   inputs: ConfigInputs,
   values: Record<string, string | boolean | undefined>,
+  metrics: Metrics,
 ): Promise<number> {
   const str = (k: string) => values[k] as string | undefined;
   const files = Number(str("files") ?? "10");
@@ -364,7 +395,7 @@ async function drill(
         }
         await mailer.send({ subject, text });
       },
-      metrics: noMetrics,
+      metrics,
       log,
     }, { files, dests, windowMs, tier });
     console.log(
@@ -380,13 +411,76 @@ async function drill(
   }
 }
 
-async function report(inputs: ConfigInputs, json: boolean): Promise<number> {
+/**
+ * Brings the verifier's results into the catalog: audits still `sent` there
+ * that the verifier has verified, failed or given up on. Returns how many
+ * changed.
+ */
+async function syncFromVerifier(
+  catalog: Catalog,
+  verifier: URL,
+  token: string,
+): Promise<number> {
+  const sent: AuditRow[] = [];
+  let after: AuditRow["id"] | undefined;
+  for (;;) {
+    const page = await catalog.audits({
+      limit: 500,
+      states: ["sent"],
+      ...(after === undefined ? {} : { afterId: after }),
+    });
+    if (page.length === 0) break;
+    sent.push(...page);
+    after = page[page.length - 1]!.id;
+  }
+  if (sent.length === 0) return 0;
+  const url = new URL(
+    "audits?limit=10000",
+    verifier.href.endsWith("/") ? verifier : `${verifier.href}/`,
+  );
+  const res = await fetch(url, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(60_000),
+  });
+  if (res.status !== 200) {
+    const text = (await res.text()).slice(0, 200).trim();
+    throw new Error(`${url.origin} answered ${res.status} to GET /audits: ${text}`);
+  }
+  const body = await res.json() as {
+    audits: { auditId: string; state: string; findings: unknown[] | null; note: string | null }[];
+  };
+  const byId = new Map(body.audits.map((a) => [a.auditId, a]));
+  let changed = 0;
+  for (const a of sent) {
+    const v = byId.get(a.id);
+    if (v === undefined || v.state === "waiting") continue;
+    const state = v.state === "verified" ? "verified" : v.state === "failed" ? "failed" : "error";
+    await catalog.updateAudit(a.id, {
+      state,
+      updatedAt: Date.now(),
+      findings: Array.isArray(v.findings) ? v.findings.length : null,
+      ...(v.note === null ? {} : { note: v.note }),
+    });
+    changed++;
+  }
+  return changed;
+}
+
+async function report(
+  inputs: ConfigInputs,
+  json: boolean,
+  verifier: { url: URL; token: string } | null,
+): Promise<number> {
   const config = resolveRestoreConfig(inputs);
   const catalog = await openCatalog(config.catalog, {
     migrate: false,
     password: resolveMysqlPassword(inputs),
   });
   try {
+    if (verifier !== null) {
+      const n = await syncFromVerifier(catalog, verifier.url, verifier.token);
+      if (n > 0) log(`${n} audit result(s) from the verifier recorded`);
+    }
     const audits: AuditRow[] = [];
     let after: AuditRow["id"] | undefined;
     for (;;) {

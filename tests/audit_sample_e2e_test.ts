@@ -97,11 +97,18 @@ Deno.test({
     assert.deepEqual(listed.map((a) => a.state), rows.map(() => "verified"), v.stderr());
     assert.equal(smtp.mails.length, 0);
 
-    const report = await runCmd("audit", ["report", "--json", ...common]);
+    // report --verifier records the verifier's results in the catalog.
+    const report = await runCmd("audit", ["report", "--json", "--verifier", v.base, ...common], {
+      env: { COLDPACK_VERIFIER_TOKEN: TOKEN },
+    });
     assert.equal(report.code, 0, report.stderr);
     const parsed = JSON.parse(report.stdout);
     assert.equal(parsed.audits.length, rows.length);
     assert.equal(parsed.summary.audits.total, rows.length);
+    assert.ok(
+      parsed.audits.every((a: AuditRow) => a.state === "verified" && a.findings === 0),
+      report.stdout,
+    );
   } finally {
     if (verifier !== null) await verifier.stop();
     await smtp.stop();
