@@ -198,13 +198,17 @@ export async function renameEntry(path: string, blockOffset: number, name: strin
 }
 
 /** coldpack-audit-verifier as a subprocess, with its stderr collected and its address read from the start-up line. */
-export async function startVerifier(args: string[], token: string): Promise<{
+export async function startVerifier(
+  args: string[],
+  token: string,
+  env: Record<string, string> = {},
+): Promise<{
   base: string;
   stderr: () => string;
   stop: () => Promise<number>;
 }> {
   const child = spawnCmd("audit_verifier", ["--listen", "127.0.0.1:0", ...args], {
-    env: { COLDPACK_VERIFIER_TOKEN: token },
+    env: { ...env, COLDPACK_VERIFIER_TOKEN: token },
   });
   await child.stdout.cancel();
   let text = "";

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { SqliteCatalog } from "../adapters/catalog/sqlite.ts";
 import type { AuditRow } from "../core/ports.ts";
 import { startVerifier } from "./_audit_fixture.ts";
+import { GlacierDouble, TEST_CREDENTIALS } from "./doubles/glacier.ts";
 import { smtpTestOptions, startSmtp } from "./_smtp.ts";
 import { bytesOf, put, runCmd, tempDir } from "./_helpers.ts";
 
@@ -167,6 +168,71 @@ Deno.test({
     assert.match(usage.stderr, /--fraction: "2" is not a fraction/);
   } finally {
     if (verifier !== null) await verifier.stop();
+    await src.cleanup();
+    await state.cleanup();
+    await results.cleanup();
+  }
+});
+
+Deno.test({
+  name: "coldpack-audit sample and the verifier on a Glacier vault (the strict double): verified",
+  ...options,
+}, async () => {
+  const glacier = await GlacierDouble.start({ vaults: ["ugc-archive"] });
+  const src = await tempDir();
+  const state = await tempDir();
+  const results = await tempDir();
+  const env = {
+    AWS_ENDPOINT_URL_GLACIER: glacier.endpoint,
+    AWS_REGION: glacier.region,
+    AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+  };
+  let verifier: Awaited<ReturnType<typeof startVerifier>> | null = null;
+  try {
+    for (let i = 0; i < 6; i++) await put(src.path, `g/${i}.bin`, bytesOf(i + 40, 5_000 + i));
+    const common = [
+      "--source",
+      src.path,
+      "--state-dir",
+      state.path,
+      "--store",
+      "glacier://us-east-1/ugc-archive",
+    ];
+    const backup = await runCmd("backup", [...common, "--once"], { env });
+    assert.equal(backup.code, 0, backup.stderr);
+    verifier = await startVerifier(
+      ["--results", `${results.path}/v.db`, "--poll", "200ms"],
+      TOKEN,
+      env,
+    );
+    const run = await runCmd("audit", [
+      "sample",
+      "--fraction",
+      "1",
+      "--budget",
+      "100%",
+      "--verifier",
+      verifier.base,
+      ...common,
+    ], { env: { ...env, COLDPACK_VERIFIER_TOKEN: TOKEN } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /1 archive\(s\) picked of 1: 1 sent/);
+    const v = verifier;
+    const deadline = Date.now() + 60_000;
+    let states: string[] = [];
+    while (Date.now() < deadline) {
+      const res = await fetch(`${v.base}/audits`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      states = ((await res.json()).audits as { state: string }[]).map((a) => a.state);
+      if (states.length === 1 && states[0] !== "waiting") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(states, ["verified"], v.stderr());
+  } finally {
+    if (verifier !== null) await verifier.stop();
+    await glacier.close();
     await src.cleanup();
     await state.cleanup();
     await results.cleanup();
