@@ -9,7 +9,9 @@
  * fixed seed), as the backup makes them. Each round times the verifier over
  * every tar, then one `openssl dgst -md5` process over every tar; the
  * median of the rounds is reported (the first round also warms the page
- * cache, so both read from memory).
+ * cache, so both read from memory). The verifier hashes on two threads
+ * (adapters/audit/tar_digest.ts): on a 2-core machine, other load lowers its
+ * figure more than openssl's single-threaded one, so bench on a quiet machine.
  *
  * Usage: deno run -A scripts/bench_verifier.ts [--archives N] [--rounds R] [--keep DIR]
  * @module

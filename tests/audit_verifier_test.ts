@@ -22,7 +22,9 @@ import {
 } from "./_audit_fixture.ts";
 import { lazyPeer } from "./_mariadb.ts";
 import { type SmtpServer, smtpTestOptions, startSmtp } from "./_smtp.ts";
-import { tempDir } from "./_helpers.ts";
+import { bytesOf, tempDir } from "./_helpers.ts";
+import { createHash } from "node:crypto";
+import { planTar } from "../core/tar.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 const options = smtpTestOptions("audit verifier");
@@ -396,6 +398,33 @@ Deno.test("verifier: digestTar md5s every entry of a tar read in odd-sized chunk
     assert.equal(byName.get(e.name)?.md5, e.md5, e.name);
     assert.equal(byName.get(e.name)?.size, e.length, e.name);
   }
+});
+
+Deno.test("verifier: digestTar gives the same digests when its md5 thread does the hashing", async () => {
+  // A tar of several MiB with entries of many sizes, built in memory.
+  const sizes = [0, 1, 511, 512, 513, 70_000, 1_048_576, 1_048_577, 3_000_001, 200, 2_500_000];
+  const entries = sizes.map((n, i) => ({ name: `e/${i}.bin`, data: bytesOf(i + 101, n) }));
+  const plan = planTar(entries.map((e) => ({ name: e.name, size: e.data.length, mtimeMs: 0 })));
+  const tar = new Uint8Array(plan.totalSize);
+  plan.entries.forEach((p, i) => {
+    tar.set(p.header, p.headerOffset);
+    tar.set(entries[i]!.data, p.dataOffset);
+  });
+  const expected = entries.map((e) => createHash("md5").update(e.data).digest("hex"));
+  const digest = async (chunk: number) => {
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < tar.length; i += chunk) chunks.push(tar.subarray(i, i + chunk));
+    return await digestTar(ReadableStream.from(chunks));
+  };
+  const first = await digest(1_048_576);
+  // The worker starts with the first call: the next ones find it ready.
+  await new Promise((r) => setTimeout(r, 150));
+  for (const chunk of [777, 65_536, 3_145_728]) {
+    const d = await digest(chunk);
+    assert.deepEqual(d, first, `chunks of ${chunk}`);
+  }
+  assert.deepEqual(first.entries.map((e) => e.md5), expected);
+  assert.deepEqual(first.entries.map((e) => e.size), sizes);
 });
 
 Deno.test("verifier: the smtp URL is checked and a password in it refused", () => {
