@@ -6,7 +6,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { errorMessage } from "../core/errors.ts";
+import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 
 /** Exit code of bad usage or configuration, the same in every binary. */
 export const USAGE_EXIT = 2;
@@ -43,4 +43,19 @@ export function parseCommandLine<O extends Options>(
     return { exit: 0 } as const;
   }
   return { exit: null, values: parsed.values, positionals: parsed.positionals } as const;
+}
+
+/** Exit code of "the catalog, store or another service could not be used", the same in every binary. */
+export const FATAL_EXIT = 3;
+
+/**
+ * What a binary does with an error that ended its work: bad configuration
+ * is a usage error (exit 2, naming where); anything else is printed with
+ * its code and is {@linkcode FATAL_EXIT}.
+ */
+export function exitForError(program: string, e: unknown): number {
+  if (e instanceof ConfigError) return usage(program, e.message);
+  const code = e instanceof PortError ? ` [${e.code}]` : "";
+  console.error(`${program}: ${errorMessage(e)}${code}`);
+  return FATAL_EXIT;
 }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
@@ -21,13 +21,14 @@ import {
   summarize,
 } from "../core/audit.ts";
 import { sampleAudits } from "../core/audit_sample.ts";
+import { allPages } from "../core/paging.ts";
 import { runDrill } from "../core/audit_drill.ts";
 import { parseDuration } from "../core/duration.ts";
 import { canonicalDest, DestResolver } from "../adapters/restore_dest.ts";
 import { SmtpMailer } from "../adapters/audit/mailer.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
 import { parseHostPort } from "../core/agent_config.ts";
-import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import { errorMessage } from "../core/errors.ts";
 import {
   type AuditRow,
   type Catalog,
@@ -142,13 +143,7 @@ async function main(args: string[]): Promise<number> {
     return cliUsage(NAME, "give one command: sample, drill or report");
   }
   try {
-    const inputs = await collectInputs({
-      ...(values.store === undefined ? {} : { store: values.store }),
-      ...(values.catalog === undefined ? {} : { catalog: values.catalog }),
-      ...(values.source === undefined ? {} : { source: values.source }),
-      ...(values["state-dir"] === undefined ? {} : { "state-dir": values["state-dir"] }),
-      ...(values.config === undefined ? {} : { config: values.config }),
-    });
+    const inputs = await collectInputs(values);
     if (command === "report") {
       const token = Deno.env.get("COLDPACK_VERIFIER_TOKEN") ?? "";
       if (values.verifier !== undefined && token === "") {
@@ -229,13 +224,10 @@ async function main(args: string[]): Promise<number> {
       await client?.close();
     }
   } catch (e) {
-    if (e instanceof ConfigError) return cliUsage(NAME, e.message);
     if (e instanceof RangeError && /HOST:PORT/.test(e.message)) {
       return cliUsage(NAME, `--metrics-agent: ${e.message}`);
     }
-    const code = e instanceof PortError ? ` [${e.code}]` : "";
-    log(`${errorMessage(e)}${code}`);
-    return EXIT.fatal;
+    return exitForError(NAME, e);
   }
 }
 
@@ -421,18 +413,15 @@ async function syncFromVerifier(
   verifier: URL,
   token: string,
 ): Promise<number> {
-  const sent: AuditRow[] = [];
-  let after: AuditRow["id"] | undefined;
-  for (;;) {
-    const page = await catalog.audits({
-      limit: 500,
-      states: ["sent"],
-      ...(after === undefined ? {} : { afterId: after }),
-    });
-    if (page.length === 0) break;
-    sent.push(...page);
-    after = page[page.length - 1]!.id;
-  }
+  const sent = await allPages(
+    (afterId: AuditRow["id"] | undefined) =>
+      catalog.audits({
+        limit: 500,
+        states: ["sent"],
+        ...(afterId === undefined ? {} : { afterId }),
+      }),
+    (a) => a.id,
+  );
   if (sent.length === 0) return 0;
   const url = new URL(
     "audits?limit=10000",
@@ -481,28 +470,16 @@ async function report(
       const n = await syncFromVerifier(catalog, verifier.url, verifier.token);
       if (n > 0) log(`${n} audit result(s) from the verifier recorded`);
     }
-    const audits: AuditRow[] = [];
-    let after: AuditRow["id"] | undefined;
-    for (;;) {
-      const page = await catalog.audits({
-        limit: 500,
-        ...(after === undefined ? {} : { afterId: after }),
-      });
-      if (page.length === 0) break;
-      audits.push(...page);
-      after = page[page.length - 1]!.id;
-    }
-    const drills: DrillRow[] = [];
-    let afterDrill: DrillRow["id"] | undefined;
-    for (;;) {
-      const page = await catalog.drills({
-        limit: 500,
-        ...(afterDrill === undefined ? {} : { afterId: afterDrill }),
-      });
-      if (page.length === 0) break;
-      drills.push(...page);
-      afterDrill = page[page.length - 1]!.id;
-    }
+    const audits = await allPages(
+      (afterId: AuditRow["id"] | undefined) =>
+        catalog.audits({ limit: 500, ...(afterId === undefined ? {} : { afterId }) }),
+      (a) => a.id,
+    );
+    const drills = await allPages(
+      (afterId: DrillRow["id"] | undefined) =>
+        catalog.drills({ limit: 500, ...(afterId === undefined ? {} : { afterId }) }),
+      (d) => d.id,
+    );
     if (json) {
       console.log(JSON.stringify({ summary: summarize(audits, drills), audits, drills }, null, 2));
     } else {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { openStore } from "../adapters/registry.ts";
 import { AuditResults } from "../adapters/audit/results.ts";
 import { type Mailer, SmtpMailer } from "../adapters/audit/mailer.ts";
@@ -16,7 +16,7 @@ import { AuditVerifier } from "../adapters/audit/verifier.ts";
 import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
 import { defaultStateDir } from "../core/config.ts";
 import { parseDuration } from "../core/duration.ts";
-import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import { ConfigError, errorMessage } from "../core/errors.ts";
 import type { ColdStore } from "../core/ports.ts";
 
 /** Exit codes, documented in --help and docs/audit.md. */
@@ -210,10 +210,7 @@ async function main(args: string[]): Promise<number> {
     log(`stopped by ${signal}`);
     return EXIT.ok;
   } catch (e) {
-    if (e instanceof ConfigError) return cliUsage(NAME, e.message);
-    const code = e instanceof PortError ? ` [${e.code}]` : "";
-    log(`${errorMessage(e)}${code}`);
-    return EXIT.fatal;
+    return exitForError(NAME, e);
   } finally {
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGINT", onInt);

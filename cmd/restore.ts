@@ -8,13 +8,13 @@
  * @module
  */
 
-import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
 import { canonicalDest, DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
-import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
+import { ConfigError, errorMessage } from "../core/errors.ts";
 import { hex, type SourceId, sourceId } from "../core/ids.ts";
 import { type Catalog, type FileRow, type RestoreRow, type Tier, TIERS } from "../core/ports.ts";
 import { completeRestores, requestRestores, type RestoreRequest } from "../core/restore.ts";
@@ -169,10 +169,7 @@ async function main(args: string[]): Promise<number> {
       force: values.force === true,
     });
   } catch (e) {
-    if (e instanceof ConfigError) return usage(e.message);
-    const code = e instanceof PortError ? ` [${e.code}]` : "";
-    console.error(`coldpack-restore: ${errorMessage(e)}${code}`);
-    return EXIT.fatal;
+    return exitForError("coldpack-restore", e);
   }
 }
 

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
 import { openCatalog, openQueue, openStore } from "../adapters/registry.ts";
 import { DestResolver } from "../adapters/restore_dest.ts";
@@ -18,7 +18,6 @@ import { MetricsRegistry } from "../adapters/metrics/registry.ts";
 import { type MetricsServer, serveMetrics } from "../adapters/metrics/http.ts";
 import { teeMetrics } from "../adapters/metrics/tee.ts";
 import { LISTENER_SETTINGS, resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
-import { ConfigError, errorMessage, PortError } from "../core/errors.ts";
 import type { Metrics, NotificationQueue } from "../core/ports.ts";
 import { type ListenerStats, runListener } from "../core/restore_listener.ts";
 import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
@@ -215,10 +214,7 @@ async function main(args: string[]): Promise<number> {
       await catalog.close();
     }
   } catch (e) {
-    if (e instanceof ConfigError) return cliUsage(NAME, e.message);
-    const code = e instanceof PortError ? ` [${e.code}]` : "";
-    log(`${errorMessage(e)}${code}`);
-    return EXIT.fatal;
+    return exitForError(NAME, e);
   } finally {
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGINT", onInt);

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { judgeDrill, pickDrillFiles, type Random, sampleBySeq } from "./audit.ts";
 import { errorMessage } from "./errors.ts";
+import { allPages } from "./paging.ts";
 import { type FileId, newDrillId } from "./ids.ts";
 import type { Catalog, DrillRow, FileRow, Metrics, RestoreRow, Tier } from "./ports.ts";
 import {
@@ -227,20 +228,13 @@ async function holdsOriginal(
   return n === file.length && md5.digest("hex") === file.md5;
 }
 
-async function allDrills(
+function allDrills(
   catalog: Catalog,
   states: readonly DrillRow["state"][],
 ): Promise<DrillRow[]> {
-  const out: DrillRow[] = [];
-  let afterId: DrillRow["id"] | undefined;
-  for (;;) {
-    const page = await catalog.drills({
-      limit: 500,
-      states,
-      ...(afterId === undefined ? {} : { afterId }),
-    });
-    if (page.length === 0) return out;
-    out.push(...page);
-    afterId = page[page.length - 1]!.id;
-  }
+  return allPages(
+    (afterId: DrillRow["id"] | undefined) =>
+      catalog.drills({ limit: 500, states, ...(afterId === undefined ? {} : { afterId }) }),
+    (d) => d.id,
+  );
 }

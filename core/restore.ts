@@ -13,6 +13,7 @@
 
 import { createHash } from "node:crypto";
 import { errorCode, errorMessage, isRetryable } from "./errors.ts";
+import { allPages } from "./paging.ts";
 import { type FileId, newRetrievalId, type RetrievalId } from "./ids.ts";
 import type {
   ArchiveRow,
@@ -374,18 +375,16 @@ export async function pendingRestores(
   ids?: readonly number[],
 ): Promise<RestoreRow[]> {
   const wanted = ids === undefined ? null : new Set(ids);
-  const out: RestoreRow[] = [];
-  let afterId: number | undefined;
-  for (;;) {
-    const page = await catalog.restores({
-      limit: 500,
-      states: ["pending"],
-      ...(afterId === undefined ? {} : { afterId }),
-    });
-    if (page.length === 0) return out;
-    for (const r of page) if (wanted === null || wanted.has(r.id)) out.push(r);
-    afterId = page[page.length - 1]!.id;
-  }
+  const all = await allPages(
+    (afterId: number | undefined) =>
+      catalog.restores({
+        limit: 500,
+        states: ["pending"],
+        ...(afterId === undefined ? {} : { afterId }),
+      }),
+    (r) => r.id,
+  );
+  return wanted === null ? all : all.filter((r) => wanted.has(r.id));
 }
 
 /** Asks the store where a retrieval stands and records it. */
