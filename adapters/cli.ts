@@ -59,3 +59,45 @@ export function exitForError(program: string, e: unknown): number {
   console.error(`${program}: ${errorMessage(e)}${code}`);
   return FATAL_EXIT;
 }
+
+/** What {@linkcode listenForStop} gives a daemon. */
+export interface StopSignals {
+  /** Aborted (reason: an `AbortError` naming the signal) at the first SIGTERM or SIGINT. */
+  readonly signal: AbortSignal;
+  /** Resolves to the signal's name. */
+  readonly stopped: Promise<string>;
+  /** Removes the signal listeners. */
+  dispose(): void;
+}
+
+/** A daemon's graceful stop: SIGTERM or SIGINT aborts `signal`, logged once. */
+export function listenForStop(log: (line: string) => void): StopSignals {
+  const controller = new AbortController();
+  const stopped = Promise.withResolvers<string>();
+  const on = (name: "SIGTERM" | "SIGINT") => () => {
+    if (!controller.signal.aborted) log(`${name}: stopping`);
+    controller.abort(new DOMException(`stopped by ${name}`, "AbortError"));
+    stopped.resolve(name);
+  };
+  const onTerm = on("SIGTERM");
+  const onInt = on("SIGINT");
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGINT", onInt);
+  return {
+    signal: controller.signal,
+    stopped: stopped.promise,
+    dispose() {
+      Deno.removeSignalListener("SIGTERM", onTerm);
+      Deno.removeSignalListener("SIGINT", onInt);
+    },
+  };
+}
+
+/** The flags of every program that opens the backup's catalog and store (values for `collectInputs`). */
+export const CATALOG_STORE_FLAGS = {
+  store: { type: "string" },
+  catalog: { type: "string" },
+  source: { type: "string" },
+  "state-dir": { type: "string" },
+  config: { type: "string" },
+} as const;

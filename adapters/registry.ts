@@ -5,6 +5,9 @@
  */
 
 import { parseCatalogUrl } from "../core/catalog_url.ts";
+import type { resolveMysqlPassword, RestoreConfig } from "../core/config.ts";
+import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
+import { systemClock } from "./clock.ts";
 import { ConfigError, PortError } from "../core/errors.ts";
 import type { Catalog, ColdStore, Destination, NotificationQueue, Source } from "../core/ports.ts";
 import { parseSourceUrl } from "../core/source_url.ts";
@@ -251,4 +254,29 @@ export async function openPacker(
     return await WorkerPacker.open({ kind: "s3", ...source.spec() }, spoolDir, perWorker);
   }
   return new InlinePacker(await SpoolFetcher.open(source, spoolDir), { readAhead });
+}
+
+/**
+ * The catalog and the store of a program that reads and restores (restore,
+ * listener, audit), each wrapped in the retry policy every program uses:
+ * store calls tried `config.storeAttempts` times with backoff (0.5 s to
+ * 60 s), catalog calls likewise (0.25 s to 15 s).
+ */
+export async function openCatalogAndStore(
+  config: RestoreConfig,
+  password: ReturnType<typeof resolveMysqlPassword>,
+): Promise<{ catalog: Catalog; store: ColdStore }> {
+  const raw = await openCatalog(config.catalog, { migrate: config.autoMigrate, password });
+  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
+  const catalog = withRetryCatalog(raw, { ...policy, baseMs: 250, maxMs: 15_000 });
+  try {
+    const store = withRetryStore(await openStore(config.store), {
+      ...policy,
+      putTimeoutMs: config.storeTimeoutMs,
+    });
+    return { catalog, store };
+  } catch (e) {
+    await catalog.close();
+    throw e;
+  }
 }

@@ -8,9 +8,14 @@
  * @module
  */
 
-import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import {
+  CATALOG_STORE_FLAGS,
+  exitForError,
+  parseCommandLine,
+  usage as cliUsage,
+} from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
-import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { openCatalog, openCatalogAndStore, openSource } from "../adapters/registry.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
 import {
@@ -38,7 +43,6 @@ import {
   type Tier,
   TIERS,
 } from "../core/ports.ts";
-import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 
 /** Exit codes, documented in --help and docs/audit.md. */
 export const EXIT = {
@@ -105,11 +109,7 @@ Exit codes:
 `;
 
 const FLAG_OPTIONS = {
-  store: { type: "string" as const },
-  catalog: { type: "string" as const },
-  source: { type: "string" as const },
-  "state-dir": { type: "string" as const },
-  config: { type: "string" as const },
+  ...CATALOG_STORE_FLAGS,
   fraction: { type: "string" as const },
   min: { type: "string" as const },
   verifier: { type: "string" as const },
@@ -244,16 +244,7 @@ interface SampleFlags {
 
 async function sample(inputs: ConfigInputs, flags: SampleFlags): Promise<number> {
   const config = resolveRestoreConfig(inputs);
-  const rawCatalog = await openCatalog(config.catalog, {
-    migrate: config.autoMigrate,
-    password: resolveMysqlPassword(inputs),
-  });
-  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
-  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
-  const store = withRetryStore(await openStore(config.store), {
-    ...policy,
-    putTimeoutMs: config.storeTimeoutMs,
-  });
+  const { catalog, store } = await openCatalogAndStore(config, resolveMysqlPassword(inputs));
   const source = config.source === null ? null : await openSource(config.source);
   if (source === null) log("no --source: every md5 comes from the catalog (said in each manifest)");
   try {
@@ -357,21 +348,9 @@ async function drill(
     mailer = SmtpMailer.open(str("smtp")!, {
       from: str("mail-from") ?? `coldpack@${Deno.hostname()}`,
       to: (str("mail-to") ?? "").split(",").map((a) => a.trim()).filter((a) => a !== ""),
-      ...(Deno.env.get("COLDPACK_SMTP_PASSWORD") === undefined
-        ? {}
-        : { password: Deno.env.get("COLDPACK_SMTP_PASSWORD")! }),
     });
   }
-  const rawCatalog = await openCatalog(config.catalog, {
-    migrate: config.autoMigrate,
-    password: resolveMysqlPassword(inputs),
-  });
-  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
-  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
-  const store = withRetryStore(await openStore(config.store), {
-    ...policy,
-    putTimeoutMs: config.storeTimeoutMs,
-  });
+  const { catalog, store } = await openCatalogAndStore(config, resolveMysqlPassword(inputs));
   const resolver = new DestResolver({ source: config.source, roots: null });
   try {
     const result = await runDrill({

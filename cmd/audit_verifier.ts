@@ -8,7 +8,12 @@
  * @module
  */
 
-import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import {
+  exitForError,
+  listenForStop,
+  parseCommandLine,
+  usage as cliUsage,
+} from "../adapters/cli.ts";
 import { openStore } from "../adapters/registry.ts";
 import { AuditResults } from "../adapters/audit/results.ts";
 import { type Mailer, SmtpMailer } from "../adapters/audit/mailer.ts";
@@ -130,17 +135,7 @@ async function main(args: string[]): Promise<number> {
   if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
   if (positionals.length > 0) return cliUsage(NAME, `unexpected argument "${positionals[0]}"`);
-  const controller = new AbortController();
-  const stopped = Promise.withResolvers<string>();
-  const stop = (signal: string) => () => {
-    if (!controller.signal.aborted) log(`${signal}: stopping`);
-    controller.abort();
-    stopped.resolve(signal);
-  };
-  const onTerm = stop("SIGTERM");
-  const onInt = stop("SIGINT");
-  Deno.addSignalListener("SIGTERM", onTerm);
-  Deno.addSignalListener("SIGINT", onInt);
+  const stop = listenForStop(log);
   let results: AuditResults | null = null;
   let mailer: Mailer | null = null;
   let agent: IstatdClient | null = null;
@@ -167,7 +162,6 @@ async function main(args: string[]): Promise<number> {
       mailer = SmtpMailer.open(values.smtp, {
         from: values["mail-from"] ?? `${NAME}@${Deno.hostname()}`,
         to: list(values["mail-to"]),
-        ...(env["COLDPACK_SMTP_PASSWORD"] ? { password: env["COLDPACK_SMTP_PASSWORD"] } : {}),
       });
     } else if (values["mail-to"] !== undefined) {
       throw new ConfigError("--mail-to", "needs --smtp (where to send the mail)");
@@ -205,15 +199,14 @@ async function main(args: string[]): Promise<number> {
           pollMs / 1000
         } s`,
     );
-    const signal = await stopped.promise;
+    const signal = await stop.stopped;
     await verifier.stop();
     log(`stopped by ${signal}`);
     return EXIT.ok;
   } catch (e) {
     return exitForError(NAME, e);
   } finally {
-    Deno.removeSignalListener("SIGTERM", onTerm);
-    Deno.removeSignalListener("SIGINT", onInt);
+    stop.dispose();
     await verifier?.stop();
     for (const s of stores) await s.close().catch(() => {});
     await mailer?.close();

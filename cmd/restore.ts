@@ -8,9 +8,14 @@
  * @module
  */
 
-import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import {
+  CATALOG_STORE_FLAGS,
+  exitForError,
+  parseCommandLine,
+  usage as cliUsage,
+} from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
-import { openCatalog, openSource, openStore } from "../adapters/registry.ts";
+import { openCatalog, openCatalogAndStore, openSource } from "../adapters/registry.ts";
 import { canonicalDest, DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { type ConfigInputs, resolveMysqlPassword, resolveRestoreConfig } from "../core/config.ts";
@@ -27,7 +32,6 @@ import {
 import { parseSourceUrl, remoteSourceId } from "../core/source_url.ts";
 import { parseDuration } from "../core/duration.ts";
 import { estimateRetrievalCost, pricedStore } from "../core/prices.ts";
-import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 
 /** Exit codes, documented in --help and the README. */
 export const EXIT = {
@@ -83,11 +87,7 @@ Exit codes:
 `;
 
 const FLAG_OPTIONS = {
-  store: { type: "string" as const },
-  catalog: { type: "string" as const },
-  source: { type: "string" as const },
-  "state-dir": { type: "string" as const },
-  config: { type: "string" as const },
+  ...CATALOG_STORE_FLAGS,
   batch: { type: "string" as const },
   version: { type: "string" as const },
   "as-of": { type: "string" as const },
@@ -241,16 +241,7 @@ async function restore(inputs: ConfigInputs, text: string, flags: RestoreFlags):
     if (flags.single) return usage(e.reason);
     console.error(`coldpack-restore: line ${e.line}: ${e.reason}`);
   }
-  const rawCatalog = await openCatalog(config.catalog, {
-    migrate: config.autoMigrate,
-    password: resolveMysqlPassword(inputs),
-  });
-  const policy = { attempts: config.storeAttempts, baseMs: 500, maxMs: 60_000, clock: systemClock };
-  const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
-  const store = withRetryStore(await openStore(config.store), {
-    ...policy,
-    putTimeoutMs: config.storeTimeoutMs,
-  });
+  const { catalog, store } = await openCatalogAndStore(config, resolveMysqlPassword(inputs));
   const resolver = new DestResolver({ source: config.source, roots: null });
   try {
     const sources = await sourceIds(config.source);

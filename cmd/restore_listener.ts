@@ -8,9 +8,14 @@
  * @module
  */
 
-import { exitForError, parseCommandLine, usage as cliUsage } from "../adapters/cli.ts";
+import {
+  exitForError,
+  listenForStop,
+  parseCommandLine,
+  usage as cliUsage,
+} from "../adapters/cli.ts";
 import { collectInputs } from "../adapters/config_file.ts";
-import { openCatalog, openQueue, openStore } from "../adapters/registry.ts";
+import { openCatalogAndStore, openQueue } from "../adapters/registry.ts";
 import { DestResolver } from "../adapters/restore_dest.ts";
 import { randomBytes, systemClock } from "../adapters/clock.ts";
 import { IstatdClient } from "../adapters/metrics/istatd_client.ts";
@@ -20,7 +25,6 @@ import { teeMetrics } from "../adapters/metrics/tee.ts";
 import { LISTENER_SETTINGS, resolveListenerConfig, resolveMysqlPassword } from "../core/config.ts";
 import type { Metrics, NotificationQueue } from "../core/ports.ts";
 import { type ListenerStats, runListener } from "../core/restore_listener.ts";
-import { withRetryCatalog, withRetryStore } from "../core/retry.ts";
 import { parseStoreUrl } from "../core/store_url.ts";
 
 /** Exit codes, documented in --help and the README. */
@@ -108,15 +112,7 @@ async function main(args: string[]): Promise<number> {
   if (parsed.exit !== null) return parsed.exit;
   const { values, positionals } = parsed;
   if (positionals.length > 0) return cliUsage(NAME, `unexpected argument "${positionals[0]}"`);
-  const controller = new AbortController();
-  const stop = (signal: string) => () => {
-    if (!controller.signal.aborted) log(`${signal}: stopping`);
-    controller.abort(new DOMException(`stopped by ${signal}`, "AbortError"));
-  };
-  const onTerm = stop("SIGTERM");
-  const onInt = stop("SIGINT");
-  Deno.addSignalListener("SIGTERM", onTerm);
-  Deno.addSignalListener("SIGINT", onInt);
+  const stop = listenForStop(log);
   let queue: NotificationQueue | null = null;
   let agent: IstatdClient | null = null;
   let server: MetricsServer | null = null;
@@ -138,7 +134,7 @@ async function main(args: string[]): Promise<number> {
         port: config.metricsPort,
         render: () => registry.render(),
         health: () => ({
-          status: controller.signal.aborted ? "stopping" : "running",
+          status: stop.signal.aborted ? "stopping" : "running",
           program: NAME,
           pid: Deno.pid,
           uptimeSeconds: (Date.now() - startedAt) / 1000,
@@ -150,21 +146,7 @@ async function main(args: string[]): Promise<number> {
     const metrics = teeMetrics(...sinks);
     const storeSpec = parseStoreUrl(config.store);
     const topic = config.topic ?? (storeSpec.kind === "glacier" ? storeSpec.snsTopic : null);
-    const rawCatalog = await openCatalog(config.catalog, {
-      migrate: config.autoMigrate,
-      password: resolveMysqlPassword(inputs),
-    });
-    const policy = {
-      attempts: config.storeAttempts,
-      baseMs: 500,
-      maxMs: 60_000,
-      clock: systemClock,
-    };
-    const catalog = withRetryCatalog(rawCatalog, { ...policy, baseMs: 250, maxMs: 15_000 });
-    const store = withRetryStore(await openStore(config.store), {
-      ...policy,
-      putTimeoutMs: config.storeTimeoutMs,
-    });
+    const { catalog, store } = await openCatalogAndStore(config, resolveMysqlPassword(inputs));
     queue = config.queue === null ? null : openQueue(config.queue);
     const resolver = new DestResolver({ source: config.source, roots: config.roots });
     try {
@@ -201,7 +183,7 @@ async function main(args: string[]): Promise<number> {
         pollMs: config.pollMs,
         stuckAfterMs: config.stuckAfterMs,
         visibilityMs: config.visibilityMs,
-        signal: controller.signal,
+        signal: stop.signal,
       };
       const once = values.once === true;
       const stats = await runListener(once ? { ...deps, queue: null } : deps, { ...options, once });
@@ -216,8 +198,7 @@ async function main(args: string[]): Promise<number> {
   } catch (e) {
     return exitForError(NAME, e);
   } finally {
-    Deno.removeSignalListener("SIGTERM", onTerm);
-    Deno.removeSignalListener("SIGINT", onInt);
+    stop.dispose();
     await server?.close();
     // Sends what is batched: the last counters reach the agent.
     await agent?.close();

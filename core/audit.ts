@@ -211,7 +211,7 @@ export interface SeqSample<T> {
 
 /**
  * Picks `n` rows uniformly from those whose sequence number lies in the
- * range, when the numbers may have gaps: asks `fetch` (e.g.
+ * range, when the numbers may have gaps: asks `lookup` (e.g.
  * `Catalog.archivesBySeq`) for random numbers never asked before, keeps what
  * exists, and asks again for the rest. Each query asks for more numbers than
  * still needed, by the density `count / (max - min + 1)`; when more rows come
@@ -219,13 +219,13 @@ export interface SeqSample<T> {
  * equally likely to be picked.
  *
  * @param range the range and the number of rows in it (`Catalog.archiveSeqRange`)
- * @param fetch the rows for some sequence numbers (the ones that exist, any order)
- * @throws {RangeError} when `fetch` returns more rows than numbers asked for
+ * @param lookup the rows for some sequence numbers (the ones that exist, any order)
+ * @throws {RangeError} when `lookup` returns more rows than numbers asked for
  */
 export async function sampleBySeq<T>(
   range: SeqRange & { readonly count: number },
   n: number,
-  fetch: (seqs: readonly number[]) => Promise<readonly T[]>,
+  lookup: (seqs: readonly number[]) => Promise<readonly T[]>,
   options: SampleBySeqOptions,
 ): Promise<SeqSample<T>> {
   checkCount(n, "sample size");
@@ -244,7 +244,7 @@ export async function sampleBySeq<T>(
     const seqs = pickSeqs(range, ask, { random, exclude: tried });
     if (seqs.length === 0) break;
     rounds++;
-    const got = await fetch(seqs);
+    const got = await lookup(seqs);
     if (got.length > seqs.length) {
       throw new RangeError(
         `Sequence lookup returned ${got.length} rows for ${seqs.length} sequence numbers`,

@@ -22,7 +22,8 @@ import {
   sampleSize,
 } from "./audit.ts";
 import { ChangedError, errorMessage, VanishedError } from "./errors.ts";
-import { newAuditId, newRetrievalId } from "./ids.ts";
+import { newAuditId } from "./ids.ts";
+import { startRetrieval } from "./restore.ts";
 import type {
   ArchiveRow,
   Catalog,
@@ -190,33 +191,22 @@ async function auditOne(
       );
     }
   }
-  const now = clock.now();
-  const retrievalId = newRetrievalId(now, deps.random(6));
-  const job = await store.startRetrieval(archive.remoteId, {
-    tier: options.tier,
-    description: retrievalId,
-  });
-  await catalog.addRetrieval({
-    id: retrievalId,
+  const retrieval = await startRetrieval(deps, {
     archiveId: archive.id,
-    store: store.location,
-    jobId: job.jobId,
+    remoteId: archive.remoteId,
     range: null,
     tier: options.tier,
     purpose: "audit",
-    state: job.state,
-    startedAt: now,
-    readyAt: job.state === "ready" ? now : null,
-    expiresAt: job.expiresAt,
-    failure: job.failure ?? null,
   });
+  const { id: retrievalId, jobId, state } = retrieval;
+  const now = retrieval.startedAt;
   const manifest: AuditManifest = {
     version: 1,
     auditId: id,
     archiveId: archive.id,
     store: store.location,
     remoteId: archive.remoteId,
-    jobId: job.jobId,
+    jobId,
     archiveSize: archive.size,
     createdAt: now,
     entries,
@@ -248,7 +238,7 @@ async function auditOne(
   }
   log(
     `archive ${archive.id}: audit ${id}, ${entries.length} file(s) (${fromCatalog} from the ` +
-      `catalog), retrieval ${retrievalId} (${job.state}), manifest ${digest.slice(0, 12)} sent`,
+      `catalog), retrieval ${retrievalId} (${state}), manifest ${digest.slice(0, 12)} sent`,
   );
 }
 

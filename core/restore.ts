@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { errorCode, errorMessage, isRetryable } from "./errors.ts";
 import { allPages } from "./paging.ts";
-import { type FileId, newRetrievalId, type RetrievalId } from "./ids.ts";
+import { type FileId, newRetrievalId, type RemoteArchiveId, type RetrievalId } from "./ids.ts";
 import type {
   ArchiveRow,
   Catalog,
@@ -24,6 +24,7 @@ import type {
   DestinationWrite,
   FileRow,
   RestoreRow,
+  RetrievalPurpose,
   RetrievalRow,
   Tier,
 } from "./ports.ts";
@@ -123,7 +124,7 @@ async function startFor(
   files: ReadonlyMap<FileId, FileRow>,
   options: { readonly tier?: Tier; readonly mergeGapBytes?: number },
 ): Promise<{ plan: RetrievalPlan; started: RetrievalRow[] }> {
-  const { catalog, store, clock, random } = deps;
+  const { catalog, clock } = deps;
   const need = [...new Set(restores.map((r) => r.fileId))].map((id) => files.get(id)!);
   const plan = await planFor(deps, need, options, clock.now());
   const byFile = new Map<FileId, number[]>();
@@ -137,32 +138,57 @@ async function startFor(
   }
   const started: RetrievalRow[] = [];
   for (const s of plan.start) {
-    const now = clock.now();
-    const id = newRetrievalId(now, random(6));
-    const job = await store.startRetrieval(s.remoteId, {
-      ...(s.range === null ? {} : { range: s.range }),
-      tier: s.tier,
-      description: id,
-    });
-    const row: RetrievalRow = {
-      id,
+    const row = await startRetrieval(deps, {
       archiveId: s.archiveId,
-      store: store.location,
-      jobId: job.jobId,
+      remoteId: s.remoteId,
       range: s.range,
       tier: s.tier,
       purpose: "restore",
-      state: job.state,
-      startedAt: now,
-      readyAt: job.state === "ready" ? now : null,
-      expiresAt: job.expiresAt,
-      failure: job.failure ?? null,
-    };
-    await catalog.addRetrieval(row);
-    await catalog.assignRestores(idsOf(s.files.map((f) => f.fileId)), id);
+    });
+    await catalog.assignRestores(idsOf(s.files.map((f) => f.fileId)), row.id);
     started.push(row);
   }
   return { plan, started };
+}
+
+/**
+ * Starts a retrieval at the store (its description is coldpack's own
+ * retrieval id) and records it in the catalog, for restores and audits alike.
+ */
+export async function startRetrieval(
+  deps: RestoreDeps,
+  what: {
+    readonly archiveId: RetrievalRow["archiveId"];
+    readonly remoteId: RemoteArchiveId;
+    readonly range: RetrievalRow["range"];
+    readonly tier: Tier;
+    readonly purpose: RetrievalPurpose;
+  },
+): Promise<RetrievalRow> {
+  const { catalog, store, clock, random } = deps;
+  const now = clock.now();
+  const id = newRetrievalId(now, random(6));
+  const job = await store.startRetrieval(what.remoteId, {
+    ...(what.range === null ? {} : { range: what.range }),
+    tier: what.tier,
+    description: id,
+  });
+  const row: RetrievalRow = {
+    id,
+    archiveId: what.archiveId,
+    store: store.location,
+    jobId: job.jobId,
+    range: what.range,
+    tier: what.tier,
+    purpose: what.purpose,
+    state: job.state,
+    startedAt: now,
+    readyAt: job.state === "ready" ? now : null,
+    expiresAt: job.expiresAt,
+    failure: job.failure ?? null,
+  };
+  await catalog.addRetrieval(row);
+  return row;
 }
 
 async function planFor(

@@ -44,7 +44,7 @@ export interface SmtpMailerOptions {
   readonly from: string;
   /** The recipients (at least one). */
   readonly to: readonly string[];
-  /** The password for the URL's user; default none. */
+  /** The password for the URL's user; default `COLDPACK_SMTP_PASSWORD`, else none. */
   readonly password?: string;
   /** Connection, greeting and socket timeout, ms; default 30 s. */
   readonly timeoutMs?: number;
@@ -117,7 +117,9 @@ export class SmtpMailer implements Mailer {
       connectionTimeout: timeout,
       greetingTimeout: timeout,
       socketTimeout: timeout,
-      ...(user === "" ? {} : { auth: { user, pass: options.password ?? "" } }),
+      ...(user === "" ? {} : {
+        auth: { user, pass: options.password ?? Deno.env.get("COLDPACK_SMTP_PASSWORD") ?? "" },
+      }),
     }) as Transport;
     const location = `${u.protocol}//${user === "" ? "" : `${encodeURIComponent(user)}@`}${u.host}`;
     return new SmtpMailer(location, transport, options.from, options.to);

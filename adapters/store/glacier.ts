@@ -178,6 +178,13 @@ export class GlacierStore implements ColdStore {
   readonly #clock: Clock;
   /** Hashes of bodies in flight, by body object, for the SDK's checksum and length hooks. */
   readonly #facts = new WeakMap<object, BodyFacts>();
+  /**
+   * Descriptions of succeeded jobs, which no longer change: a restore reads
+   * many files from one job, and each read needs the job's output length
+   * and tree hash, not another DescribeJob. Bounded; an entry whose job has
+   * gone is dropped when GetJobOutput says so.
+   */
+  readonly #succeeded = new Map<JobId, GlacierJobDescription>();
   /** When this store last put or deleted an archive (its clock), so stale inventories are not reused. */
   #lastChange = Number.NEGATIVE_INFINITY;
 
@@ -635,7 +642,7 @@ export class GlacierStore implements ColdStore {
     options: { readonly range?: ByteRange; readonly signal?: AbortSignal } = {},
   ): Promise<ReadableStream<Uint8Array>> {
     const { signal } = options;
-    const described = await this.#describe(id, signal);
+    const described = this.#succeeded.get(id) ?? await this.#describe(id, signal);
     if (described === null) {
       throw new PortError(
         `Cannot read retrieval ${id} from ${this.location}: Glacier no longer knows the job (its output expires 24 hours after completion)`,
@@ -670,6 +677,7 @@ export class GlacierStore implements ColdStore {
         ));
     } catch (e) {
       if (e instanceof PortError && e.code === "ResourceNotFoundException") {
+        this.#succeeded.delete(id);
         throw new PortError(
           `Cannot read retrieval ${id} from ${this.location}: Glacier no longer knows the job (${e.message})`,
           { code: "RetrievalExpired", retryable: false, cause: e },
@@ -808,8 +816,9 @@ export class GlacierStore implements ColdStore {
     id: JobId,
     signal: AbortSignal | undefined,
   ): Promise<GlacierJobDescription | null> {
+    let described: GlacierJobDescription;
     try {
-      return await this.#call(`DescribeJob ${id}`, signal, (o) =>
+      described = await this.#call(`DescribeJob ${id}`, signal, (o) =>
         this.#client.send(
           new DescribeJobCommand({ accountId: "-", vaultName: this.#vault, jobId: id }),
           o,
@@ -819,10 +828,18 @@ export class GlacierStore implements ColdStore {
         e instanceof PortError && e.code === "ResourceNotFoundException" &&
         !/vault not found/i.test(e.message)
       ) {
+        this.#succeeded.delete(id);
         return null;
       }
       throw e;
     }
+    if (described.StatusCode === "Succeeded") {
+      if (this.#succeeded.size >= 1024) {
+        this.#succeeded.delete(this.#succeeded.keys().next().value!);
+      }
+      this.#succeeded.set(id, described);
+    }
+    return described;
   }
 
   /** Sends one request; a failure becomes a `PortError`, an abort the signal's reason. */
